@@ -1,0 +1,195 @@
+//! Command line: the user's options and the internal arguments of child processes.
+
+use std::time::Duration;
+
+use crate::plan::{Contender, Workload};
+
+pub const USAGE: &str = "\
+usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--reps N]
+                                         [--warmup SECS] [--window SECS]
+  --quick           CI smoke test: 3 configurations, short windows (< 60 s)
+  --filter S        keep trials whose contender or workload name contains S
+                    (repeat to narrow: every filter must match one of the two)
+  --reps N          repetitions of every trial (default: quick 2, full 5)
+  --warmup SECS     traffic before the measurement window (default: quick 0.2, full 0.3)
+  --window SECS     measurement window (default: quick 0.4, full 1.0)
+contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
+workloads:  stream stream-server pingpong churn";
+
+/// Options of a benchmark run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub quick: bool,
+    pub reps: usize,
+    pub filters: Vec<String>,
+    pub warmup: Duration,
+    pub window: Duration,
+}
+
+impl Options {
+    /// Every filter must be a substring of the workload or of the contender name.
+    pub fn selects(&self, workload: &str, contender: &str) -> bool {
+        self.filters
+            .iter()
+            .all(|f| workload.contains(f.as_str()) || contender.contains(f.as_str()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// Arguments of a re-executed child (`--role server|client ...`).
+#[derive(Clone, Debug)]
+pub struct ChildArgs {
+    pub role: Role,
+    pub contender: Contender,
+    pub workload: Workload,
+    pub size: usize,
+    pub conns: usize,
+    pub cores: usize,
+    /// CPU to pin every thread of the process to; `None` leaves it unpinned.
+    pub cpu: Option<usize>,
+    /// The server's port (client only).
+    pub port: u16,
+}
+
+impl ChildArgs {
+    /// The command line that `parse` turns back into these arguments.
+    pub fn to_args(&self) -> Vec<String> {
+        let role = match self.role {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        let cpu = self
+            .cpu
+            .map_or_else(|| "any".to_string(), |c| c.to_string());
+        [
+            "--role",
+            role,
+            "--contender",
+            self.contender.name(),
+            "--workload",
+            self.workload.name(),
+            "--size",
+            &self.size.to_string(),
+            "--conns",
+            &self.conns.to_string(),
+            "--cores",
+            &self.cores.to_string(),
+            "--cpu",
+            &cpu,
+            "--port",
+            &self.port.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+pub enum Command {
+    Run(Options),
+    Child(ChildArgs),
+    Help,
+}
+
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut quick = false;
+    let mut reps = None;
+    let mut filters = Vec::new();
+    let mut warmup = None;
+    let mut window = None;
+    let mut role = None;
+    let mut contender = None;
+    let mut workload = None;
+    let (mut size, mut conns, mut cores, mut cpu, mut port) = (0, 1, 1, None, 0u16);
+
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            // Passed by `cargo bench` to every bench binary.
+            "--bench" => {}
+            "--quick" => quick = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            "--filter" => filters.push(value()?),
+            "--reps" => reps = Some(number(arg, &value()?)?.max(1)),
+            "--warmup" => warmup = Some(seconds(arg, &value()?)?),
+            "--window" => window = Some(seconds(arg, &value()?)?),
+            "--role" => {
+                role = Some(match value()?.as_str() {
+                    "server" => Role::Server,
+                    "client" => Role::Client,
+                    other => return Err(format!("unknown role {other:?}")),
+                })
+            }
+            "--contender" => {
+                let v = value()?;
+                contender =
+                    Some(Contender::from_name(&v).ok_or(format!("unknown contender {v:?}"))?);
+            }
+            "--workload" => {
+                let v = value()?;
+                workload = Some(Workload::from_name(&v).ok_or(format!("unknown workload {v:?}"))?);
+            }
+            "--size" => size = number(arg, &value()?)?,
+            "--conns" => conns = number(arg, &value()?)?.max(1),
+            "--cores" => cores = number(arg, &value()?)?.max(1),
+            "--cpu" => {
+                let v = value()?;
+                cpu = if v == "any" {
+                    None
+                } else {
+                    Some(number(arg, &v)?)
+                };
+            }
+            "--port" => {
+                port = number(arg, &value()?)?
+                    .try_into()
+                    .map_err(|_| "--port out of range".to_string())?
+            }
+            // Harness flags other tools may pass (`--nocapture`, `--test-threads` ...): ignore.
+            other if other.starts_with("--") => eprintln!("throughput: ignoring {other}"),
+            other => filters.push(other.to_string()),
+        }
+    }
+
+    if let Some(role) = role {
+        return Ok(Command::Child(ChildArgs {
+            role,
+            contender: contender.ok_or("--role needs --contender")?,
+            workload: workload.ok_or("--role needs --workload")?,
+            size,
+            conns,
+            cores,
+            cpu,
+            port,
+        }));
+    }
+    Ok(Command::Run(Options {
+        quick,
+        reps: reps.unwrap_or(if quick { 2 } else { 5 }),
+        filters,
+        warmup: warmup.unwrap_or(Duration::from_millis(if quick { 200 } else { 300 })),
+        window: window.unwrap_or(Duration::from_millis(if quick { 400 } else { 1000 })),
+    }))
+}
+
+fn number(flag: &str, v: &str) -> Result<usize, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: expected a number, got {v:?}"))
+}
+
+fn seconds(flag: &str, v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 3600.0 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{flag}: expected seconds, got {v:?}")),
+    }
+}

@@ -1,0 +1,85 @@
+//! Side-by-side throughput and latency benchmark: buffstreams against the usual Rust choices.
+//!
+//! `cargo bench --bench throughput [-- --quick] [--filter <substring>]... [--reps N]`
+//!
+//! The parent process (this `main`) never touches a socket. Every trial re-executes this
+//! binary twice, once as the server (`--role server`, pinned to CPU 0) and once as the client
+//! (`--role client`, pinned to CPU 1), drives them through a tiny line protocol on their
+//! stdin/stdout (see `role.rs`), and kills and reaps both whatever happens (see `proc.rs`).
+//! The server counts what arrived and reports it with its own CPU time for the measurement
+//! window. Results, medians and ratios are printed by `report.rs`.
+//!
+//! Files: `cli.rs` options; `plan.rs` contenders, workloads and the trial matrix; `run.rs` one
+//! trial from the parent's side; `role.rs` the child side; `proc.rs` child processes, pinning,
+//! rlimits, CPU time; `stats.rs` the counters children keep; `wire.rs` the common frame format;
+//! `loadgen.rs` the common load generator; `contenders/` tokio, std and raw; `buffstreams.rs`
+//! the library under test.
+
+mod buffstreams;
+mod cli;
+mod contenders;
+mod loadgen;
+mod plan;
+mod proc;
+mod report;
+mod role;
+mod run;
+mod stats;
+mod wire;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        // `cargo test --benches` runs bench targets without arguments: nothing to measure there.
+        println!("throughput: run with `cargo bench --bench throughput [-- --quick]`");
+        return ExitCode::SUCCESS;
+    }
+    let cmd = match cli::parse(&args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("throughput: {e}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        cli::Command::Child(child) => role::main(child),
+        cli::Command::Help => {
+            println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        cli::Command::Run(opts) => orchestrate(&opts),
+    }
+}
+
+/// The parent: runs every selected configuration, alternating contenders within each rep.
+fn orchestrate(opts: &cli::Options) -> ExitCode {
+    proc::raise_nofile_limit();
+    let started = Instant::now();
+    let configs = plan::configs(opts);
+    let trials: usize = configs.iter().map(|c| c.contenders.len()).sum::<usize>() * opts.reps;
+    eprintln!(
+        "# throughput: {} mode, {} configurations, {} trials ({} reps), warm-up {:.2} s, window {:.2} s",
+        if opts.quick { "quick" } else { "full" },
+        configs.len(),
+        trials,
+        opts.reps,
+        opts.warmup.as_secs_f64(),
+        opts.window.as_secs_f64(),
+    );
+    if trials == 0 {
+        eprintln!("# nothing selected by the filter");
+    }
+    let mut results = Vec::new();
+    for config in &configs {
+        let summary = run::config(opts, config);
+        report::print_config(&summary);
+        results.push(summary);
+    }
+    report::print_table(&results);
+    report::print_ratios(&results);
+    println!("# total runtime {:.1} s", started.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

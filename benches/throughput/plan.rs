@@ -1,0 +1,196 @@
+//! Contenders, workloads and the matrix of configurations each mode runs.
+
+use crate::cli::Options;
+
+/// Everything that is measured. Names are part of the output format: keep them exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    BuffstreamsUring,
+    BuffstreamsEpoll,
+    TokioCt,
+    TokioMt,
+    Std,
+    Raw,
+}
+
+impl Contender {
+    pub const ALL: [Contender; 6] = [
+        Contender::BuffstreamsUring,
+        Contender::BuffstreamsEpoll,
+        Contender::TokioCt,
+        Contender::TokioMt,
+        Contender::Std,
+        Contender::Raw,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::BuffstreamsUring => "buffstreams-uring",
+            Contender::BuffstreamsEpoll => "buffstreams-epoll",
+            Contender::TokioCt => "tokio-ct",
+            Contender::TokioMt => "tokio-mt",
+            Contender::Std => "std",
+            Contender::Raw => "raw",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Contenders whose server takes a core count (run with cores=2 too in the full run).
+    pub fn multi_core(self) -> bool {
+        matches!(
+            self,
+            Contender::BuffstreamsUring | Contender::BuffstreamsEpoll | Contender::TokioMt
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// End to end: each contender's own client and server.
+    Stream,
+    /// Server only: the common load generator (`loadgen.rs`) drives each contender's server.
+    StreamServer,
+    /// Echo: one outstanding message per connection.
+    Pingpong,
+    /// Connect, send one message, close; as fast as possible.
+    Churn,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 4] = [
+        Workload::Stream,
+        Workload::StreamServer,
+        Workload::Pingpong,
+        Workload::Churn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Stream => "stream",
+            Workload::StreamServer => "stream-server",
+            Workload::Pingpong => "pingpong",
+            Workload::Churn => "churn",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Whether the server echoes each message back (otherwise it only counts).
+    pub fn echo(self) -> bool {
+        self == Workload::Pingpong
+    }
+}
+
+/// What a RESULT line's value means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    MsgsPerS,
+    RttP50Us,
+    RttP99Us,
+    RttsPerS,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::MsgsPerS => "msgs_per_s",
+            Unit::RttP50Us => "rtt_p50_us",
+            Unit::RttP99Us => "rtt_p99_us",
+            Unit::RttsPerS => "rtts_per_s",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Unit::MsgsPerS | Unit::RttsPerS)
+    }
+}
+
+/// One (workload, size, conns, cores) cell of the matrix and the contenders run in it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub workload: Workload,
+    pub size: usize,
+    pub conns: usize,
+    pub cores: usize,
+    pub contenders: Vec<Contender>,
+}
+
+impl Config {
+    /// The values a configuration reports: latency percentiles for 1-connection ping-pong.
+    pub fn units(&self) -> &'static [Unit] {
+        match (self.workload, self.conns) {
+            (Workload::Pingpong, 1) => &[Unit::RttP50Us, Unit::RttP99Us],
+            (Workload::Pingpong, _) => &[Unit::RttsPerS],
+            _ => &[Unit::MsgsPerS],
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "workload={} size={} conns={} cores={}",
+            self.workload.name(),
+            self.size,
+            self.conns,
+            self.cores
+        )
+    }
+}
+
+/// The ping-pong and churn message size, the same as the headline streaming size.
+pub const SMALL: usize = 110;
+
+/// The configurations a run covers, after `--filter`.
+pub fn configs(opts: &Options) -> Vec<Config> {
+    // (workload, size, conns, also with cores=2 in the full run)
+    let cells: &[(Workload, usize, usize, bool)] = if opts.quick {
+        &[
+            (Workload::Stream, SMALL, 4, false),
+            (Workload::StreamServer, SMALL, 4, false),
+            (Workload::Pingpong, SMALL, 1, false),
+        ]
+    } else {
+        &[
+            (Workload::Stream, SMALL, 1, false),
+            (Workload::Stream, SMALL, 4, true),
+            (Workload::Stream, SMALL, 64, true),
+            (Workload::Stream, 16, 4, false),
+            (Workload::Stream, 1024, 4, false),
+            (Workload::Stream, 65536, 4, false),
+            (Workload::StreamServer, SMALL, 1, false),
+            (Workload::StreamServer, SMALL, 4, true),
+            (Workload::StreamServer, SMALL, 64, true),
+            (Workload::StreamServer, 16, 4, false),
+            (Workload::StreamServer, 1024, 4, false),
+            (Workload::StreamServer, 65536, 4, false),
+            (Workload::Pingpong, SMALL, 1, false),
+            (Workload::Pingpong, SMALL, 256, true),
+            (Workload::Churn, SMALL, 4, true),
+        ]
+    };
+    let mut out = Vec::new();
+    for &(workload, size, conns, multi) in cells {
+        let core_counts: &[usize] = if multi && !opts.quick { &[1, 2] } else { &[1] };
+        for &cores in core_counts {
+            let contenders: Vec<Contender> = Contender::ALL
+                .into_iter()
+                .filter(|c| cores == 1 || c.multi_core())
+                .filter(|c| opts.selects(workload.name(), c.name()))
+                .collect();
+            if !contenders.is_empty() {
+                out.push(Config {
+                    workload,
+                    size,
+                    conns,
+                    cores,
+                    contenders,
+                });
+            }
+        }
+    }
+    out
+}

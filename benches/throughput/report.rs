@@ -1,0 +1,220 @@
+//! Output: machine-readable RESULT / RATIO lines, then a table for people.
+//!
+//! `RESULT workload=<w> size=<b> conns=<n> cores=<n> contender=<c> value=<x> unit=<u>
+//! cpu_ns_per_msg=<x>` carries the median over reps; `ci/plot.py` reads these lines.
+
+use crate::plan::{Contender, Unit};
+use crate::run::{Outcome, Summary};
+
+/// Median (mean of the middle two for an even count); NaN for none.
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// The i-th value of every sample of `o`.
+fn values(o: &Outcome, i: usize) -> Vec<f64> {
+    o.samples.iter().map(|s| s.values[i]).collect()
+}
+
+fn cpu(o: &Outcome) -> f64 {
+    median(
+        &o.samples
+            .iter()
+            .map(|s| s.cpu_ns_per_msg)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn client_cpu(o: &Outcome) -> f64 {
+    median(
+        &o.samples
+            .iter()
+            .map(|s| s.client_cpu_ns_per_msg)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn machine_number(unit: Unit, v: f64) -> String {
+    if unit.higher_is_better() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn human_number(unit: Unit, v: f64) -> String {
+    if !unit.higher_is_better() {
+        return format!("{v:.1}");
+    }
+    match v {
+        v if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
+}
+
+/// > 1 means buffstreams-uring did better than `other`, whatever the unit.
+fn ratio(unit: Unit, uring: f64, other: f64) -> f64 {
+    if unit.higher_is_better() {
+        uring / other
+    } else {
+        other / uring
+    }
+}
+
+fn uring_median(summary: &Summary, i: usize) -> Option<f64> {
+    summary
+        .outcomes
+        .iter()
+        .find(|o| o.contender == Contender::BuffstreamsUring && !o.samples.is_empty())
+        .map(|o| median(&values(o, i)))
+}
+
+/// The RESULT lines of one configuration (printed as soon as it is done).
+pub fn print_config(summary: &Summary) {
+    let c = &summary.config;
+    for o in summary.outcomes.iter().filter(|o| !o.samples.is_empty()) {
+        for (i, &unit) in c.units().iter().enumerate() {
+            println!(
+                "RESULT workload={} size={} conns={} cores={} contender={} value={} unit={} cpu_ns_per_msg={:.1}",
+                c.workload.name(),
+                c.size,
+                c.conns,
+                c.cores,
+                o.contender.name(),
+                machine_number(unit, median(&values(o, i))),
+                unit.name(),
+                cpu(o),
+            );
+        }
+    }
+}
+
+pub fn print_table(results: &[Summary]) {
+    println!();
+    println!(
+        "{:<14} {:>6} {:>5} {:>5}  {:<18} {:<11} {:>9}  {:>19}  {:>8}  {:>8}  {:>5}  {:>7}",
+        "workload",
+        "size",
+        "conns",
+        "cores",
+        "contender",
+        "unit",
+        "median",
+        "min-max",
+        "srv ns/m",
+        "cli ns/m",
+        "reps",
+        "uring/x"
+    );
+    for summary in results {
+        let c = &summary.config;
+        for (i, &unit) in c.units().iter().enumerate() {
+            let uring = uring_median(summary, i);
+            for o in &summary.outcomes {
+                let head = format!(
+                    "{:<14} {:>6} {:>5} {:>5}  {:<18} {:<11}",
+                    c.workload.name(),
+                    c.size,
+                    c.conns,
+                    c.cores,
+                    o.contender.name(),
+                    unit.name()
+                );
+                let reps = format!("{}/{}", o.samples.len(), o.samples.len() + o.skips.len());
+                if o.samples.is_empty() {
+                    let why = o.skips.first().map_or("", |s| s.reason);
+                    println!(
+                        "{head} {:>9}  {:>19}  {:>8}  {:>8}  {reps:>5}",
+                        why, "-", "-", "-"
+                    );
+                    continue;
+                }
+                let vals = values(o, i);
+                let (lo, hi) = min_max(&vals);
+                let med = median(&vals);
+                let r = match uring {
+                    Some(u) if o.contender != Contender::BuffstreamsUring => {
+                        format!("{:.2}", ratio(unit, u, med))
+                    }
+                    _ => "-".to_string(),
+                };
+                println!(
+                    "{head} {:>9}  {:>19}  {:>8.1}  {:>8.1}  {reps:>5}  {r:>7}",
+                    human_number(unit, med),
+                    format!("{} - {}", human_number(unit, lo), human_number(unit, hi)),
+                    cpu(o),
+                    client_cpu(o),
+                );
+            }
+        }
+    }
+}
+
+pub fn print_ratios(results: &[Summary]) {
+    println!();
+    println!(
+        "# ratios: buffstreams-uring vs each contender (rates: uring / x; latencies: x / uring; > 1 means buffstreams-uring is better)"
+    );
+    let mut any = false;
+    for summary in results {
+        let c = &summary.config;
+        let Some(uring) = summary
+            .outcomes
+            .iter()
+            .find(|o| o.contender == Contender::BuffstreamsUring)
+        else {
+            continue;
+        };
+        if uring.samples.is_empty() {
+            let why = uring
+                .unavailable
+                .clone()
+                .or_else(|| uring.skips.first().map(|s| s.reason.to_string()))
+                .unwrap_or_default();
+            println!(
+                "# ratios {}: buffstreams-uring unavailable ({why})",
+                c.label()
+            );
+            continue;
+        }
+        for (i, &unit) in c.units().iter().enumerate() {
+            let u = median(&values(uring, i));
+            for o in summary
+                .outcomes
+                .iter()
+                .filter(|o| o.contender != Contender::BuffstreamsUring && !o.samples.is_empty())
+            {
+                any = true;
+                println!(
+                    "RATIO {} contender={} unit={} uring_vs_contender={:.3}",
+                    c.label(),
+                    o.contender.name(),
+                    unit.name(),
+                    ratio(unit, u, median(&values(o, i)))
+                );
+            }
+        }
+    }
+    if !any {
+        println!("# ratios: none (buffstreams-uring produced no result in this run)");
+    }
+}

@@ -1,0 +1,147 @@
+//! The child side of a trial. The parent speaks to a child in lines:
+//!
+//! ```text
+//! server -> parent   PORT <port> | UNAVAILABLE <why> | FAILED <why>
+//! client -> parent   READY       | UNAVAILABLE <why> | FAILED <why>
+//! parent -> both     START   (measurement window opens)
+//! parent -> both     STOP    (window closes)
+//! server -> parent   REPORT msgs=<n> bytes=<n> cpu_ns=<n> elapsed_ns=<n>
+//! client -> parent   CLIENT ok cpu_ns=<n> samples=<n> p50_ns=<n> p99_ns=<n> | CLIENT error <why>
+//! ```
+//! A child exits when its stdin closes, and the kernel kills it if the parent dies.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::cli::{ChildArgs, Role};
+use crate::contenders::{self, ClientArgs, ServerArgs, StartError};
+use crate::plan::Workload;
+use crate::{loadgen, proc, stats};
+
+pub fn main(args: ChildArgs) -> ExitCode {
+    proc::die_with_parent();
+    // Before any thread exists, so every thread inherits the mask.
+    if let Some(cpu) = args.cpu {
+        proc::pin_to_cpu(cpu);
+    }
+    proc::raise_nofile_limit();
+    match args.role {
+        Role::Server => server(&args),
+        Role::Client => client(&args),
+    }
+}
+
+fn refused(e: StartError) -> ExitCode {
+    match e {
+        StartError::Unavailable(why) => println!("UNAVAILABLE {}", one_line(&why)),
+        StartError::Failed(why) => println!("FAILED {}", one_line(&why)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn server(args: &ChildArgs) -> ExitCode {
+    let sargs = ServerArgs {
+        echo: args.workload.echo(),
+        size: args.size,
+        cores: args.cores,
+    };
+    let handle = match contenders::server(args.contender, &sargs) {
+        Ok(h) => h,
+        Err(e) => return refused(e),
+    };
+    println!("PORT {}", handle.addr.port());
+    let _running = handle;
+
+    let mut window = None;
+    control(|cmd| match cmd {
+        "START" => window = Some((Instant::now(), stats::totals(), proc::process_cpu_ns())),
+        "STOP" => {
+            let (cpu, now, (msgs, bytes)) =
+                (proc::process_cpu_ns(), Instant::now(), stats::totals());
+            if let Some((t0, (m0, b0), c0)) = window.take() {
+                println!(
+                    "REPORT msgs={} bytes={} cpu_ns={} elapsed_ns={}",
+                    msgs - m0,
+                    bytes - b0,
+                    cpu.saturating_sub(c0),
+                    now.duration_since(t0).as_nanos()
+                );
+            }
+        }
+        _ => {}
+    })
+}
+
+fn client(args: &ChildArgs) -> ExitCode {
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let started = if args.workload == Workload::StreamServer {
+        loadgen::start(addr, args.size, args.conns)
+    } else {
+        let cargs = ClientArgs {
+            workload: args.workload,
+            addr,
+            size: args.size,
+            conns: args.conns,
+        };
+        contenders::client(args.contender, &cargs)
+    };
+    let handle = match started {
+        Ok(h) => h,
+        Err(e) => return refused(e),
+    };
+    println!("READY");
+    let _running = handle;
+
+    let latency = args.workload == Workload::Pingpong && args.conns == 1;
+    let mut cpu_at_start = 0;
+    control(|cmd| match cmd {
+        "START" => {
+            cpu_at_start = proc::process_cpu_ns();
+            if latency {
+                stats::start_recording();
+            }
+        }
+        "STOP" => {
+            let cpu = proc::process_cpu_ns().saturating_sub(cpu_at_start);
+            let mut rtts = stats::stop_recording();
+            match stats::take_client_error() {
+                Some(why) => println!("CLIENT error {}", one_line(&why)),
+                None => {
+                    rtts.sort_unstable();
+                    println!(
+                        "CLIENT ok cpu_ns={cpu} samples={} p50_ns={} p99_ns={}",
+                        rtts.len(),
+                        percentile(&rtts, 50.0),
+                        percentile(&rtts, 99.0)
+                    );
+                }
+            }
+        }
+        _ => {}
+    })
+}
+
+/// Feeds the parent's commands to `on` until stdin closes, then ends the process without
+/// waiting for the contender's threads.
+fn control(mut on: impl FnMut(&str)) -> ! {
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        on(line.trim());
+    }
+    std::process::exit(0);
+}
+
+/// Nearest-rank percentile of sorted samples (0 when there are none).
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,256 @@
+//! The parent's side of the trials: one configuration, every rep, contenders alternating.
+
+use std::thread;
+use std::time::Duration;
+
+use crate::cli::{ChildArgs, Options, Role};
+use crate::plan::{Config, Contender, Unit, Workload};
+use crate::proc::{ChildProc, Wait};
+
+/// Time a server gets to report its port (includes runtime / ring set-up).
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to open all its connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Time either side gets to answer STOP.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One successful trial.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// One value per `Config::units()`.
+    pub values: Vec<f64>,
+    /// Server CPU time / messages counted in the window.
+    pub cpu_ns_per_msg: f64,
+    /// Client CPU time / messages counted by the server (shows when the client is the limit).
+    pub client_cpu_ns_per_msg: f64,
+    /// Messages (round trips for ping-pong) per second counted by the server.
+    pub rate: f64,
+}
+
+/// Why a trial produced nothing.
+#[derive(Clone, Debug)]
+pub struct Skip {
+    /// One token: `unavailable`, `timeout`, `exited`, `failed`, `client-error`, `no-messages`.
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Everything one contender produced in one configuration.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub contender: Contender,
+    pub samples: Vec<Sample>,
+    pub skips: Vec<Skip>,
+    /// Set when the contender said it cannot run here; it is not tried again in this config.
+    pub unavailable: Option<String>,
+}
+
+/// The results of one configuration.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub config: Config,
+    pub outcomes: Vec<Outcome>,
+}
+
+pub fn config(opts: &Options, config: &Config) -> Summary {
+    let mut outcomes: Vec<Outcome> = config
+        .contenders
+        .iter()
+        .map(|&contender| Outcome {
+            contender,
+            samples: Vec::new(),
+            skips: Vec::new(),
+            unavailable: None,
+        })
+        .collect();
+    for rep in 1..=opts.reps {
+        for outcome in outcomes.iter_mut() {
+            if outcome.unavailable.is_some() {
+                continue;
+            }
+            let name = outcome.contender.name();
+            match trial(opts, config, outcome.contender) {
+                Ok(sample) => {
+                    eprintln!(
+                        "# rep {rep}/{} {} contender={name}: {}",
+                        opts.reps,
+                        config.label(),
+                        describe(config.units(), &sample)
+                    );
+                    outcome.samples.push(sample);
+                }
+                Err(skip) => {
+                    println!(
+                        "SKIP contender={name} reason={} {} rep={rep} detail={:?}",
+                        skip.reason,
+                        config.label(),
+                        skip.detail
+                    );
+                    if skip.reason == "unavailable" {
+                        outcome.unavailable = Some(skip.detail.clone());
+                    }
+                    outcome.skips.push(skip);
+                }
+            }
+        }
+    }
+    Summary {
+        config: config.clone(),
+        outcomes,
+    }
+}
+
+fn describe(units: &[Unit], s: &Sample) -> String {
+    let mut out: Vec<String> = units
+        .iter()
+        .zip(&s.values)
+        .map(|(u, v)| format!("{} {v:.1}", u.name()))
+        .collect();
+    if units[0].higher_is_better() {
+        out.push(format!("cpu_ns_per_msg {:.1}", s.cpu_ns_per_msg));
+    } else {
+        out.push(format!("rtts_per_s {:.0}", s.rate));
+        out.push(format!("cpu_ns_per_rtt {:.1}", s.cpu_ns_per_msg));
+    }
+    out.push(format!(
+        "client_cpu_ns_per_msg {:.1}",
+        s.client_cpu_ns_per_msg
+    ));
+    out.join(", ")
+}
+
+fn skip(reason: &'static str, detail: impl Into<String>) -> Skip {
+    Skip {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+fn waited(who: &str, what: &str, w: Wait) -> Skip {
+    match w {
+        Wait::Timeout => skip("timeout", format!("{who} gave no {what}")),
+        Wait::Exited(last) => skip("exited", format!("{who} exited before {what}: {last}")),
+    }
+}
+
+/// Reads a `<KIND> <detail>` refusal or returns the line.
+fn refusal(who: &str, line: &str) -> Result<(), Skip> {
+    if let Some(why) = line.strip_prefix("UNAVAILABLE") {
+        return Err(skip("unavailable", why.trim()));
+    }
+    if let Some(why) = line.strip_prefix("FAILED") {
+        return Err(skip("failed", format!("{who}: {}", why.trim())));
+    }
+    Ok(())
+}
+
+/// `key=value` fields of a line.
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One measurement: spawn server and client, warm up, open and close the window, collect.
+/// Both children are killed and reaped when they go out of scope, on every path.
+fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample, Skip> {
+    let mut args = ChildArgs {
+        role: Role::Server,
+        contender,
+        workload: config.workload,
+        size: config.size,
+        conns: config.conns,
+        cores: config.cores,
+        // One server core: pinned to CPU 0. All cores: unpinned.
+        cpu: (config.cores == 1).then_some(0),
+        port: 0,
+    };
+    let mut server = ChildProc::spawn(&format!("server {}", contender.name()), &args.to_args())
+        .map_err(|e| skip("failed", format!("spawn server: {e}")))?;
+    let line = server
+        .expect(&["PORT", "UNAVAILABLE", "FAILED"], START_TIMEOUT)
+        .map_err(|w| waited("server", "port", w))?;
+    refusal("server", &line)?;
+    let port: u16 = line["PORT".len()..]
+        .trim()
+        .parse()
+        .map_err(|_| skip("failed", format!("bad server line {line:?}")))?;
+
+    args.role = Role::Client;
+    args.port = port;
+    args.cpu = Some(1);
+    let client_name = if config.workload == Workload::StreamServer {
+        "loadgen".to_string()
+    } else {
+        contender.name().to_string()
+    };
+    let mut client = ChildProc::spawn(&format!("client {client_name}"), &args.to_args())
+        .map_err(|e| skip("failed", format!("spawn client: {e}")))?;
+    let line = client
+        .expect(&["READY", "UNAVAILABLE", "FAILED"], READY_TIMEOUT)
+        .map_err(|w| waited("client", "ready", w))?;
+    refusal("client", &line)?;
+
+    thread::sleep(opts.warmup);
+    for (who, child) in [("server", &mut server), ("client", &mut client)] {
+        if !child.alive() {
+            return Err(skip(
+                "exited",
+                format!("{who} died in warm-up: {}", child.last_words()),
+            ));
+        }
+    }
+    server.send("START");
+    client.send("START");
+    thread::sleep(opts.window);
+    server.send("STOP");
+    client.send("STOP");
+    let report = server
+        .expect(&["REPORT"], STOP_TIMEOUT)
+        .map_err(|w| waited("server", "report", w))?;
+    let client_report = client
+        .expect(&["CLIENT"], STOP_TIMEOUT)
+        .map_err(|w| waited("client", "report", w))?;
+    // Client first, so the server never sees its peers vanish while it could still report.
+    drop(client);
+    drop(server);
+
+    if let Some(why) = client_report.strip_prefix("CLIENT error") {
+        return Err(skip("client-error", why.trim()));
+    }
+    let get = |line: &str, key: &str| {
+        field(line, key).ok_or_else(|| skip("failed", format!("no {key} in {line:?}")))
+    };
+    let msgs = get(&report, "msgs")?;
+    let cpu_ns = get(&report, "cpu_ns")?;
+    let secs = get(&report, "elapsed_ns")? / 1e9;
+    if msgs < 1.0 || secs <= 0.0 {
+        return Err(skip(
+            "no-messages",
+            "the server counted nothing in the window",
+        ));
+    }
+    let mut values = Vec::new();
+    for unit in config.units() {
+        values.push(match unit {
+            Unit::MsgsPerS | Unit::RttsPerS => msgs / secs,
+            Unit::RttP50Us | Unit::RttP99Us => {
+                if get(&client_report, "samples")? < 1.0 {
+                    return Err(skip("no-messages", "no round trip completed in the window"));
+                }
+                let key = if *unit == Unit::RttP50Us {
+                    "p50_ns"
+                } else {
+                    "p99_ns"
+                };
+                get(&client_report, key)? / 1e3
+            }
+        });
+    }
+    Ok(Sample {
+        values,
+        cpu_ns_per_msg: cpu_ns / msgs,
+        client_cpu_ns_per_msg: get(&client_report, "cpu_ns")? / msgs,
+        rate: msgs / secs,
+    })
+}

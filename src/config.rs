@@ -1,0 +1,233 @@
+//! Configuration of listeners and writers: builders with sensible defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::conn::Conn;
+use crate::engine::session::ConnInfo;
+use crate::engine::RuntimeConfig;
+use crate::error::{CloseReason, HandlerError};
+use crate::frame::Framing;
+
+/// The default maximum message size: 8 MiB (as tokio-util's `LengthDelimitedCodec`).
+///
+/// Go BuffStreams defaults to 4096; set [`ListenerConfig::max_message_size`] to the Go side's
+/// `MaxMessageSize` when using [`Framing::BuffStreams`], since its header size depends on it.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
+
+/// The default bound on bytes queued for sending per connection: 4 MiB.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 << 20;
+
+/// A message handler: called on the owning core with each complete payload (borrowed from the
+/// kernel-filled receive buffer when the frame lies in one buffer) and the connection.
+pub(crate) type MessageHandler =
+    Arc<dyn Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync>;
+
+/// What to do when a message handler returns an error (a panic always closes the connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandlerErrorPolicy {
+    /// Log the error (a `tracing` warning) and go on with the next message. The default, as in
+    /// Go BuffStreams.
+    #[default]
+    LogAndContinue,
+    /// Close that connection; the error is its close reason.
+    Close,
+}
+
+type CloseHookFn = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
+
+/// How to run a listener.
+///
+/// ```no_run
+/// use buffstreams::{Framing, Listener, ListenerConfig};
+/// let cfg = ListenerConfig::new("127.0.0.1:5031", |msg, conn| {
+///     conn.write(msg)?; // echo
+///     Ok(())
+/// })
+/// .framing(Framing::Varint)
+/// .max_message_size(64 * 1024);
+/// let listener = Listener::bind(cfg)?;
+/// listener.wait(); // blocks until another thread calls `close` on a clone
+/// # Ok::<(), buffstreams::ListenError>(())
+/// ```
+#[derive(Clone)]
+pub struct ListenerConfig {
+    pub(crate) address: String,
+    pub(crate) framing: Framing,
+    pub(crate) max_message_size: usize,
+    pub(crate) runtime: RuntimeConfig,
+    pub(crate) handler: MessageHandler,
+    pub(crate) policy: HandlerErrorPolicy,
+    pub(crate) on_close: Option<CloseHookFn>,
+    pub(crate) backlog: i32,
+    pub(crate) send_queue_bytes: usize,
+}
+
+impl ListenerConfig {
+    /// Listen on `address` (`"127.0.0.1:0"` picks a free port) and call `handler` with every
+    /// message. Defaults: u32 big-endian length prefix, 8 MiB maximum, one core per CPU.
+    pub fn new<F>(address: impl Into<String>, handler: F) -> ListenerConfig
+    where
+        F: Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        ListenerConfig {
+            address: address.into(),
+            framing: Framing::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            runtime: RuntimeConfig::default(),
+            handler: Arc::new(handler),
+            policy: HandlerErrorPolicy::default(),
+            on_close: None,
+            backlog: 1024,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+        }
+    }
+
+    /// The wire format (the same on both ends).
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest payload accepted; a peer announcing more is disconnected before anything is
+    /// allocated for it.
+    pub fn max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = max;
+        self
+    }
+
+    /// Number of cores (one listening socket and thread each); 0 means one per CPU. Used when
+    /// the listener starts its own runtime ([`Listener::bind`](crate::Listener::bind)).
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.runtime.cores = cores;
+        self
+    }
+
+    /// The whole runtime configuration, for a listener that starts its own runtime.
+    pub fn runtime(mut self, runtime: RuntimeConfig) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// What a handler error does (default: log and continue).
+    pub fn on_handler_error(mut self, policy: HandlerErrorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Called on the owning core when a connection ends, with why and the messages written to
+    /// it that never reached the kernel. Without it, errors and unsent counts are logged.
+    pub fn on_close<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync + 'static,
+    {
+        self.on_close = Some(Arc::new(hook));
+        self
+    }
+
+    /// The `listen(2)` backlog of each core's socket (default 1024).
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// The bound on bytes queued for sending per accepted connection (default 4 MiB).
+    pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
+        self.send_queue_bytes = bytes;
+        self
+    }
+}
+
+/// How to dial and run a writer.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use buffstreams::{Writer, WriterConfig};
+/// let writer = Writer::dial(
+///     WriterConfig::new("127.0.0.1:5031").connect_timeout(Duration::from_secs(1)),
+/// )?;
+/// writer.write(b"hello")?;
+/// writer.flush()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct WriterConfig {
+    pub(crate) address: String,
+    pub(crate) framing: Framing,
+    pub(crate) max_message_size: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) send_queue_bytes: usize,
+    pub(crate) handler: Option<MessageHandler>,
+    pub(crate) policy: HandlerErrorPolicy,
+    pub(crate) runtime: RuntimeConfig,
+}
+
+impl WriterConfig {
+    /// Dial `address`. Defaults: u32 big-endian length prefix, 8 MiB maximum, 5 s connect
+    /// timeout, 4 MiB send queue.
+    pub fn new(address: impl Into<String>) -> WriterConfig {
+        WriterConfig {
+            address: address.into(),
+            framing: Framing::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            connect_timeout: Duration::from_secs(5),
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            handler: None,
+            policy: HandlerErrorPolicy::default(),
+            runtime: RuntimeConfig {
+                cores: 1,
+                pin: false,
+                recv_buffers: 16,
+                ..RuntimeConfig::default()
+            },
+        }
+    }
+
+    /// The wire format (the same on both ends).
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest payload written (and read back, if a reply handler is set).
+    pub fn max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = max;
+        self
+    }
+
+    /// How long a (re)connect may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The bound on queued bytes; `write` waits for room beyond it (default 4 MiB).
+    pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
+        self.send_queue_bytes = bytes;
+        self
+    }
+
+    /// Handle messages the peer sends back (replies), on the owning core.
+    pub fn on_message<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// What a reply handler error does (default: log and continue).
+    pub fn on_handler_error(mut self, policy: HandlerErrorPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The runtime configuration, for a writer that starts its own runtime (default: one
+    /// unpinned core).
+    pub fn runtime(mut self, runtime: RuntimeConfig) -> Self {
+        self.runtime = runtime;
+        self
+    }
+}

@@ -1,0 +1,211 @@
+//! The per-core runtime: one thread per core, each owning one io_uring ring and every socket it
+//! accepted or dialed.
+
+pub(crate) mod core;
+pub(crate) mod probe;
+pub(crate) mod sendq;
+pub(crate) mod session;
+pub(crate) mod stats;
+pub(crate) mod uring;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use self::core::{Command, CoreShared};
+pub use self::stats::CoreStats;
+use crate::error::StartError;
+
+/// How a [`Runtime`] is set up. `Default` gives one core per online CPU, each pinned.
+///
+/// ```
+/// use buffstreams::RuntimeConfig;
+/// let cfg = RuntimeConfig { cores: 2, pin: false, ..RuntimeConfig::default() };
+/// assert_eq!(cfg.cores, 2);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Number of core threads; 0 means one per online CPU.
+    pub cores: usize,
+    /// Pin core `i` to CPU `(first_cpu + i) % online CPUs`.
+    pub pin: bool,
+    /// The CPU core 0 is pinned to.
+    pub first_cpu: usize,
+    /// Submission queue entries per ring (the completion queue gets 8 times as many).
+    pub ring_entries: u32,
+    /// Receive buffers per core in the provided-buffer ring (a power of two, at most 32768).
+    pub recv_buffers: u16,
+    /// Size of each receive buffer; one receive completion carries at most this many bytes.
+    pub recv_buffer_size: u32,
+    /// On shutdown, how long queued bytes may still be sent before connections are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cores: 0,
+            pin: true,
+            first_cpu: 0,
+            ring_entries: 1024,
+            recv_buffers: 64,
+            recv_buffer_size: 64 * 1024,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// The configuration with `cores` core threads.
+    pub fn with_cores(cores: usize) -> Self {
+        RuntimeConfig {
+            cores,
+            ..RuntimeConfig::default()
+        }
+    }
+
+    fn resolved_cores(&self) -> usize {
+        match self.cores {
+            0 => online_cpus(),
+            n => n,
+        }
+    }
+
+    pub(crate) fn cpu_for(&self, core: usize) -> Option<usize> {
+        self.pin
+            .then(|| (self.first_cpu + core) % online_cpus().max(1))
+    }
+}
+
+/// Number of CPUs this process may run on.
+pub(crate) fn online_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+struct RuntimeInner {
+    cores: Vec<Arc<CoreShared>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    grace: Duration,
+}
+
+/// A set of per-core threads, each running its own io_uring ring. Cheap to clone; the threads
+/// stop (after sending what is queued, for at most [`RuntimeConfig::shutdown_grace`]) when the
+/// last clone and every listener and writer on it are gone, or on [`Runtime::shutdown`].
+///
+/// Listeners and writers made with `bind`/`dial` start a runtime of their own; pass one
+/// explicitly (`bind_on`/`dial_on`) to share cores.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cores", &self.inner.cores.len())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Starts the core threads; each creates its ring on its own thread. Fails with a typed
+    /// error (saying why and what to do) if io_uring is missing, disabled or blocked.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, StartError> {
+        let n = config.resolved_cores();
+        if n > 1024 {
+            return Err(StartError::Config("at most 1024 cores"));
+        }
+        if config.recv_buffers == 0 || !config.recv_buffers.is_power_of_two() {
+            return Err(StartError::Config("recv_buffers must be a power of two"));
+        }
+        if config.recv_buffer_size == 0 {
+            return Err(StartError::Config("recv_buffer_size must be positive"));
+        }
+        let mut cores = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for index in 0..n {
+            match self::core::spawn(index, &config) {
+                Ok((shared, thread)) => {
+                    cores.push(shared);
+                    threads.push(thread);
+                }
+                Err(err) => {
+                    for core in &cores {
+                        core.send(Command::Shutdown {
+                            grace: Duration::ZERO,
+                        });
+                    }
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        tracing::debug!(cores = n, "runtime started");
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                cores,
+                threads: Mutex::new(threads),
+                grace: config.shutdown_grace,
+            }),
+        })
+    }
+
+    /// Number of core threads.
+    pub fn cores(&self) -> usize {
+        self.inner.cores.len()
+    }
+
+    /// A snapshot of every core's counters (updated once per loop turn).
+    pub fn stats(&self) -> Vec<CoreStats> {
+        self.inner.cores.iter().map(|c| c.stats()).collect()
+    }
+
+    /// Stops every core now (closing listeners and connections after the shutdown grace) and
+    /// joins the threads. Listeners and writers on this runtime stop working.
+    pub fn shutdown(&self) {
+        self.inner.stop();
+    }
+
+    /// The core that owns writers to `addr`: `hash(addr) % cores`, the same for every call,
+    /// so all writes to one address go through one core's queue, in order.
+    pub fn core_for(&self, addr: &std::net::SocketAddr) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        addr.hash(&mut hasher);
+        (hasher.finish() % self.inner.cores.len() as u64) as usize
+    }
+
+    pub(crate) fn core(&self, index: usize) -> &Arc<CoreShared> {
+        &self.inner.cores[index % self.inner.cores.len()]
+    }
+
+    pub(crate) fn all_cores(&self) -> &[Arc<CoreShared>] {
+        &self.inner.cores
+    }
+}
+
+impl RuntimeInner {
+    fn stop(&self) {
+        for core in &self.cores {
+            core.send(Command::Shutdown { grace: self.grace });
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let me = std::thread::current().id();
+        for thread in threads {
+            // A core thread that drops the last handle (from a handler) must not join itself;
+            // it ends on its own after the shutdown command.
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,60 @@
+//! Per-core counters: kept in plain integers by the core and published once per loop turn.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// A snapshot of one core's counters (monotonic since the runtime started, except
+        /// `connections`, which is the number open now).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct CoreStats {
+            /// Index of the core.
+            pub core: usize,
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        /// The published copy, readable from any thread.
+        #[derive(Default)]
+        pub(crate) struct SharedCounters {
+            $($name: AtomicU64,)*
+        }
+
+        impl SharedCounters {
+            /// Publishes the core's private counters (one relaxed store each).
+            pub(crate) fn publish(&self, local: &CoreStats) {
+                $(self.$name.store(local.$name, Ordering::Relaxed);)*
+            }
+
+            /// Reads a snapshot.
+            pub(crate) fn snapshot(&self, core: usize) -> CoreStats {
+                CoreStats { core, $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections accepted by this core's listening sockets.
+    accepted,
+    /// Connections (accepted or dialed) open on this core now.
+    connections,
+    /// Connections closed with an error (bad frame, socket error, handler failure).
+    conn_errors,
+    /// Messages delivered to handlers.
+    messages_received,
+    /// Payload and framing bytes received.
+    bytes_received,
+    /// Receive completions (each covers one kernel-filled buffer).
+    recv_completions,
+    /// Times the buffer ring ran dry and a multishot receive had to be re-armed.
+    recv_no_buffers,
+    /// Bytes handed to the kernel by sends.
+    bytes_sent,
+    /// Send operations submitted.
+    sends,
+    /// `io_uring_enter` calls made by the loop.
+    enters,
+    /// Loop turns.
+    turns,
+}

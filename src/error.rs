@@ -1,0 +1,252 @@
+//! Error types, one per API surface.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use crate::frame::FrameError;
+
+/// A boxed error from user code (a message handler).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a runtime (its per-core threads and rings) could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// `io_uring_setup` returned `ENOSYS`.
+    #[error(
+        "io_uring is not supported by this kernel (io_uring_setup: ENOSYS); \
+         run Linux >= 6.0 built with CONFIG_IO_URING"
+    )]
+    IoUringUnsupported,
+    /// The `kernel.io_uring_disabled` sysctl forbids io_uring for this process.
+    #[error(
+        "io_uring is disabled by sysctl kernel.io_uring_disabled={value}; set it to 0 \
+         (or to 1 and add this process's group to kernel.io_uring_group)"
+    )]
+    IoUringDisabled {
+        /// The sysctl's value (1: only for `kernel.io_uring_group`, 2: for everyone).
+        value: u32,
+    },
+    /// `io_uring_setup` was refused with `EPERM`, typically by a seccomp filter.
+    #[error(
+        "io_uring is blocked (io_uring_setup: EPERM), typically by a seccomp profile such as \
+         Docker's default; allow io_uring_setup, io_uring_enter and io_uring_register \
+         (e.g. docker run --security-opt seccomp=<profile>)"
+    )]
+    IoUringBlocked,
+    /// The kernel offers io_uring but lacks something the engine needs.
+    #[error("the kernel lacks {feature} (needs Linux >= {needs}); upgrade the kernel")]
+    MissingFeature {
+        /// What is missing.
+        feature: &'static str,
+        /// The first kernel version that has it.
+        needs: &'static str,
+    },
+    /// Ring or buffer set-up failed for another reason (for example `ENOMEM` when
+    /// `RLIMIT_MEMLOCK` is too low on kernels before 5.12).
+    #[error("io_uring set-up failed: {0} (on kernels before 5.12 raise RLIMIT_MEMLOCK)")]
+    Setup(#[source] io::Error),
+    /// A core thread could not be spawned.
+    #[error("could not spawn core thread {core}: {source}")]
+    Spawn {
+        /// Index of the core.
+        core: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The configuration cannot work (the text says what to change).
+    #[error("invalid runtime configuration: {0}")]
+    Config(&'static str),
+}
+
+/// Why a listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The runtime could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The framing cannot represent the configured maximum message size.
+    #[error("invalid framing: {0}")]
+    Framing(#[from] FrameError),
+    /// Creating, binding or listening on a socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The address string did not resolve to a socket address.
+    #[error("cannot resolve listen address {0:?}")]
+    Resolve(String),
+    /// The runtime was shut down.
+    #[error("the runtime is shut down")]
+    RuntimeClosed,
+}
+
+/// Why a writer could not connect.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The runtime could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The framing cannot represent the configured maximum message size.
+    #[error("invalid framing: {0}")]
+    Framing(#[from] FrameError),
+    /// The address string did not resolve to a socket address.
+    #[error("cannot resolve address {0:?}")]
+    Resolve(String),
+    /// The connection attempt failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection attempt did not finish within the connect timeout.
+    #[error("connecting to {addr} timed out after {after:?}")]
+    Timeout {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// The configured connect timeout.
+        after: Duration,
+    },
+    /// The runtime was shut down.
+    #[error("the runtime is shut down")]
+    RuntimeClosed,
+}
+
+/// Why a write was not accepted. A message for which `write` returned an error was not queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The message cannot be framed (too large, or contains the delimiter).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The connection (or writer) is closed.
+    #[error("the connection is closed")]
+    Closed,
+    /// The send queue is full and the caller may not wait (a handler on the owning core).
+    #[error("the send queue is full")]
+    Full,
+    /// `flush` or `close` was called from a handler on the core that owns the connection; that
+    /// core cannot send while it waits.
+    #[error("cannot wait for the owning core from a handler running on it")]
+    WouldDeadlock,
+    /// The connection failed and reconnecting failed too.
+    #[error("reconnect failed: {0}")]
+    Reconnect(#[source] DialError),
+    /// The connection failed and this kind of connection is not reconnected (an accepted one).
+    #[error("the connection failed: {0}")]
+    Failed(#[source] Arc<ConnError>),
+}
+
+/// Why a connection closed with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnError {
+    /// The peer sent a frame the codec rejects (oversized, malformed, truncated).
+    #[error("bad frame from peer: {0}")]
+    Frame(#[from] FrameError),
+    /// A socket operation failed (for example a reset by the peer).
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The message handler returned an error and the policy is to close.
+    #[error("message handler failed: {0}")]
+    Handler(#[source] BoxError),
+    /// The message handler panicked; the connection is closed, the core keeps running.
+    #[error("message handler panicked")]
+    HandlerPanic,
+    /// The kernel returned a receive buffer id or length the ring never handed out.
+    #[error("io_uring returned an invalid receive buffer")]
+    BadBuffer,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its side cleanly between frames.
+    PeerClosed,
+    /// Closed on this side (writer or listener closed, or the runtime shut down).
+    Local,
+    /// Closed because of an error.
+    Error(Arc<ConnError>),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Error(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// The error a handler returns; any error type converts into it with `?`.
+///
+/// ```
+/// use buffstreams::HandlerError;
+/// fn parse(msg: &[u8]) -> Result<(), HandlerError> {
+///     let text = std::str::from_utf8(msg)?; // Utf8Error converts
+///     if text.is_empty() {
+///         return Err(HandlerError::msg("empty message"));
+///     }
+///     Ok(())
+/// }
+/// assert!(parse(b"hi").is_ok());
+/// assert!(parse(&[0xff]).is_err());
+/// ```
+pub struct HandlerError(BoxError);
+
+impl HandlerError {
+    /// An error carrying just a message.
+    pub fn msg(text: impl Into<String>) -> HandlerError {
+        HandlerError(text.into().into())
+    }
+
+    /// The underlying error.
+    pub fn into_inner(self) -> BoxError {
+        self.0
+    }
+}
+
+impl<E: Into<BoxError>> From<E> for HandlerError {
+    fn from(err: E) -> HandlerError {
+        HandlerError(err.into())
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Closing a writer left messages that were accepted but never handed to the kernel.
+#[derive(Debug, thiserror::Error)]
+#[error("{} accepted message(s) were not sent: {reason}", unsent.len())]
+pub struct Unsent {
+    /// The messages, payload only, in the order they were written.
+    pub unsent: Vec<Bytes>,
+    /// Why they were not sent.
+    pub reason: CloseReason,
+}

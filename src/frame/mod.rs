@@ -1,0 +1,378 @@
+//! Sans-I/O frame codec: how messages are delimited on the wire.
+//!
+//! A [`Codec`] pairs a [`Framing`] (the wire format, the same on both ends) with a maximum
+//! message size, which is enforced on both sides and, when decoding, *before* anything is
+//! allocated for a frame. It is `Copy` and immutable:
+//!
+//! - [`Codec::encode`] appends a frame to a [`BytesMut`];
+//! - [`Codec::parse`] inspects the front of a buffer, [`Codec::decode_from`] splits a frame off a
+//!   [`BytesMut`] (tokio-util style);
+//! - a [`Decoder`] takes a byte stream in chunks cut anywhere and calls back with every payload,
+//!   borrowing it from the chunk when the frame lies inside one and assembling it otherwise.
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use buffstreams::frame::{Codec, Decoder, Framing};
+//! use bytes::BytesMut;
+//!
+//! let codec = Codec::new(Framing::Varint, 1024)?;
+//! let mut wire = BytesMut::new();
+//! for msg in [&b"hello"[..], b"", b"world"] {
+//!     codec.encode(msg, &mut wire)?;
+//! }
+//! assert_eq!(&wire[..7], b"\x05hello\x00");
+//!
+//! // Feed the stream in two chunks cut inside the last frame.
+//! let mut decoder = Decoder::new(codec);
+//! let mut got = Vec::new();
+//! for chunk in [&wire[..9], &wire[9..]] {
+//!     decoder.decode(chunk, |payload| {
+//!         got.push(payload.to_vec());
+//!         ControlFlow::Continue(())
+//!     })?;
+//! }
+//! decoder.finish()?;
+//! assert_eq!(got, [&b"hello"[..], b"", b"world"]);
+//!
+//! // Oversized lengths are rejected from the header alone.
+//! let mut decoder = Decoder::new(Codec::new(Framing::U32Be, 1024)?);
+//! assert!(decoder.decode(&[0, 0, 4, 1], |_| ControlFlow::Continue(())).is_err());
+//! # Ok::<(), buffstreams::frame::FrameError>(())
+//! ```
+
+mod buffstreams;
+mod decoder;
+mod delimited;
+mod error;
+mod fixed;
+pub mod varint;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+pub use decoder::Decoder;
+pub use error::FrameError;
+use fixed::Fixed;
+
+/// Longest header any [`Framing`] writes: a 10-byte varint.
+pub const MAX_HEADER_LEN: usize = 10;
+
+/// The wire format: how each message's extent is marked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Framing {
+    /// 2-byte big-endian length prefix.
+    U16Be,
+    /// 2-byte little-endian length prefix.
+    U16Le,
+    /// 4-byte big-endian length prefix: the default, the same as tokio-util's
+    /// `LengthDelimitedCodec` default.
+    #[default]
+    U32Be,
+    /// 4-byte little-endian length prefix.
+    U32Le,
+    /// 8-byte big-endian length prefix.
+    U64Be,
+    /// 8-byte little-endian length prefix.
+    U64Le,
+    /// Unsigned LEB128 varint length prefix: the protobuf "delimited" convention (Java
+    /// `writeDelimitedTo`, prost `encode_length_delimited`, …).
+    Varint,
+    /// The Go BuffStreams 2.x header: `H = ceil(bitlen(M)/8) + 1` bytes (`M` the maximum message
+    /// size) holding `zigzag(len)` as a LEB128 varint, zero padded. Both ends must use the same
+    /// maximum message size.
+    BuffStreams,
+    /// Each message is terminated by this byte, which its payload must not contain.
+    Delimited(u8),
+}
+
+impl Framing {
+    #[inline]
+    const fn fixed(self) -> Option<Fixed> {
+        match self {
+            Framing::U16Be => Some(Fixed::U16Be),
+            Framing::U16Le => Some(Fixed::U16Le),
+            Framing::U32Be => Some(Fixed::U32Be),
+            Framing::U32Le => Some(Fixed::U32Le),
+            Framing::U64Be => Some(Fixed::U64Be),
+            Framing::U64Le => Some(Fixed::U64Le),
+            Framing::Varint | Framing::BuffStreams | Framing::Delimited(_) => None,
+        }
+    }
+}
+
+/// What [`Codec::parse`] found at the front of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// The buffer holds only the beginning of a frame (possibly nothing).
+    Incomplete,
+    /// The buffer starts with a complete frame: its payload is
+    /// `buf[payload_start..payload_start + payload_len]` and it occupies `buf[..frame_len]`.
+    Frame {
+        /// Offset of the payload (the header length).
+        payload_start: usize,
+        /// Payload length.
+        payload_len: usize,
+        /// Length of the whole frame, header or delimiter included.
+        frame_len: usize,
+    },
+}
+
+/// Result of reading a length prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// More bytes are needed to know the length.
+    Incomplete,
+    /// The header is `header_len` bytes long and announces `payload_len` bytes (`<= max`).
+    Known {
+        header_len: usize,
+        payload_len: usize,
+    },
+}
+
+/// A framing plus a maximum message size. Immutable, `Copy` and cheap to pass around.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Codec {
+    framing: Framing,
+    max: usize,
+    /// Largest header (or 1 for a delimiter); for BuffStreams, the fixed header length.
+    overhead: usize,
+}
+
+impl Codec {
+    /// A codec for `framing` accepting messages of up to `max_message_size` bytes.
+    ///
+    /// Errors with [`FrameError::MaxTooLarge`] if the framing cannot represent that length: above
+    /// 65535 for `U16*`, above `u32::MAX` for `U32*`, and for [`Framing::BuffStreams`] if its
+    /// header of `H` bytes cannot hold `zigzag(max)` as a varint (`max` in `2^55..2^56` or
+    /// `>= 2^62`; the Go library silently writes headers it cannot read back for those).
+    ///
+    /// For `BuffStreams`, 0 means 4096, Go's default, for both the header size and the limit. For
+    /// the other framings 0 allows only empty messages. Since no buffer can exceed `isize::MAX`
+    /// bytes, larger maximums (such as `usize::MAX` for "no limit") are lowered to
+    /// `isize::MAX - MAX_HEADER_LEN`.
+    pub fn new(framing: Framing, max_message_size: usize) -> Result<Codec, FrameError> {
+        let too_large = FrameError::MaxTooLarge {
+            framing,
+            max: max_message_size,
+        };
+        let clamp = |max: usize| max.min(isize::MAX as usize - MAX_HEADER_LEN);
+        let (max, overhead) = match framing {
+            Framing::BuffStreams => {
+                let max = match max_message_size {
+                    0 => buffstreams::GO_DEFAULT_MAX,
+                    m => m,
+                };
+                (max, buffstreams::header_len(max).ok_or(too_large)?)
+            }
+            Framing::Varint => {
+                let max = clamp(max_message_size);
+                (max, varint::encoded_len(max as u64))
+            }
+            Framing::Delimited(_) => (clamp(max_message_size), 1),
+            _ => {
+                let fixed = framing.fixed().ok_or_else(|| too_large.clone())?;
+                if max_message_size as u64 > fixed.max_value() {
+                    return Err(too_large);
+                }
+                (clamp(max_message_size), fixed.len())
+            }
+        };
+        Ok(Codec {
+            framing,
+            max,
+            overhead,
+        })
+    }
+
+    /// The wire format.
+    #[inline]
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The largest payload accepted, in bytes.
+    #[inline]
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+
+    /// Largest number of bytes of framing overhead per message: the (longest) header, or 1 for
+    /// the delimiter.
+    #[inline]
+    pub fn max_overhead(&self) -> usize {
+        self.overhead
+    }
+
+    /// Bytes a frame with a payload of `payload_len` bytes takes on the wire, or `None` if it is
+    /// over the maximum.
+    #[inline]
+    pub fn frame_len(&self, payload_len: usize) -> Option<usize> {
+        if payload_len > self.max {
+            return None;
+        }
+        let overhead = match self.framing {
+            Framing::Varint => varint::encoded_len(payload_len as u64),
+            _ => self.overhead,
+        };
+        // payload_len <= max <= isize::MAX - MAX_HEADER_LEN
+        Some(payload_len + overhead)
+    }
+
+    /// Append one frame (header and payload, or payload and delimiter) to `dst`; returns the
+    /// number of bytes appended.
+    ///
+    /// Errors, leaving `dst` untouched: [`FrameError::TooLarge`] if the payload is over the
+    /// maximum, [`FrameError::DelimiterInPayload`] if it contains the delimiter.
+    #[inline]
+    pub fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<usize, FrameError> {
+        if let Framing::Delimited(delimiter) = self.framing {
+            self.check_len(payload.len())?;
+            if payload.contains(&delimiter) {
+                return Err(FrameError::DelimiterInPayload { delimiter });
+            }
+            dst.reserve(payload.len() + 1);
+            dst.extend_from_slice(payload);
+            dst.extend_from_slice(&[delimiter]);
+            return Ok(payload.len() + 1);
+        }
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = self.encode_header(payload.len(), &mut header)?;
+        let head = header.get(..n).unwrap_or(&[]);
+        dst.reserve(n + payload.len());
+        dst.extend_from_slice(head);
+        dst.extend_from_slice(payload);
+        Ok(n + payload.len())
+    }
+
+    /// Write the header for a payload of `len` bytes into `out`; returns its length (0 for
+    /// [`Framing::Delimited`], whose delimiter follows the payload and which cannot check the
+    /// payload for delimiters here).
+    ///
+    /// Errors with [`FrameError::TooLarge`] if `len` is over the maximum.
+    #[inline]
+    pub fn encode_header(
+        &self,
+        len: usize,
+        out: &mut [u8; MAX_HEADER_LEN],
+    ) -> Result<usize, FrameError> {
+        self.check_len(len)?;
+        Ok(match self.framing {
+            Framing::Varint => varint::encode(len as u64, out),
+            Framing::BuffStreams => buffstreams::write(len, self.overhead, out),
+            Framing::Delimited(_) => 0,
+            _ => match self.framing.fixed() {
+                Some(fixed) => fixed.write(len as u64, out),
+                None => 0,
+            },
+        })
+    }
+
+    #[inline]
+    fn check_len(&self, len: usize) -> Result<(), FrameError> {
+        if len > self.max {
+            return Err(FrameError::TooLarge {
+                len: len as u64,
+                max: self.max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Inspect the front of `buf`: a complete frame, an incomplete one, or a protocol error.
+    ///
+    /// Errors are reported as soon as the bytes proving them are in `buf`: a length over the
+    /// maximum as soon as the header is, a varint as soon as it has 10 bytes with the continuation
+    /// bit or overflows 64 bits, a delimiter-terminated message as soon as `max + 1` bytes without
+    /// a delimiter are there.
+    #[inline]
+    pub fn parse(&self, buf: &[u8]) -> Result<Parse, FrameError> {
+        if let Framing::Delimited(delimiter) = self.framing {
+            return Ok(match delimited::scan(buf, delimiter, 0, self.max)? {
+                Some(i) => Parse::Frame {
+                    payload_start: 0,
+                    payload_len: i,
+                    frame_len: i + 1,
+                },
+                None => Parse::Incomplete,
+            });
+        }
+        Ok(match self.head(buf)? {
+            Head::Known {
+                header_len,
+                payload_len,
+            } if buf.len() - header_len >= payload_len => Parse::Frame {
+                payload_start: header_len,
+                payload_len,
+                frame_len: header_len + payload_len,
+            },
+            _ => Parse::Incomplete,
+        })
+    }
+
+    /// Remove one complete frame from the front of `src` and return its payload (without
+    /// copying), or `Ok(None)` if `src` does not hold a complete frame yet, in which case room for
+    /// the rest of the frame is reserved in `src` once its header is known.
+    ///
+    /// For [`Framing::Delimited`] every call scans `src` from its start again; to read a stream
+    /// in many small pieces use a [`Decoder`], which does not.
+    pub fn decode_from(&self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.parse(src)? {
+            Parse::Frame {
+                payload_start,
+                payload_len,
+                frame_len,
+            } => {
+                let mut frame = src.split_to(frame_len);
+                frame.advance(payload_start);
+                frame.truncate(payload_len);
+                Ok(Some(frame.freeze()))
+            }
+            Parse::Incomplete => {
+                if let Framing::Delimited(_) = self.framing {
+                    return Ok(None);
+                }
+                if let Head::Known {
+                    header_len,
+                    payload_len,
+                } = self.head(src)?
+                {
+                    src.reserve((header_len + payload_len).saturating_sub(src.len()));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Read the length prefix at the front of `buf` (not for [`Framing::Delimited`]).
+    ///
+    /// Never returns [`Head::Incomplete`] for a `buf` of [`MAX_HEADER_LEN`] bytes or more, and a
+    /// known header is never longer than the bytes given.
+    #[inline]
+    pub(crate) fn head(&self, buf: &[u8]) -> Result<Head, FrameError> {
+        let len = match self.framing {
+            Framing::Varint => match varint::decode(buf, varint::MAX_VARINT_LEN)? {
+                Some((len, header_len)) => (len, header_len),
+                None => return Ok(Head::Incomplete),
+            },
+            Framing::BuffStreams => match buffstreams::read(buf, self.overhead, self.max)? {
+                Some(len) => (len as u64, self.overhead),
+                None => return Ok(Head::Incomplete),
+            },
+            framing => match framing.fixed() {
+                Some(fixed) => match fixed.read(buf) {
+                    Some(len) => (len, fixed.len()),
+                    None => return Ok(Head::Incomplete),
+                },
+                // Delimited: no header
+                None => (0, 0),
+            },
+        };
+        let (len, header_len) = len;
+        if len > self.max as u64 {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        Ok(Head::Known {
+            header_len,
+            payload_len: len as usize, // <= max
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! # buffstreams
+//!
+//! Length-prefixed messages (Protocol Buffers, or any bytes) over TCP, on per-core io_uring
+//! runtimes. The Rust successor of the Go library BuffStreams: a fixed header before every
+//! message carries its size; the library adds it on write and strips it on read.
+//!
+//! - A [`Listener`] binds one `SO_REUSEPORT` socket per core on the same address; each core
+//!   accepts, owns its connections, receives through multishot receives over a kernel-registered
+//!   buffer ring, and calls your handler with each complete message (`&[u8]`, borrowed from the
+//!   receive buffer without a copy when the frame lies in one buffer).
+//! - A [`Writer`] dials an address and writes messages from any number of threads; frames never
+//!   interleave, and many small frames share one `send`. After a failure the next write
+//!   reconnects; nothing accepted is dropped silently.
+//! - The [`frame`] module is the sans-I/O codec (fixed-width, varint, Go BuffStreams header,
+//!   delimiter), usable on its own.
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use buffstreams::{Listener, ListenerConfig, Writer, WriterConfig};
+//!
+//! let received = Arc::new(AtomicU64::new(0));
+//! let counter = received.clone();
+//! let listener = Listener::bind(ListenerConfig::new("127.0.0.1:0", move |msg, _conn| {
+//!     counter.fetch_add(msg.len() as u64, Ordering::Relaxed);
+//!     Ok(())
+//! }))?;
+//! let writer = Writer::dial(WriterConfig::new(listener.local_addr().to_string()))?;
+//! writer.write(b"hello")?;
+//! writer.close()?;
+//! listener.close();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod config;
+mod conn;
+mod engine;
+pub mod error;
+pub mod frame;
+mod listener;
+mod writer;
+
+pub use config::{HandlerErrorPolicy, ListenerConfig, WriterConfig};
+pub use conn::Conn;
+pub use engine::session::ConnInfo;
+pub use engine::{CoreStats, Runtime, RuntimeConfig};
+pub use error::{
+    CloseReason, ConnError, DialError, FrameError, HandlerError, ListenError, StartError, Unsent,
+    WriteError,
+};
+pub use frame::{Codec, Decoder, Framing};
+pub use listener::Listener;
+pub use writer::Writer;
+
+/// The oldest kernel the io_uring engine supports, as `(major, minor)`.
+pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;
