@@ -13,6 +13,7 @@ usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--
   --reps N          repetitions of every trial (default: quick 2, full 5)
   --warmup SECS     traffic before the measurement window (default: quick 0.2, full 0.3)
   --window SECS     measurement window (default: quick 0.4, full 1.0)
+  --client-cpu N    CPU the client is pinned to (default 1; 0 puts both ends on one core)
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
 workloads:  stream stream-server pingpong churn";
 
@@ -24,6 +25,8 @@ pub struct Options {
     pub filters: Vec<String>,
     pub warmup: Duration,
     pub window: Duration,
+    /// CPU the client process is pinned to (the server, with one core, is on CPU 0).
+    pub client_cpu: usize,
 }
 
 impl Options {
@@ -102,6 +105,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut filters = Vec::new();
     let mut warmup = None;
     let mut window = None;
+    let mut client_cpu = 1;
     let mut role = None;
     let mut contender = None;
     let mut workload = None;
@@ -123,6 +127,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--reps" => reps = Some(number(arg, &value()?)?.max(1)),
             "--warmup" => warmup = Some(seconds(arg, &value()?)?),
             "--window" => window = Some(seconds(arg, &value()?)?),
+            "--client-cpu" => client_cpu = number(arg, &value()?)?,
             "--role" => {
                 role = Some(match value()?.as_str() {
                     "server" => Role::Server,
@@ -179,6 +184,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         filters,
         warmup: warmup.unwrap_or(Duration::from_millis(if quick { 200 } else { 300 })),
         window: window.unwrap_or(Duration::from_millis(if quick { 400 } else { 1000 })),
+        client_cpu,
     }))
 }
 

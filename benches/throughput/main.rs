@@ -61,25 +61,28 @@ fn orchestrate(opts: &cli::Options) -> ExitCode {
     let configs = plan::configs(opts);
     let trials: usize = configs.iter().map(|c| c.contenders.len()).sum::<usize>() * opts.reps;
     eprintln!(
-        "# throughput: {} mode, {} configurations, {} trials ({} reps), warm-up {:.2} s, window {:.2} s",
+        "# throughput: {} mode, {} configurations, {} trials ({} reps), warm-up {:.2} s, window {:.2} s, server on CPU 0 (1 core) or unpinned, client on CPU {}",
         if opts.quick { "quick" } else { "full" },
         configs.len(),
         trials,
         opts.reps,
         opts.warmup.as_secs_f64(),
         opts.window.as_secs_f64(),
+        opts.client_cpu,
     );
     if trials == 0 {
         eprintln!("# nothing selected by the filter");
     }
     let mut results = Vec::new();
+    let mut hung = Vec::new();
     for config in &configs {
-        let summary = run::config(opts, config);
+        let summary = run::config(opts, config, &mut hung);
         report::print_config(&summary);
         results.push(summary);
     }
     report::print_table(&results);
     report::print_ratios(&results);
+    report::print_load_note(&results);
     println!("# total runtime {:.1} s", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS
 }

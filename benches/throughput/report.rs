@@ -43,6 +43,10 @@ fn cpu(o: &Outcome) -> f64 {
     )
 }
 
+fn other_load(o: &Outcome) -> f64 {
+    median(&o.samples.iter().map(|s| s.other_load).collect::<Vec<_>>())
+}
+
 fn client_cpu(o: &Outcome) -> f64 {
     median(
         &o.samples
@@ -111,7 +115,7 @@ pub fn print_config(summary: &Summary) {
 pub fn print_table(results: &[Summary]) {
     println!();
     println!(
-        "{:<14} {:>6} {:>5} {:>5}  {:<18} {:<11} {:>9}  {:>19}  {:>8}  {:>8}  {:>5}  {:>7}",
+        "{:<14} {:>6} {:>5} {:>5}  {:<18} {:<11} {:>9}  {:>19}  {:>8}  {:>8}  {:>6}  {:>5}  {:>7}",
         "workload",
         "size",
         "conns",
@@ -122,6 +126,7 @@ pub fn print_table(results: &[Summary]) {
         "min-max",
         "srv ns/m",
         "cli ns/m",
+        "other%",
         "reps",
         "uring/x"
     );
@@ -143,8 +148,8 @@ pub fn print_table(results: &[Summary]) {
                 if o.samples.is_empty() {
                     let why = o.skips.first().map_or("", |s| s.reason);
                     println!(
-                        "{head} {:>9}  {:>19}  {:>8}  {:>8}  {reps:>5}",
-                        why, "-", "-", "-"
+                        "{head} {:>9}  {:>19}  {:>8}  {:>8}  {:>6}  {reps:>5}",
+                        why, "-", "-", "-", "-"
                     );
                     continue;
                 }
@@ -158,11 +163,12 @@ pub fn print_table(results: &[Summary]) {
                     _ => "-".to_string(),
                 };
                 println!(
-                    "{head} {:>9}  {:>19}  {:>8.1}  {:>8.1}  {reps:>5}  {r:>7}",
+                    "{head} {:>9}  {:>19}  {:>8.1}  {:>8.1}  {:>6.0}  {reps:>5}  {r:>7}",
                     human_number(unit, med),
                     format!("{} - {}", human_number(unit, lo), human_number(unit, hi)),
                     cpu(o),
                     client_cpu(o),
+                    100.0 * other_load(o),
                 );
             }
         }
@@ -174,7 +180,7 @@ pub fn print_ratios(results: &[Summary]) {
     println!(
         "# ratios: buffstreams-uring vs each contender (rates: uring / x; latencies: x / uring; > 1 means buffstreams-uring is better)"
     );
-    let mut any = false;
+    let mut missing = Vec::new();
     for summary in results {
         let c = &summary.config;
         let Some(uring) = summary
@@ -190,10 +196,7 @@ pub fn print_ratios(results: &[Summary]) {
                 .clone()
                 .or_else(|| uring.skips.first().map(|s| s.reason.to_string()))
                 .unwrap_or_default();
-            println!(
-                "# ratios {}: buffstreams-uring unavailable ({why})",
-                c.label()
-            );
+            missing.push((c.label(), why));
             continue;
         }
         for (i, &unit) in c.units().iter().enumerate() {
@@ -203,7 +206,6 @@ pub fn print_ratios(results: &[Summary]) {
                 .iter()
                 .filter(|o| o.contender != Contender::BuffstreamsUring && !o.samples.is_empty())
             {
-                any = true;
                 println!(
                     "RATIO {} contender={} unit={} uring_vs_contender={:.3}",
                     c.label(),
@@ -214,7 +216,38 @@ pub fn print_ratios(results: &[Summary]) {
             }
         }
     }
-    if !any {
-        println!("# ratios: none (buffstreams-uring produced no result in this run)");
+    let considered = results
+        .iter()
+        .filter(|s| s.config.contenders.contains(&Contender::BuffstreamsUring))
+        .count();
+    if considered == 0 {
+        println!("# ratios: buffstreams-uring was not selected in this run");
+    } else if missing.len() == considered && missing.iter().all(|(_, w)| *w == missing[0].1) {
+        println!(
+            "# ratios: none, buffstreams-uring unavailable in every configuration ({})",
+            missing[0].1
+        );
+    } else {
+        for (label, why) in missing {
+            println!("# ratios {label}: buffstreams-uring unavailable ({why})");
+        }
+    }
+}
+
+/// A closing note when other tenants of the machine took a noticeable share of it.
+pub fn print_load_note(results: &[Summary]) {
+    let loads: Vec<f64> = results
+        .iter()
+        .flat_map(|s| &s.outcomes)
+        .flat_map(|o| o.samples.iter().map(|s| s.other_load))
+        .collect();
+    let (m, (_, hi)) = (median(&loads), min_max(&loads));
+    if m.is_finite() {
+        println!(
+            "# other processes (and hypervisor steal) took {:.0}% of the machine's CPU time during the windows (median; max {:.0}%){}",
+            100.0 * m,
+            100.0 * hi,
+            if m > 0.1 { ": figures are depressed and noisy" } else { "" }
+        );
     }
 }

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use crate::cli::{ChildArgs, Options, Role};
 use crate::plan::{Config, Contender, Unit, Workload};
-use crate::proc::{ChildProc, Wait};
+use crate::proc::{self, ChildProc, Wait};
 
 /// Time a server gets to report its port (includes runtime / ring set-up).
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client gets to open all its connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Time a client gets to open its connections: this plus `READY_PER_CONN` each.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_PER_CONN: Duration = Duration::from_millis(40);
 /// Time either side gets to answer STOP.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -25,6 +26,9 @@ pub struct Sample {
     pub client_cpu_ns_per_msg: f64,
     /// Messages (round trips for ping-pong) per second counted by the server.
     pub rate: f64,
+    /// Share of the machine's CPU time used by anything but this trial's server and client
+    /// during the window (other tenants of a shared machine), 0..1; NaN if unknown.
+    pub other_load: f64,
 }
 
 /// Why a trial produced nothing.
@@ -52,7 +56,9 @@ pub struct Summary {
     pub outcomes: Vec<Outcome>,
 }
 
-pub fn config(opts: &Options, config: &Config) -> Summary {
+/// Runs every rep of `config`. `hung` lists contenders that timed out earlier in this run:
+/// they are not started again (a hung contender would otherwise cost a timeout per trial).
+pub fn config(opts: &Options, config: &Config, hung: &mut Vec<Contender>) -> Summary {
     let mut outcomes: Vec<Outcome> = config
         .contenders
         .iter()
@@ -68,8 +74,17 @@ pub fn config(opts: &Options, config: &Config) -> Summary {
             if outcome.unavailable.is_some() {
                 continue;
             }
-            let name = outcome.contender.name();
-            match trial(opts, config, outcome.contender) {
+            let contender = outcome.contender;
+            let name = contender.name();
+            let result = if hung.contains(&contender) {
+                Err(skip(
+                    "timeout",
+                    "timed out earlier in this run; not started again",
+                ))
+            } else {
+                trial(opts, config, contender)
+            };
+            match result {
                 Ok(sample) => {
                     eprintln!(
                         "# rep {rep}/{} {} contender={name}: {}",
@@ -86,8 +101,10 @@ pub fn config(opts: &Options, config: &Config) -> Summary {
                         config.label(),
                         skip.detail
                     );
-                    if skip.reason == "unavailable" {
-                        outcome.unavailable = Some(skip.detail.clone());
+                    match skip.reason {
+                        "unavailable" => outcome.unavailable = Some(skip.detail.clone()),
+                        "timeout" if !hung.contains(&contender) => hung.push(contender),
+                        _ => {}
                     }
                     outcome.skips.push(skip);
                 }
@@ -178,7 +195,7 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
 
     args.role = Role::Client;
     args.port = port;
-    args.cpu = Some(1);
+    args.cpu = Some(opts.client_cpu);
     let client_name = if config.workload == Workload::StreamServer {
         "loadgen".to_string()
     } else {
@@ -187,7 +204,10 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
     let mut client = ChildProc::spawn(&format!("client {client_name}"), &args.to_args())
         .map_err(|e| skip("failed", format!("spawn client: {e}")))?;
     let line = client
-        .expect(&["READY", "UNAVAILABLE", "FAILED"], READY_TIMEOUT)
+        .expect(
+            &["READY", "UNAVAILABLE", "FAILED"],
+            READY_TIMEOUT + READY_PER_CONN * config.conns as u32,
+        )
         .map_err(|w| waited("client", "ready", w))?;
     refusal("client", &line)?;
 
@@ -200,11 +220,13 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
             ));
         }
     }
+    let busy_before = proc::system_busy_ns();
     server.send("START");
     client.send("START");
     thread::sleep(opts.window);
     server.send("STOP");
     client.send("STOP");
+    let busy_after = proc::system_busy_ns();
     let report = server
         .expect(&["REPORT"], STOP_TIMEOUT)
         .map_err(|w| waited("server", "report", w))?;
@@ -247,10 +269,19 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
             }
         });
     }
+    let client_cpu_ns = get(&client_report, "cpu_ns")?;
+    let other_load = match (busy_before, busy_after) {
+        (Some((b0, cpus)), Some((b1, _))) => {
+            let other = b1.saturating_sub(b0) as f64 - cpu_ns - client_cpu_ns;
+            (other / (secs * 1e9 * cpus as f64)).clamp(0.0, 1.0)
+        }
+        _ => f64::NAN,
+    };
     Ok(Sample {
         values,
         cpu_ns_per_msg: cpu_ns / msgs,
-        client_cpu_ns_per_msg: get(&client_report, "cpu_ns")? / msgs,
+        client_cpu_ns_per_msg: client_cpu_ns / msgs,
         rate: msgs / secs,
+        other_load,
     })
 }

@@ -2,7 +2,7 @@
 //! buffers, reading the 4-byte big-endian length and then the payload.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Instant;
 
 use super::{connect_all, is_disconnect, listen, spawn, ClientArgs, ClientHandle};
@@ -140,13 +140,21 @@ fn pingpong_conn(stream: TcpStream, size: usize) -> io::Result<()> {
 
 /// `workers` threads, each connecting, sending one frame and closing, over and over.
 /// Shared by `raw` (the bytes on the wire are the same; there is nothing to frame).
+///
+/// Each connection half-closes after its frame and waits for the server to close too, so at
+/// most `workers` connections are in flight: a client that merely connects and closes runs
+/// far ahead of the server (the kernel completes handshakes on its own), fills the accept
+/// queue, has its SYNs dropped and stalls a whole second per retransmission.
 pub fn churn(addr: SocketAddr, size: usize, workers: usize) -> Result<(), StartError> {
     for _ in 0..workers {
         let frame = wire::frame(size);
         spawn("churn", move || loop {
             let result = TcpStream::connect(addr).and_then(|mut s| {
                 s.set_nodelay(true)?;
-                s.write_all(&frame)
+                s.write_all(&frame)?;
+                s.shutdown(Shutdown::Write)?;
+                // Until the server closes (EOF); it sends nothing.
+                s.read(&mut [0u8; 1])
             });
             if let Err(e) = result {
                 stats::client_error(e);

@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ::tokio::net::{TcpListener, TcpStream};
 use ::tokio::runtime::{Builder, Runtime};
 use bytes::Bytes;
@@ -192,13 +193,16 @@ async fn pingpong_conn(stream: TcpStream, size: usize) -> io::Result<()> {
     }
 }
 
+/// Connect, send one frame, half-close, wait for the server's close; see `std_net::churn`.
 async fn churn(addr: SocketAddr, size: usize) -> io::Result<()> {
     let payload = Bytes::from_static(wire::payload(size).leak());
     loop {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        FramedWrite::new(stream, codec())
-            .send(payload.clone())
-            .await?;
+        let mut sink = FramedWrite::new(stream, codec());
+        sink.send(payload.clone()).await?;
+        let mut stream = sink.into_inner();
+        stream.shutdown().await?;
+        stream.read(&mut [0u8; 1]).await?;
     }
 }

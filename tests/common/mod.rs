@@ -1,0 +1,103 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use buffstreams::Framing;
+
+/// Polls `cond` every millisecond until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// xorshift64*: deterministic, fast, good enough for test data.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Fills `buf` with bytes that never equal the framing's delimiter (if it has one).
+pub fn fill(rng: &mut Rng, buf: &mut [u8], framing: Framing) {
+    for b in buf.iter_mut() {
+        let mut v = rng.next() as u8;
+        if let Framing::Delimited(d) = framing {
+            if v == d {
+                v = d.wrapping_add(1);
+            }
+        }
+        *b = v;
+    }
+}
+
+/// An order-sensitive digest of a message sequence: equal digests mean (with overwhelming
+/// probability) the same messages in the same order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Digest {
+    pub count: u64,
+    pub bytes: u64,
+    pub hash: u64,
+}
+
+impl Digest {
+    pub fn add(&mut self, msg: &[u8]) {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ msg.len() as u64;
+        for &b in msg {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.count += 1;
+        self.bytes += msg.len() as u64;
+        self.hash = self
+            .hash
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(17)
+            ^ h;
+    }
+}
+
+/// Every framing, with a maximum message size it can carry.
+pub fn all_framings() -> Vec<(Framing, usize)> {
+    vec![
+        (Framing::U16Be, 1024),
+        (Framing::U16Le, 1024),
+        (Framing::U32Be, 1024),
+        (Framing::U32Le, 1024),
+        (Framing::U64Be, 1024),
+        (Framing::U64Le, 1024),
+        (Framing::Varint, 1024),
+        (Framing::BuffStreams, 1024),
+        (Framing::Delimited(b'\n'), 1024),
+        (Framing::Delimited(0), 1024),
+    ]
+}
+
+/// Installs a `tracing` subscriber once (RUST_LOG controls it), so failures show engine events.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
