@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::engine::core::Command;
 use crate::engine::sendq::{FrameIndex, Link, PushError, SendQueue};
-use crate::engine::session::{ConnInfo, Session};
+use crate::engine::session::{ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError, WriteError};
 use crate::frame::{Codec, Decoder, Parse};
 
@@ -166,7 +166,7 @@ impl FramedSession {
 }
 
 impl Session for FramedSession {
-    fn on_data(&mut self, data: &[u8]) -> Result<u64, ConnError> {
+    fn on_data(&mut self, data: &[u8]) -> Result<Delivered, ConnError> {
         let mut count = 0u64;
         let mut failure = None;
         let conn = &self.conn;
@@ -197,8 +197,15 @@ impl Session for FramedSession {
         })?;
         match failure {
             Some(err) => Err(err),
-            None => Ok(count),
+            None => Ok(Delivered {
+                messages: count,
+                paused: false,
+            }),
         }
+    }
+
+    fn resume(&mut self) -> Result<Delivered, ConnError> {
+        Ok(Delivered::default())
     }
 
     fn on_eof(&mut self) -> Result<(), ConnError> {

@@ -65,6 +65,20 @@ pub enum StartError {
     Config(&'static str),
 }
 
+impl StartError {
+    /// Whether this error means io_uring itself cannot be used here (so the epoll backend is
+    /// the way to go), as opposed to a resource or configuration problem.
+    pub fn io_uring_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StartError::IoUringUnsupported
+                | StartError::IoUringDisabled { .. }
+                | StartError::IoUringBlocked
+                | StartError::MissingFeature { .. }
+        )
+    }
+}
+
 /// Why a listener could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

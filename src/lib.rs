@@ -45,7 +45,7 @@ mod writer;
 pub use config::{HandlerErrorPolicy, ListenerConfig, WriterConfig};
 pub use conn::Conn;
 pub use engine::session::ConnInfo;
-pub use engine::{CoreStats, Runtime, RuntimeConfig};
+pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
     CloseReason, ConnError, DialError, FrameError, HandlerError, ListenError, StartError, Unsent,
     WriteError,

@@ -731,7 +731,7 @@ fn case_strategy() -> impl Strategy<Value = (Framing, usize, Vec<Vec<u8>>, Vec<u
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn random_messages_random_chunks((framing, max, msgs, sizes) in case_strategy()) {

@@ -2,6 +2,7 @@
 //! accepted or dialed.
 
 pub(crate) mod core;
+pub(crate) mod epoll;
 pub(crate) mod probe;
 pub(crate) mod sendq;
 pub(crate) mod session;
@@ -16,6 +17,20 @@ use self::core::{Command, CoreShared};
 pub use self::stats::CoreStats;
 use crate::error::StartError;
 
+/// Which kernel interface the cores use. The public API and behaviour are the same for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring when the kernel offers everything the engine needs, else epoll (a `tracing`
+    /// event says which and why).
+    #[default]
+    Auto,
+    /// io_uring only: starting fails with a typed [`StartError`] if it is unavailable.
+    IoUring,
+    /// epoll (through `mio`): works wherever Linux does, e.g. under Docker's default seccomp
+    /// profile or with `kernel.io_uring_disabled` set.
+    Epoll,
+}
+
 /// How a [`Runtime`] is set up. `Default` gives one core per online CPU, each pinned.
 ///
 /// ```
@@ -28,6 +43,8 @@ use crate::error::StartError;
 pub struct RuntimeConfig {
     /// Number of core threads; 0 means one per online CPU.
     pub cores: usize,
+    /// io_uring, epoll, or io_uring with an epoll fallback (the default).
+    pub backend: Backend,
     /// Pin core `i` to CPU `(first_cpu + i) % online CPUs`.
     pub pin: bool,
     /// The CPU core 0 is pinned to.
@@ -46,6 +63,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             cores: 0,
+            backend: Backend::Auto,
             pin: true,
             first_cpu: 0,
             ring_entries: 1024,
@@ -84,6 +102,7 @@ pub(crate) fn online_cpus() -> usize {
 }
 
 struct RuntimeInner {
+    backend: Backend,
     cores: Vec<Arc<CoreShared>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     grace: Duration,
@@ -122,13 +141,24 @@ impl Runtime {
         if config.recv_buffer_size == 0 {
             return Err(StartError::Config("recv_buffer_size must be positive"));
         }
+        let mut backend = config.backend;
         let mut cores = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        for index in 0..n {
-            match self::core::spawn(index, &config) {
+        let mut index = 0;
+        while index < n {
+            let started = self::core::spawn(index, &config, backend);
+            match started {
                 Ok((shared, thread)) => {
                     cores.push(shared);
                     threads.push(thread);
+                    index += 1;
+                    if backend == Backend::Auto {
+                        backend = Backend::IoUring;
+                    }
+                }
+                Err(err) if backend == Backend::Auto && err.io_uring_unavailable() => {
+                    tracing::warn!(reason = %err, "io_uring unavailable; using the epoll backend");
+                    backend = Backend::Epoll;
                 }
                 Err(err) => {
                     for core in &cores {
@@ -143,14 +173,20 @@ impl Runtime {
                 }
             }
         }
-        tracing::debug!(cores = n, "runtime started");
+        tracing::debug!(cores = n, ?backend, "runtime started");
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
+                backend,
                 cores,
                 threads: Mutex::new(threads),
                 grace: config.shutdown_grace,
             }),
         })
+    }
+
+    /// The backend the cores run (`IoUring` or `Epoll`; never `Auto`).
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
     }
 
     /// Number of core threads.

@@ -24,11 +24,29 @@ pub struct ConnInfo {
     pub core: usize,
 }
 
+/// What a session did with the bytes it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    /// Messages handed to the user.
+    pub(crate) messages: u64,
+    /// The consumer is full: stop reading this connection until [`Command::Resume`]. Bytes
+    /// already given (and any the driver must still hand over) are kept by the session.
+    ///
+    /// [`Command::Resume`]: crate::engine::core::Command::Resume
+    pub(crate) paused: bool,
+}
+
 /// Per-connection protocol logic, run on the owning core.
+///
+/// Drivers call `on_data` for every received chunk, even while paused (data that was already
+/// in flight when reading stopped): the session keeps what it cannot deliver.
 pub(crate) trait Session: Send {
-    /// Bytes arrived. Returns how many messages they completed, or the error that closes the
-    /// connection.
-    fn on_data(&mut self, data: &[u8]) -> Result<u64, ConnError>;
+    /// Bytes arrived. Returns what was delivered, or the error that closes the connection.
+    fn on_data(&mut self, data: &[u8]) -> Result<Delivered, ConnError>;
+
+    /// The consumer has room again: deliver what was held back. `paused` in the result means
+    /// it filled up again.
+    fn resume(&mut self) -> Result<Delivered, ConnError>;
 
     /// The peer closed its side. Returns an error if that cut a message short.
     fn on_eof(&mut self) -> Result<(), ConnError>;

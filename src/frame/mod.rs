@@ -299,7 +299,7 @@ impl Codec {
             Head::Known {
                 header_len,
                 payload_len,
-            } if buf.len() - header_len >= payload_len => Parse::Frame {
+            } if buf.len().saturating_sub(header_len) >= payload_len => Parse::Frame {
                 payload_start: header_len,
                 payload_len,
                 frame_len: header_len + payload_len,

@@ -154,7 +154,13 @@ pub fn churn(addr: SocketAddr, size: usize, workers: usize) -> Result<(), StartE
                 s.write_all(&frame)?;
                 s.shutdown(Shutdown::Write)?;
                 // Until the server closes (EOF); it sends nothing.
-                s.read(&mut [0u8; 1])
+                match s.read(&mut [0u8; 1])? {
+                    0 => Ok(()),
+                    _ => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "server sent data",
+                    )),
+                }
             });
             if let Err(e) = result {
                 stats::client_error(e);

@@ -203,6 +203,12 @@ async fn churn(addr: SocketAddr, size: usize) -> io::Result<()> {
         sink.send(payload.clone()).await?;
         let mut stream = sink.into_inner();
         stream.shutdown().await?;
-        stream.read(&mut [0u8; 1]).await?;
+        // Until the server closes (EOF); it sends nothing.
+        if stream.read(&mut [0u8; 1]).await? != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "churn: server sent data",
+            ));
+        }
     }
 }

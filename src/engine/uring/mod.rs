@@ -1,6 +1,7 @@
 //! io_uring specifics: ring set-up with the recommended flags, and the provided-buffer ring.
 
 pub(crate) mod bufring;
+pub(crate) mod driver;
 
 use io_uring::IoUring;
 
