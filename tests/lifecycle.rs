@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buffstreams::{
-    Listener, ListenerConfig, Runtime, RuntimeConfig, StartError, WriteError, Writer, WriterConfig,
+    Backend, Listener, ListenerConfig, Runtime, RuntimeConfig, StartError, WriteError, Writer, WriterConfig,
 };
 use common::wait_until;
 
@@ -239,27 +239,47 @@ fn block_io_uring_on_this_thread() {
 
 #[test]
 fn blocked_io_uring_is_a_typed_error() {
-    let result = std::thread::spawn(|| {
+    let uring_only = RuntimeConfig {
+        cores: 1,
+        backend: Backend::IoUring,
+        ..RuntimeConfig::default()
+    };
+    let cfg = uring_only.clone();
+    let result = std::thread::spawn(move || {
         block_io_uring_on_this_thread();
-        Runtime::new(RuntimeConfig::with_cores(1)).map(|_| ())
+        Runtime::new(cfg).map(|_| ())
     })
     .join()
     .unwrap();
     let err = result.expect_err("io_uring_setup is blocked");
     assert!(matches!(err, StartError::IoUringBlocked), "{err:?}");
-    assert!(
-        err.to_string().contains("seccomp"),
-        "the message says why: {err}"
-    );
+    assert!(err.to_string().contains("seccomp"), "the message says why: {err}");
     // Listener::bind reports the same, as a ListenError::Start.
-    let result = std::thread::spawn(|| {
+    let result = std::thread::spawn(move || {
         block_io_uring_on_this_thread();
-        Listener::bind(ListenerConfig::new("127.0.0.1:0", |_, _| Ok(()))).map(|_| ())
+        Listener::bind(ListenerConfig::new("127.0.0.1:0", |_, _| Ok(())).runtime(uring_only))
+            .map(|_| ())
     })
     .join()
     .unwrap();
-    assert!(matches!(
-        result,
-        Err(buffstreams::ListenError::Start(StartError::IoUringBlocked))
-    ));
+    assert!(matches!(result, Err(buffstreams::ListenError::Start(StartError::IoUringBlocked))));
+}
+
+#[test]
+fn auto_backend_falls_back_to_epoll_when_io_uring_is_blocked() {
+    let (backend, delivered) = std::thread::spawn(|| {
+        block_io_uring_on_this_thread();
+        let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
+        let listener = counting_listener("127.0.0.1:0", 1, seen.clone());
+        let backend = listener.runtime().backend();
+        let mut s = TcpStream::connect(listener.local_addr()).unwrap();
+        s.write_all(&[0, 0, 0, 2, b'o', b'k']).unwrap();
+        let delivered = wait_until(Duration::from_secs(5), || seen.lock().unwrap().len() == 1);
+        listener.close();
+        (backend, delivered)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(backend, Backend::Epoll);
+    assert!(delivered);
 }

@@ -39,7 +39,6 @@ pub enum Backend {
 /// assert_eq!(cfg.cores, 2);
 /// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct RuntimeConfig {
     /// Number of core threads; 0 means one per online CPU.
     pub cores: usize,
