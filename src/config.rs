@@ -17,8 +17,12 @@ use crate::frame::Framing;
 /// `MaxMessageSize` when using [`Framing::BuffStreams`], since its header size depends on it.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
 
-/// The default bound on bytes queued for sending per connection: 4 MiB.
+/// The default bound on bytes queued per writer: 4 MiB.
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 << 20;
+
+/// The default bound on bytes queued per accepted connection (allocated on its first write):
+/// 1 MiB.
+pub const DEFAULT_CONN_SEND_QUEUE_BYTES: usize = 1 << 20;
 
 /// A message handler: called on the owning core with each complete payload (borrowed from the
 /// kernel-filled receive buffer when the frame lies in one buffer) and the connection.
@@ -81,7 +85,7 @@ impl ListenerConfig {
             policy: HandlerErrorPolicy::default(),
             on_close: None,
             backlog: 1024,
-            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            send_queue_bytes: DEFAULT_CONN_SEND_QUEUE_BYTES,
         }
     }
 
@@ -133,7 +137,8 @@ impl ListenerConfig {
         self
     }
 
-    /// The bound on bytes queued for sending per accepted connection (default 4 MiB).
+    /// The bound on bytes queued for sending per accepted connection (default 1 MiB, allocated
+    /// on the connection's first write).
     pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
         self.send_queue_bytes = bytes;
         self

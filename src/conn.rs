@@ -80,17 +80,10 @@ impl Conn {
     /// returns [`WriteError::Full`].
     pub fn write(&self, msg: &[u8]) -> Result<usize, WriteError> {
         let inner = &*self.inner;
-        let deadline = inner.sendq.core().is_current().then(Instant::now);
-        match inner
-            .sendq
-            .push(deadline, |buf| inner.codec.encode(msg, buf))
-        {
-            Ok(n) => Ok(n),
-            Err(PushError::Encode(err)) => Err(WriteError::Frame(err)),
-            Err(PushError::Down(err)) => Err(WriteError::Failed(err)),
-            Err(PushError::Closed) => Err(WriteError::Closed),
-            Err(PushError::TimedOut) => Err(WriteError::Full),
-        }
+        enqueue(&inner.codec, &inner.sendq, msg).map_err(|err| match err {
+            Enqueue::Push(PushError::Down(err)) => WriteError::Failed(err),
+            other => other.into(),
+        })
     }
 
     /// Sends what is queued, then closes the connection. Returns at once.
@@ -107,6 +100,32 @@ impl Conn {
     pub fn is_open(&self) -> bool {
         matches!(self.inner.sendq.link(), Link::Up)
     }
+}
+
+/// Why [`enqueue`] refused a message.
+pub(crate) enum Enqueue {
+    Frame(crate::error::FrameError),
+    Push(PushError),
+}
+
+impl From<Enqueue> for WriteError {
+    fn from(err: Enqueue) -> WriteError {
+        match err {
+            Enqueue::Frame(err) => WriteError::Frame(err),
+            Enqueue::Push(PushError::Closed) => WriteError::Closed,
+            Enqueue::Push(PushError::TimedOut) => WriteError::Full,
+            Enqueue::Push(PushError::Down(err)) => WriteError::Failed(err),
+        }
+    }
+}
+
+/// Frames `msg` and queues it on `sendq`; returns the frame's length. Waits for room, except on
+/// the queue's own core (where waiting would stall the core that drains it).
+pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Result<usize, Enqueue> {
+    let frame = codec.prepare(msg).map_err(Enqueue::Frame)?;
+    let deadline = sendq.core().is_current().then(Instant::now);
+    sendq.push(&frame, deadline).map_err(Enqueue::Push)?;
+    Ok(frame.len())
 }
 
 impl FrameIndex for Codec {

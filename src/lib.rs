@@ -50,7 +50,7 @@ pub use error::{
     CloseReason, ConnError, DialError, FrameError, HandlerError, ListenError, StartError, Unsent,
     WriteError,
 };
-pub use frame::{Codec, Decoder, Framing};
+pub use frame::{Codec, Decoder, Frame, Framing};
 pub use listener::Listener;
 pub use writer::Writer;
 

@@ -63,7 +63,12 @@ struct FramedAcceptor {
 
 impl Acceptor for FramedAcceptor {
     fn open(&self, info: ConnInfo, core: &Arc<CoreShared>) -> (Arc<SendQueue>, Box<dyn Session>) {
-        let sendq = SendQueue::new(core.clone(), self.send_queue_bytes, Box::new(self.codec));
+        let sendq = SendQueue::new(
+            core.clone(),
+            self.send_queue_bytes,
+            Box::new(self.codec),
+            false,
+        );
         let conn = Conn::new(info, self.codec, sendq.clone());
         let session = FramedSession::new(
             conn,

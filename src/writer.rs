@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{HandlerErrorPolicy, MessageHandler, WriterConfig};
-use crate::conn::{split_frames, Conn, FramedSession};
+use crate::conn::{enqueue, split_frames, Conn, Enqueue, FramedSession};
 use crate::engine::core::{next_conn_id, Command, CoreShared};
 use crate::engine::sendq::{Link, PushError, SendQueue};
 use crate::engine::session::ConnInfo;
@@ -73,7 +73,12 @@ impl Writer {
         let addr =
             resolve(&config.address).ok_or_else(|| DialError::Resolve(config.address.clone()))?;
         let core = runtime.core(runtime.core_for(&addr)).clone();
-        let sendq = SendQueue::new(core.clone(), config.send_queue_bytes, Box::new(codec));
+        let sendq = SendQueue::new(
+            core.clone(),
+            config.send_queue_bytes,
+            Box::new(codec),
+            false,
+        );
         let inner = WriterInner {
             addr,
             codec,
@@ -120,17 +125,13 @@ impl Writer {
     /// earlier stay queued for the next attempt).
     pub fn write(&self, msg: &[u8]) -> Result<usize, WriteError> {
         let inner = &*self.inner;
-        let deadline = inner.core.is_current().then(Instant::now);
         loop {
-            match inner
-                .sendq
-                .push(deadline, |buf| inner.codec.encode(msg, buf))
-            {
+            match enqueue(&inner.codec, &inner.sendq, msg) {
                 Ok(n) => return Ok(n),
-                Err(PushError::Encode(err)) => return Err(WriteError::Frame(err)),
-                Err(PushError::Closed) => return Err(WriteError::Closed),
-                Err(PushError::TimedOut) => return Err(WriteError::Full),
-                Err(PushError::Down(_)) => inner.reconnect().map_err(WriteError::Reconnect)?,
+                Err(Enqueue::Push(PushError::Down(_))) => {
+                    inner.reconnect().map_err(WriteError::Reconnect)?
+                }
+                Err(err) => return Err(err.into()),
             }
         }
     }
@@ -218,7 +219,7 @@ impl WriterInner {
                 Ok(drained) => return Ok(drained),
                 Err(Link::Down(_)) => self.reconnect().map_err(WriteError::Reconnect)?,
                 Err(Link::Closed) => return Err(WriteError::Closed),
-                Err(Link::Up) => {}
+                Err(Link::Up | Link::Reconnecting(_)) => {}
             }
         }
     }

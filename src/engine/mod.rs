@@ -3,6 +3,7 @@
 
 pub(crate) mod core;
 pub(crate) mod epoll;
+pub(crate) mod framering;
 pub(crate) mod probe;
 pub(crate) mod sendq;
 pub(crate) mod session;

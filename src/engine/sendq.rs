@@ -1,18 +1,25 @@
 //! The outbound queue of one connection (or one writer across its reconnects).
 //!
-//! User threads append whole encoded frames under a short lock, so frames from concurrent writers
-//! never interleave. The owning core takes everything queued as one buffer and sends it with one
-//! `send`, so many small frames share a syscall. The queue is bounded in bytes: writers wait for
-//! room. When a connection fails, the bytes that never reached the kernel go back to the front
-//! of the queue, cut at a frame boundary, so no accepted message is lost silently.
+//! Writers push whole frames into a lock-free ring ([`FrameRing`]): one compare-and-swap per
+//! message, no lock, so frames from concurrent writers never interleave and each writer's order
+//! is kept. The owning core takes everything published as one buffer and sends it with one
+//! `send`, so many small frames share a syscall. A producer tells the core only when the core
+//! said it went idle on this queue (`armed`), so a busy core is not woken per message.
+//!
+//! The ring bounds the queued bytes: a full ring makes writers wait (or fail with `Full`). When
+//! a connection fails, the bytes the kernel never took go back into `resend`, cut at a frame
+//! boundary, and are sent first on the next connection, so no accepted message is lost silently.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::BytesMut;
 
 use crate::engine::core::{Command, CoreShared};
+use crate::engine::framering::FrameRing;
 use crate::error::ConnError;
+use crate::frame::Frame;
 
 /// Finds frame boundaries in encoded bytes; supplied by the layer that owns the codec.
 pub(crate) trait FrameIndex: Send + Sync {
@@ -20,31 +27,27 @@ pub(crate) trait FrameIndex: Send + Sync {
     fn frame_start(&self, buf: &[u8], offset: usize) -> usize;
 }
 
-/// Whether the queue currently feeds a live connection.
+/// Whether the queue currently feeds a connection.
 #[derive(Debug, Clone)]
 pub(crate) enum Link {
-    /// A connection is being set up or is live: writes are accepted.
+    /// A connection is live or being set up: writes are accepted.
     Up,
-    /// The connection failed; a writer may reconnect, queued bytes are kept.
+    /// The connection failed and a reconnect is under way: writes are still accepted and wait.
+    Reconnecting(Arc<ConnError>),
+    /// The connection failed and nobody reconnects: writes are refused until a reconnect.
     Down(Arc<ConnError>),
     /// Closed for good: writes fail.
     Closed,
 }
 
-struct State {
-    buf: BytesMut,
-    spare: BytesMut,
-    inflight: usize,
-    scheduled: bool,
-    link: Link,
-    /// The slot of the connection that drains this queue on its core, if attached.
-    slot: Option<u32>,
-}
+const UP: u8 = 0;
+const RECONNECTING: u8 = 1;
+const DOWN: u8 = 2;
+const CLOSED: u8 = 3;
 
 /// Why a push was refused.
-pub(crate) enum PushError<E> {
-    /// The encoder refused the message.
-    Encode(E),
+#[derive(Debug)]
+pub(crate) enum PushError {
     /// The link is down (the caller may reconnect and retry).
     Down(Arc<ConnError>),
     /// The queue is closed.
@@ -53,46 +56,105 @@ pub(crate) enum PushError<E> {
     TimedOut,
 }
 
-/// See the module docs.
-pub(crate) struct SendQueue {
-    state: Mutex<State>,
-    changed: Condvar,
-    limit: usize,
-    core: Arc<CoreShared>,
-    frames: Box<dyn FrameIndex>,
+/// State changed only on the slow paths (attach, detach, send completion, close).
+struct Ctl {
+    /// The slot of the connection that drains this queue on its core, if attached.
+    slot: Option<u32>,
+    error: Option<Arc<ConnError>>,
+    /// Frames taken from the ring whose send failed: sent before anything in the ring.
+    resend: BytesMut,
+    spare: BytesMut,
+    /// Bytes taken by the core and not yet fully handed to the kernel.
+    inflight: usize,
 }
 
+/// See the module docs.
+pub(crate) struct SendQueue {
+    ring: FrameRing,
+    state: AtomicU8,
+    /// The core found nothing to send and waits to be told (by a `Flush` command).
+    armed: AtomicBool,
+    waiters: AtomicUsize,
+    ctl: Mutex<Ctl>,
+    changed: Condvar,
+    core: Arc<CoreShared>,
+    frames: Box<dyn FrameIndex>,
+    /// On a failure, go to `Reconnecting` (and call `on_down`) instead of `Down`.
+    auto_reconnect: bool,
+    on_down: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// At most this many bytes go into one send.
+const MAX_SEND: usize = 1 << 20;
 /// Spare buffers above this capacity are not kept between sends.
-const KEEP_CAPACITY: usize = 1 << 20;
+const KEEP_CAPACITY: usize = 2 << 20;
 
 impl SendQueue {
-    /// A queue drained by `core`, holding at most `limit` bytes (a larger single frame is let in
-    /// when the queue is empty).
+    /// A queue drained by `core`, holding at most about `limit` bytes. With `auto_reconnect`, a
+    /// failure leaves writes accepted while [`SendQueue::set_on_down`]'s hook reconnects.
     pub(crate) fn new(
         core: Arc<CoreShared>,
         limit: usize,
         frames: Box<dyn FrameIndex>,
+        auto_reconnect: bool,
     ) -> Arc<SendQueue> {
         Arc::new(SendQueue {
-            state: Mutex::new(State {
-                buf: BytesMut::new(),
+            ring: FrameRing::new(limit),
+            state: AtomicU8::new(UP),
+            armed: AtomicBool::new(true),
+            waiters: AtomicUsize::new(0),
+            ctl: Mutex::new(Ctl {
+                slot: None,
+                error: None,
+                resend: BytesMut::new(),
                 spare: BytesMut::new(),
                 inflight: 0,
-                scheduled: false,
-                link: Link::Up,
-                slot: None,
             }),
             changed: Condvar::new(),
-            limit,
             core,
             frames,
+            auto_reconnect,
+            on_down: OnceLock::new(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the state inconsistent (every update is
-        // a few plain assignments), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// Sets the hook called (on the core) when a failure starts a reconnect.
+    pub(crate) fn set_on_down(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_down.set(hook);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ctl> {
+        // Every update under this lock is a few plain assignments, so a panic elsewhere while
+        // holding it cannot leave it inconsistent: a poisoned lock is still usable.
+        self.ctl.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(
+        &self,
+        ctl: MutexGuard<'a, Ctl>,
+        deadline: Option<Instant>,
+    ) -> Option<MutexGuard<'a, Ctl>> {
+        match deadline {
+            None => Some(self.changed.wait(ctl).unwrap_or_else(|e| e.into_inner())),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                Some(
+                    self.changed
+                        .wait_timeout(ctl, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0,
+                )
+            }
+        }
+    }
+
+    fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// The core this queue belongs to.
@@ -100,97 +162,147 @@ impl SendQueue {
         &self.core
     }
 
-    /// Appends one frame written by `encode`, waiting (until `deadline`, if any) for room.
-    ///
-    /// `encode` must append exactly one whole frame or nothing.
-    pub(crate) fn push<T, E>(
-        self: &Arc<Self>,
-        deadline: Option<Instant>,
-        encode: impl FnOnce(&mut BytesMut) -> Result<T, E>,
-    ) -> Result<T, PushError<E>> {
-        let mut st = self.lock();
-        loop {
-            match &st.link {
-                Link::Closed => return Err(PushError::Closed),
-                Link::Down(err) => return Err(PushError::Down(err.clone())),
-                Link::Up => {}
-            }
-            let queued = st.buf.len() + st.inflight;
-            if queued == 0 || queued < self.limit {
-                break;
-            }
-            st = match deadline {
-                None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(PushError::TimedOut);
-                    }
-                    self.changed
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
-        let out = encode(&mut st.buf).map_err(PushError::Encode)?;
-        let notify = !st.scheduled && st.slot.is_some();
-        st.scheduled |= notify;
-        drop(st);
-        if notify {
-            self.core.send(Command::Flush(self.clone()));
-        }
-        Ok(out)
-    }
-
-    /// Waits until everything accepted so far was handed to the kernel, the link went down, or
-    /// `deadline` passed. Returns whether the queue is empty.
-    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> Result<bool, Link> {
-        let mut st = self.lock();
-        loop {
-            match &st.link {
-                Link::Up => {}
-                other => return Err(other.clone()),
-            }
-            if st.buf.is_empty() && st.inflight == 0 {
-                return Ok(true);
-            }
-            st = match deadline {
-                None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Ok(false);
-                    }
-                    self.changed
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
-    }
-
     /// The link's current state.
     pub(crate) fn link(&self) -> Link {
-        self.lock().link.clone()
+        match self.state.load(Ordering::Acquire) {
+            UP => Link::Up,
+            CLOSED => Link::Closed,
+            state => {
+                let err = self.lock().error.clone().unwrap_or_else(|| {
+                    Arc::new(ConnError::Io(std::io::Error::from(
+                        std::io::ErrorKind::NotConnected,
+                    )))
+                });
+                if state == RECONNECTING {
+                    Link::Reconnecting(err)
+                } else {
+                    Link::Down(err)
+                }
+            }
+        }
     }
 
-    /// Marks a reconnect in progress: writes are accepted again.
-    pub(crate) fn relink(&self) {
-        let mut st = self.lock();
-        if matches!(st.link, Link::Down(_)) {
-            st.link = Link::Up;
+    /// Queues one frame, waiting (until `deadline`, if any) for room. Lock-free unless the ring
+    /// is full.
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        frame: &Frame<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                CLOSED => return Err(PushError::Closed),
+                DOWN => {
+                    if let Link::Down(err) = self.link() {
+                        return Err(PushError::Down(err));
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if self
+                .ring
+                .push(frame.len(), |dst| {
+                    frame.write_to(dst);
+                })
+                .is_ok()
+            {
+                // Publish-then-check pairs with the core's arm-then-check in `take`.
+                fence(Ordering::SeqCst);
+                if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+                    self.core.send(Command::Flush(self.clone()));
+                }
+                return Ok(());
+            }
+            self.wait_for_room(frame.len(), deadline)?;
         }
+    }
+
+    fn wait_for_room(&self, len: usize, deadline: Option<Instant>) -> Result<(), PushError> {
+        let mut ctl = self.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            if self.state.load(Ordering::Acquire) >= DOWN || self.ring.can_fit(len) {
+                break Ok(());
+            }
+            match self.wait(ctl, deadline) {
+                Some(next) => ctl = next,
+                None => {
+                    self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    return Err(PushError::TimedOut);
+                }
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Waits until everything accepted so far was handed to the kernel (`Ok(true)`), or until
+    /// `deadline` (`Ok(false)`). Errors when the link is down or closed with bytes still queued.
+    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> Result<bool, Link> {
+        let mut ctl = self.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            if self.ring.is_empty() && ctl.resend.is_empty() && ctl.inflight == 0 {
+                break Ok(true);
+            }
+            match self.state.load(Ordering::Acquire) {
+                UP | RECONNECTING => {}
+                _ => {
+                    drop(ctl);
+                    self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    return Err(self.link());
+                }
+            }
+            match self.wait(ctl, deadline) {
+                Some(next) => ctl = next,
+                None => {
+                    self.waiters.fetch_sub(1, Ordering::SeqCst);
+                    return Ok(false);
+                }
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// A reconnect is about to attach a new connection: writes are accepted again.
+    pub(crate) fn relink(&self) {
+        let _ctl = self.lock();
+        let _ = self
+            .state
+            .compare_exchange(RECONNECTING, UP, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .state
+            .compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Nobody will reconnect: refuse writes with `err`, and return everything queued.
+    pub(crate) fn give_up(&self, err: Arc<ConnError>) -> BytesMut {
+        let mut ctl = self.lock();
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            self.state.store(DOWN, Ordering::Release);
+            ctl.error = Some(err);
+        }
+        let rest = self.drain(&mut ctl);
+        drop(ctl);
+        self.changed.notify_all();
+        rest
     }
 
     /// Closes the queue for good and returns what was never handed to the kernel.
     pub(crate) fn close(&self) -> BytesMut {
-        let mut st = self.lock();
-        st.link = Link::Closed;
-        let rest = std::mem::take(&mut st.buf);
-        drop(st);
+        let mut ctl = self.lock();
+        self.state.store(CLOSED, Ordering::Release);
+        let rest = self.drain(&mut ctl);
+        drop(ctl);
         self.changed.notify_all();
+        rest
+    }
+
+    fn drain(&self, ctl: &mut Ctl) -> BytesMut {
+        let mut rest = std::mem::take(&mut ctl.resend);
+        while self.ring.consume_into(&mut rest, usize::MAX) > 0 {}
         rest
     }
 
@@ -198,10 +310,9 @@ impl SendQueue {
 
     /// Core: the queue now drains into connection `slot`. Returns whether bytes are waiting.
     pub(crate) fn attach(&self, slot: u32) -> bool {
-        let mut st = self.lock();
-        st.slot = Some(slot);
-        st.scheduled = false;
-        !st.buf.is_empty()
+        let mut ctl = self.lock();
+        ctl.slot = Some(slot);
+        !ctl.resend.is_empty() || !self.ring.is_empty()
     }
 
     /// Core: the slot of the connection this queue drains into, if any.
@@ -209,45 +320,58 @@ impl SendQueue {
         self.lock().slot
     }
 
-    /// Core: takes everything queued for one send, or `None` if nothing is queued.
+    /// Core: takes what is queued (up to 1 MiB) for one send, or `None` if nothing is; in that
+    /// case the next push tells the core.
     pub(crate) fn take(&self) -> Option<BytesMut> {
-        let mut st = self.lock();
-        st.scheduled = false;
-        if st.buf.is_empty() {
+        let mut ctl = self.lock();
+        let mut out = if ctl.resend.is_empty() {
+            std::mem::take(&mut ctl.spare)
+        } else {
+            std::mem::take(&mut ctl.resend)
+        };
+        self.ring.consume_into(&mut out, MAX_SEND);
+        if out.is_empty() {
+            // Idle (or stopped at a frame still being written): ask to be told, then look once
+            // more, pairing with the producer's publish-then-check. With bytes taken there is no
+            // need: the core comes back when their send completes.
+            self.armed.store(true, Ordering::SeqCst);
+            if self.ring.has_published() {
+                self.ring.consume_into(&mut out, MAX_SEND);
+            }
+        }
+        self.notify();
+        if out.is_empty() {
+            ctl.spare = out;
             return None;
         }
-        let spare = std::mem::take(&mut st.spare);
-        let buf = std::mem::replace(&mut st.buf, spare);
-        st.inflight += buf.len();
-        Some(buf)
+        ctl.inflight += out.len();
+        Some(out)
     }
 
     /// Core: a buffer from [`SendQueue::take`] was fully handed to the kernel.
     pub(crate) fn complete(&self, mut buf: BytesMut) {
-        let mut st = self.lock();
-        st.inflight = st.inflight.saturating_sub(buf.len());
-        if buf.capacity() <= KEEP_CAPACITY && st.spare.capacity() < buf.capacity() {
+        let mut ctl = self.lock();
+        ctl.inflight = ctl.inflight.saturating_sub(buf.len());
+        if buf.capacity() <= KEEP_CAPACITY && ctl.spare.capacity() < buf.capacity() {
             buf.clear();
-            st.spare = buf;
+            ctl.spare = buf;
         }
-        drop(st);
-        self.changed.notify_all();
+        self.notify();
     }
 
     /// Core: the connection is gone. `sending` is the buffer that was being sent (if any) and
-    /// `sent` how much of it the kernel took. The unsent frames go back to the front of the
-    /// queue; the link becomes `Down(reason)` (a writer may reconnect) or `Closed`.
+    /// how much of it the kernel took. The unsent frames are kept to be sent first next time;
+    /// the link becomes `Reconnecting`/`Down` (`reason` given and `reusable`) or `Closed`.
     pub(crate) fn detach(
         &self,
         sending: Option<(BytesMut, usize)>,
         reason: Option<Arc<ConnError>>,
         reusable: bool,
     ) {
-        let mut st = self.lock();
-        st.slot = None;
-        st.scheduled = false;
+        let mut ctl = self.lock();
+        ctl.slot = None;
         if let Some((mut buf, sent)) = sending {
-            st.inflight = st.inflight.saturating_sub(buf.len());
+            ctl.inflight = ctl.inflight.saturating_sub(buf.len());
             let start = if sent >= buf.len() {
                 buf.len()
             } else {
@@ -255,31 +379,39 @@ impl SendQueue {
             };
             if start < buf.len() {
                 let unsent = buf.split_off(start);
-                let mut front = BytesMut::with_capacity(unsent.len() + st.buf.len());
+                let mut front = BytesMut::with_capacity(unsent.len() + ctl.resend.len());
                 front.extend_from_slice(&unsent);
-                front.extend_from_slice(&st.buf);
-                st.buf = front;
+                front.extend_from_slice(&ctl.resend);
+                ctl.resend = front;
             }
         }
-        if !matches!(st.link, Link::Closed) {
-            st.link = match reason {
-                Some(err) if reusable => Link::Down(err),
-                _ => Link::Closed,
-            };
+        let mut reconnect = false;
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            match reason {
+                Some(err) if reusable => {
+                    ctl.error = Some(err);
+                    reconnect = self.auto_reconnect;
+                    let next = if reconnect { RECONNECTING } else { DOWN };
+                    self.state.store(next, Ordering::Release);
+                }
+                _ => self.state.store(CLOSED, Ordering::Release),
+            }
         }
-        drop(st);
+        drop(ctl);
         self.changed.notify_all();
+        if reconnect {
+            if let Some(hook) = self.on_down.get() {
+                hook();
+            }
+        }
     }
 }
 
 impl Drop for SendQueue {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if !st.buf.is_empty() {
-            tracing::warn!(
-                bytes = st.buf.len(),
-                "send queue dropped with frames never handed to the kernel"
-            );
+        let ctl = self.ctl.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !ctl.resend.is_empty() || !self.ring.is_empty() {
+            tracing::warn!("send queue dropped with frames never handed to the kernel");
         }
     }
 }

@@ -224,23 +224,49 @@ impl Codec {
     /// maximum, [`FrameError::DelimiterInPayload`] if it contains the delimiter.
     #[inline]
     pub fn encode(&self, payload: &[u8], dst: &mut BytesMut) -> Result<usize, FrameError> {
-        if let Framing::Delimited(delimiter) = self.framing {
-            self.check_len(payload.len())?;
-            if payload.contains(&delimiter) {
-                return Err(FrameError::DelimiterInPayload { delimiter });
-            }
-            dst.reserve(payload.len() + 1);
-            dst.extend_from_slice(payload);
-            dst.extend_from_slice(&[delimiter]);
-            return Ok(payload.len() + 1);
-        }
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = self.encode_header(payload.len(), &mut header)?;
-        let head = header.get(..n).unwrap_or(&[]);
-        dst.reserve(n + payload.len());
-        dst.extend_from_slice(head);
+        let frame = self.prepare(payload)?;
+        dst.reserve(frame.len());
+        dst.extend_from_slice(frame.header());
         dst.extend_from_slice(payload);
-        Ok(n + payload.len())
+        dst.extend_from_slice(frame.trailer());
+        Ok(frame.len())
+    }
+
+    /// Checks `payload` and computes its frame without writing it anywhere: for callers that
+    /// must know a frame's exact length before they reserve room for it (see
+    /// [`Frame::write_to`]).
+    ///
+    /// ```
+    /// use buffstreams::{Codec, Framing};
+    /// let codec = Codec::new(Framing::U16Be, 1024)?;
+    /// let frame = codec.prepare(b"abc")?;
+    /// let mut out = vec![0u8; frame.len()];
+    /// frame.write_to(&mut out);
+    /// assert_eq!(out, [0, 3, b'a', b'b', b'c']);
+    /// # Ok::<(), buffstreams::FrameError>(())
+    /// ```
+    #[inline]
+    pub fn prepare<'a>(&self, payload: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header_len = self.encode_header(payload.len(), &mut header)?;
+        let mut trailer = [0u8; 1];
+        let trailer_len = match self.framing {
+            Framing::Delimited(delimiter) => {
+                if delimited::find(payload, delimiter).is_some() {
+                    return Err(FrameError::DelimiterInPayload { delimiter });
+                }
+                trailer[0] = delimiter;
+                1
+            }
+            _ => 0,
+        };
+        Ok(Frame {
+            header,
+            header_len: header_len as u8,
+            trailer,
+            trailer_len: trailer_len as u8,
+            payload,
+        })
     }
 
     /// Write the header for a payload of `len` bytes into `out`; returns its length (0 for
@@ -374,5 +400,52 @@ impl Codec {
             header_len,
             payload_len: len as usize, // <= max
         })
+    }
+}
+
+/// One checked frame, ready to be written: header, payload, trailer (see [`Codec::prepare`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    trailer: [u8; 1],
+    trailer_len: u8,
+    payload: &'a [u8],
+}
+
+impl Frame<'_> {
+    /// Bytes the frame takes on the wire.
+    #[inline]
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        usize::from(self.header_len) + self.payload.len() + usize::from(self.trailer_len)
+    }
+
+    /// The header bytes (empty for [`Framing::Delimited`]).
+    #[inline]
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+
+    /// The bytes after the payload (the delimiter, or nothing).
+    #[inline]
+    pub fn trailer(&self) -> &[u8] {
+        &self.trailer[..usize::from(self.trailer_len)]
+    }
+
+    /// Writes the frame into the first [`len`](Frame::len) bytes of `dst`; returns that length.
+    /// Writes nothing and returns 0 if `dst` is shorter.
+    #[inline]
+    pub fn write_to(&self, dst: &mut [u8]) -> usize {
+        let (h, p, t) = (self.header(), self.payload, self.trailer());
+        let Some(dst) = dst.get_mut(..self.len()) else {
+            return 0;
+        };
+        let (dh, rest) = dst.split_at_mut(h.len());
+        let (dp, dt) = rest.split_at_mut(p.len());
+        dh.copy_from_slice(h);
+        dp.copy_from_slice(p);
+        dt.copy_from_slice(t);
+        self.len()
     }
 }
