@@ -25,7 +25,18 @@
 //!
 //! `wire::payload(size)` gives the payload every other contender sends.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use buffstreams::{
+    Backend as EngineBackend, Listener, ListenerConfig, Runtime, RuntimeConfig, Writer,
+    WriterConfig,
+};
+
 use super::contenders::{ClientArgs, ClientHandle, ServerArgs, ServerHandle, StartError};
+use crate::plan::Workload;
+use crate::stats;
+use crate::wire::{self, MAX_FRAME};
 
 /// Which engine backend of the library to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,26 +46,142 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn name(self) -> &'static str {
+    fn engine(self) -> EngineBackend {
         match self {
-            Backend::Uring => "io_uring",
-            Backend::Epoll => "epoll",
+            Backend::Uring => EngineBackend::IoUring,
+            Backend::Epoll => EngineBackend::Epoll,
         }
     }
 }
 
+fn runtime(backend: Backend, cores: usize, pin: bool) -> Result<Runtime, StartError> {
+    Runtime::new(RuntimeConfig {
+        cores,
+        backend: backend.engine(),
+        pin,
+        ..RuntimeConfig::default()
+    })
+    .map_err(|e| {
+        if e.io_uring_unavailable() {
+            StartError::Unavailable(e.to_string())
+        } else {
+            StartError::Failed(e.to_string())
+        }
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> StartError {
+    StartError::Failed(e.to_string())
+}
+
 pub fn server(backend: Backend, args: &ServerArgs) -> Result<ServerHandle, StartError> {
-    let _ = args;
-    Err(StartError::Unavailable(format!(
-        "buffstreams {} server not wired into the bench yet",
-        backend.name()
-    )))
+    // One core: the process is already pinned to CPU 0. Several: one core thread per CPU.
+    let rt = runtime(backend, args.cores, args.cores > 1)?;
+    let echo = args.echo;
+    let listener = Listener::bind_on(
+        &rt,
+        ListenerConfig::new("127.0.0.1:0", move |msg, conn| {
+            stats::count(1, msg.len() as u64);
+            if echo {
+                conn.write(msg)?;
+            }
+            Ok(())
+        })
+        .max_message_size(MAX_FRAME),
+    )
+    .map_err(failed)?;
+    Ok(ServerHandle {
+        addr: listener.local_addr(),
+        keep: Some(Box::new((listener, rt))),
+    })
 }
 
 pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, StartError> {
-    let _ = args;
-    Err(StartError::Unavailable(format!(
-        "buffstreams {} client not wired into the bench yet",
-        backend.name()
-    )))
+    // The client process is pinned to CPU 1; its core thread inherits that.
+    let rt = runtime(backend, 1, false)?;
+    let cfg = || {
+        WriterConfig::new(args.addr.to_string())
+            .max_message_size(MAX_FRAME)
+            .connect_timeout(Duration::from_secs(5))
+    };
+    match args.workload {
+        Workload::Stream => {
+            let writers = (0..args.conns)
+                .map(|_| Writer::dial_on(&rt, cfg()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failed)?;
+            let payload = wire::payload(args.size);
+            // One thread round-robins over the connections, a batch at a time, as the tokio
+            // client drives its connections from one thread.
+            std::thread::Builder::new()
+                .name("bs-stream".into())
+                .spawn(move || loop {
+                    for writer in &writers {
+                        for _ in 0..64 {
+                            if let Err(e) = writer.write(&payload) {
+                                stats::client_error(e);
+                                return;
+                            }
+                        }
+                    }
+                })
+                .map_err(failed)?;
+        }
+        Workload::Pingpong => {
+            // Each reply is timed and answered from the core that received it: no thread hop.
+            let payload = Arc::new(wire::payload(args.size));
+            let mut writers = Vec::with_capacity(args.conns);
+            for _ in 0..args.conns {
+                let sent_at = Arc::new(Mutex::new(Instant::now()));
+                let (at, next) = (sent_at.clone(), payload.clone());
+                let writer = Writer::dial_on(
+                    &rt,
+                    cfg().on_message(move |_reply, conn| {
+                        let mut at = at.lock().unwrap_or_else(|e| e.into_inner());
+                        stats::record_rtt(at.elapsed());
+                        stats::count(1, next.len() as u64);
+                        *at = Instant::now();
+                        conn.write(&next)?;
+                        Ok(())
+                    }),
+                )
+                .map_err(failed)?;
+                *sent_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                writer.write(&payload).map_err(failed)?;
+                writers.push(writer);
+            }
+            return Ok(ClientHandle {
+                keep: Some(Box::new((writers, rt))),
+            });
+        }
+        Workload::Churn => {
+            let payload = wire::payload(args.size);
+            for _ in 0..args.conns {
+                let (rt, payload, addr) = (rt.clone(), payload.clone(), args.addr);
+                std::thread::Builder::new()
+                    .name("bs-churn".into())
+                    .spawn(move || loop {
+                        let cfg = WriterConfig::new(addr.to_string()).max_message_size(MAX_FRAME);
+                        let result = Writer::dial_on(&rt, cfg)
+                            .map_err(|e| e.to_string())
+                            .and_then(|w| {
+                                w.write(&payload).map_err(|e| e.to_string())?;
+                                w.close().map_err(|e| e.to_string())
+                            });
+                        if let Err(e) = result {
+                            stats::client_error(e);
+                            return;
+                        }
+                        stats::count(1, payload.len() as u64);
+                    })
+                    .map_err(failed)?;
+            }
+        }
+        Workload::StreamServer => {
+            return Err(StartError::Failed("stream-server uses the loadgen".into()))
+        }
+    }
+    Ok(ClientHandle {
+        keep: Some(Box::new(rt)),
+    })
 }
