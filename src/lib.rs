@@ -42,7 +42,7 @@ pub mod frame;
 mod listener;
 mod writer;
 
-pub use config::{HandlerErrorPolicy, ListenerConfig, WriterConfig};
+pub use config::{HandlerErrorPolicy, ListenerConfig};
 pub use conn::Conn;
 pub use engine::session::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
@@ -52,7 +52,7 @@ pub use error::{
 };
 pub use frame::{Codec, Decoder, Frame, Framing};
 pub use listener::Listener;
-pub use writer::Writer;
+pub use writer::{Writer, WriterConfig};
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.
 pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;

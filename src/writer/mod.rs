@@ -1,11 +1,15 @@
 //! A writer: dials an address and writes framed messages through the core that owns it.
 
+mod config;
+
+pub use config::WriterConfig;
+
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{HandlerErrorPolicy, MessageHandler, WriterConfig};
+use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{enqueue, split_frames, Conn, Enqueue, FramedSession};
 use crate::engine::core::{next_conn_id, Command, CoreShared};
 use crate::engine::sendq::{Link, PushError, SendQueue};
