@@ -255,6 +255,58 @@ impl fmt::Display for HandlerError {
     }
 }
 
+/// Messages a writer accepted but could not hand to the kernel, given to
+/// [`WriterConfig::on_failed`](crate::WriterConfig::on_failed).
+#[derive(Debug)]
+pub struct Failed {
+    /// The writer's address.
+    pub addr: SocketAddr,
+    /// The messages, payload only, in the order they were written.
+    pub messages: Vec<Bytes>,
+    /// Why they failed.
+    pub reason: FailReason,
+}
+
+/// Why messages failed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FailReason {
+    /// The retry policy gave up reconnecting.
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        error: Arc<DialError>,
+    },
+    /// The writer was dropped (not closed) while its connection was down.
+    Dropped,
+    /// The writer or its manager was closed and the deadline passed first.
+    Closed,
+}
+
+impl fmt::Display for FailReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailReason::GaveUp { attempts, error } => {
+                write!(f, "gave up reconnecting after {attempts} attempts: {error}")
+            }
+            FailReason::Dropped => f.write_str("the writer was dropped while disconnected"),
+            FailReason::Closed => f.write_str("closed before they could be sent"),
+        }
+    }
+}
+
+/// A `try_write` that was refused; the message comes back.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct TryWriteError {
+    /// The message, as given.
+    pub message: Bytes,
+    /// Why: [`WriteError::Full`] when the queue is full, or any other write error.
+    #[source]
+    pub reason: WriteError,
+}
+
 /// Closing a writer left messages that were accepted but never handed to the kernel.
 #[derive(Debug, thiserror::Error)]
 #[error("{} accepted message(s) were not sent: {reason}", unsent.len())]

@@ -47,12 +47,12 @@ pub use conn::Conn;
 pub use engine::session::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
-    CloseReason, ConnError, DialError, FrameError, HandlerError, ListenError, StartError, Unsent,
-    WriteError,
+    CloseReason, ConnError, DialError, FailReason, Failed, FrameError, HandlerError, ListenError,
+    StartError, TryWriteError, Unsent, WriteError,
 };
 pub use frame::{Codec, Decoder, Frame, Framing};
 pub use listener::Listener;
-pub use writer::{Writer, WriterConfig};
+pub use writer::{RetryPolicy, Writer, WriterConfig};
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.
 pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;

@@ -2,6 +2,7 @@
 //! accepted or dialed.
 
 pub(crate) mod core;
+pub(crate) mod dialer;
 pub(crate) mod epoll;
 pub(crate) mod framering;
 pub(crate) mod probe;
@@ -104,6 +105,7 @@ pub(crate) fn online_cpus() -> usize {
 struct RuntimeInner {
     backend: Backend,
     cores: Vec<Arc<CoreShared>>,
+    dialer: self::dialer::Dialer,
     threads: Mutex<Vec<JoinHandle<()>>>,
     grace: Duration,
 }
@@ -178,6 +180,7 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 backend,
                 cores,
+                dialer: self::dialer::Dialer::default(),
                 threads: Mutex::new(threads),
                 grace: config.shutdown_grace,
             }),
@@ -221,10 +224,16 @@ impl Runtime {
     pub(crate) fn all_cores(&self) -> &[Arc<CoreShared>] {
         &self.inner.cores
     }
+
+    /// The runtime's background reconnect thread.
+    pub(crate) fn dialer(&self) -> &self::dialer::Dialer {
+        &self.inner.dialer
+    }
 }
 
 impl RuntimeInner {
     fn stop(&self) {
+        self.dialer.stop();
         for core in &self.cores {
             core.send(Command::Shutdown { grace: self.grace });
         }

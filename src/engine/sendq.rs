@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -33,7 +34,7 @@ pub(crate) enum Link {
     /// A connection is live or being set up: writes are accepted.
     Up,
     /// The connection failed and a reconnect is under way: writes are still accepted and wait.
-    Reconnecting(Arc<ConnError>),
+    Reconnecting,
     /// The connection failed and nobody reconnects: writes are refused until a reconnect.
     Down(Arc<ConnError>),
     /// Closed for good: writes fail.
@@ -66,6 +67,8 @@ struct Ctl {
     spare: BytesMut,
     /// Bytes taken by the core and not yet fully handed to the kernel.
     inflight: usize,
+    /// Async writers waiting for room or for a state change.
+    wakers: Vec<Waker>,
 }
 
 /// See the module docs.
@@ -109,6 +112,7 @@ impl SendQueue {
                 resend: BytesMut::new(),
                 spare: BytesMut::new(),
                 inflight: 0,
+                wakers: Vec::new(),
             }),
             changed: Condvar::new(),
             core,
@@ -151,10 +155,54 @@ impl SendQueue {
         }
     }
 
-    fn notify(&self) {
+    /// Wakes blocked and async waiters, if any (cheap when there are none).
+    fn notify(&self, ctl: &mut Ctl) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
+            for waker in ctl.wakers.drain(..) {
+                self.waiters.fetch_sub(1, Ordering::SeqCst);
+                waker.wake();
+            }
         }
+    }
+
+    /// Async writers: registers `waker` to be woken when room frees up or the link changes.
+    /// Returns `false` (and registers nothing) if a `len`-byte frame fits now or the link is
+    /// down: the caller retries at once.
+    pub(crate) fn register_waker(&self, waker: &Waker, len: usize) -> bool {
+        let mut ctl = self.lock();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if self.state.load(Ordering::Acquire) >= DOWN || self.ring.can_fit(len) {
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        ctl.wakers.push(waker.clone());
+        true
+    }
+
+    /// Nobody is reconnecting yet but someone will: accept writes again (queued meanwhile).
+    pub(crate) fn start_reconnecting(&self) -> bool {
+        let mut ctl = self.lock();
+        let ok = self
+            .state
+            .compare_exchange(DOWN, RECONNECTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if ok && ctl.error.is_none() {
+            ctl.error = Some(Arc::new(ConnError::Io(std::io::Error::from(
+                std::io::ErrorKind::NotConnected,
+            ))));
+        }
+        self.notify(&mut ctl);
+        ok
+    }
+
+    /// A queue that starts without a connection (connecting in the background).
+    pub(crate) fn set_reconnecting(&self, err: Arc<ConnError>) {
+        let mut ctl = self.lock();
+        ctl.error = Some(err);
+        let _ = self
+            .state
+            .compare_exchange(UP, RECONNECTING, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The core this queue belongs to.
@@ -167,18 +215,12 @@ impl SendQueue {
         match self.state.load(Ordering::Acquire) {
             UP => Link::Up,
             CLOSED => Link::Closed,
-            state => {
-                let err = self.lock().error.clone().unwrap_or_else(|| {
-                    Arc::new(ConnError::Io(std::io::Error::from(
-                        std::io::ErrorKind::NotConnected,
-                    )))
-                });
-                if state == RECONNECTING {
-                    Link::Reconnecting(err)
-                } else {
-                    Link::Down(err)
-                }
-            }
+            RECONNECTING => Link::Reconnecting,
+            _ => Link::Down(self.lock().error.clone().unwrap_or_else(|| {
+                Arc::new(ConnError::Io(std::io::Error::from(
+                    std::io::ErrorKind::NotConnected,
+                )))
+            })),
         }
     }
 
@@ -285,9 +327,16 @@ impl SendQueue {
             ctl.error = Some(err);
         }
         let rest = self.drain(&mut ctl);
-        drop(ctl);
-        self.changed.notify_all();
+        self.wake_all(&mut ctl);
         rest
+    }
+
+    fn wake_all(&self, ctl: &mut Ctl) {
+        self.changed.notify_all();
+        for waker in ctl.wakers.drain(..) {
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            waker.wake();
+        }
     }
 
     /// Closes the queue for good and returns what was never handed to the kernel.
@@ -295,8 +344,7 @@ impl SendQueue {
         let mut ctl = self.lock();
         self.state.store(CLOSED, Ordering::Release);
         let rest = self.drain(&mut ctl);
-        drop(ctl);
-        self.changed.notify_all();
+        self.wake_all(&mut ctl);
         rest
     }
 
@@ -339,7 +387,7 @@ impl SendQueue {
                 self.ring.consume_into(&mut out, MAX_SEND);
             }
         }
-        self.notify();
+        self.notify(&mut ctl);
         if out.is_empty() {
             ctl.spare = out;
             return None;
@@ -356,7 +404,7 @@ impl SendQueue {
             buf.clear();
             ctl.spare = buf;
         }
-        self.notify();
+        self.notify(&mut ctl);
     }
 
     /// Core: the connection is gone. `sending` is the buffer that was being sent (if any) and
@@ -397,8 +445,8 @@ impl SendQueue {
                 _ => self.state.store(CLOSED, Ordering::Release),
             }
         }
+        self.wake_all(&mut ctl);
         drop(ctl);
-        self.changed.notify_all();
         if reconnect {
             if let Some(hook) = self.on_down.get() {
                 hook();

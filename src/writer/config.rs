@@ -9,8 +9,93 @@ use crate::config::{
 };
 use crate::conn::Conn;
 use crate::engine::RuntimeConfig;
-use crate::error::HandlerError;
+use crate::error::{Failed, HandlerError};
 use crate::frame::Framing;
+
+/// How a writer reconnects after its connection fails: exponential back-off with jitter, and
+/// when to give up.
+///
+/// While it retries, writes are still accepted and wait in the bounded queue. When it gives up,
+/// every queued message goes to [`WriterConfig::on_failed`] and the link is down: the next
+/// `write` tries one reconnect itself and fails with [`WriteError::Reconnect`] if that fails.
+///
+/// ```
+/// use std::time::Duration;
+/// use buffstreams::RetryPolicy;
+/// let policy = RetryPolicy { max_attempts: Some(3), ..RetryPolicy::default() };
+/// assert!(policy.delay(1, 0.0) >= Duration::from_millis(10));
+/// assert!(policy.delay(30, 1.0) <= policy.max_backoff);
+/// ```
+///
+/// [`WriteError::Reconnect`]: crate::WriteError::Reconnect
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Reconnect attempts per outage before giving up; `None` retries forever, `Some(0)` never
+    /// reconnects in the background (the next `write` reconnects, as in Go BuffStreams).
+    pub max_attempts: Option<u32>,
+    /// Delay before the second attempt (the first is immediate).
+    pub initial_backoff: Duration,
+    /// The longest delay between attempts.
+    pub max_backoff: Duration,
+    /// Each delay is the previous one times this.
+    pub multiplier: f64,
+    /// Random spread: each delay is scaled by a factor drawn from `[1 - jitter, 1]`, so that many
+    /// writers to one address do not retry in lockstep (0 = no jitter, 1 = "full jitter").
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// 8 attempts, 20 ms doubling up to 2 s, half jitter: gives up after about 5 s.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: Some(8),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(2),
+            multiplier: 2.0,
+            jitter: 0.5,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No background reconnects: the next write reconnects (Go BuffStreams' behaviour).
+    pub fn never() -> Self {
+        RetryPolicy {
+            max_attempts: Some(0),
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Retry forever (with back-off).
+    pub fn forever() -> Self {
+        RetryPolicy {
+            max_attempts: None,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// The delay after failed attempt number `attempt` (1-based), with `unit` in `[0, 1)`
+    /// choosing where in the jitter range it falls.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let base = self.initial_backoff.as_secs_f64()
+            * self
+                .multiplier
+                .max(1.0)
+                .powi(attempt.saturating_sub(1).min(64) as i32);
+        let capped = base.min(self.max_backoff.as_secs_f64());
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = 1.0 - jitter * unit.clamp(0.0, 1.0);
+        Duration::from_secs_f64((capped * factor).max(0.0))
+    }
+
+    /// Whether another attempt is allowed after `attempts` failed ones.
+    pub(crate) fn allows(&self, attempts: u32) -> bool {
+        self.max_attempts.is_none_or(|max| attempts < max)
+    }
+}
+
+/// Called with messages that were accepted but could not be handed to the kernel.
+pub(crate) type FailedHandler = Arc<dyn Fn(Failed) + Send + Sync>;
 
 /// How to dial and run a writer.
 ///
@@ -34,6 +119,9 @@ pub struct WriterConfig {
     pub(crate) handler: Option<MessageHandler>,
     pub(crate) policy: HandlerErrorPolicy,
     pub(crate) runtime: RuntimeConfig,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) background_connect: bool,
+    pub(crate) on_failed: Option<FailedHandler>,
 }
 
 impl WriterConfig {
@@ -54,7 +142,34 @@ impl WriterConfig {
                 recv_buffers: 16,
                 ..RuntimeConfig::default()
             },
+            retry: RetryPolicy::default(),
+            background_connect: false,
+            on_failed: None,
         }
+    }
+
+    /// How to reconnect after a failure (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Return from `dial` at once and connect in the background (following the retry policy),
+    /// queueing writes meanwhile, instead of failing `dial` when the first attempt fails.
+    pub fn background_connect(mut self, yes: bool) -> Self {
+        self.background_connect = yes;
+        self
+    }
+
+    /// Where messages that were accepted but never handed to the kernel go (the retry policy gave
+    /// up, or the writer was dropped while its connection was down), with the reason. Without
+    /// it they are counted in a `tracing` warning. `close()` returns its leftovers directly.
+    pub fn on_failed<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(Failed) + Send + Sync + 'static,
+    {
+        self.on_failed = Some(Arc::new(handler));
+        self
     }
 
     /// The wire format (the same on both ends).

@@ -1,32 +1,43 @@
 //! A writer: dials an address and writes framed messages through the core that owns it.
 
 mod config;
-
-pub use config::WriterConfig;
+mod future;
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+
+pub use config::{RetryPolicy, WriterConfig};
+pub use future::WriteFuture;
+
 use crate::config::{HandlerErrorPolicy, MessageHandler};
-use crate::conn::{enqueue, split_frames, Conn, Enqueue, FramedSession};
+use crate::conn::{split_frames, Conn, FramedSession};
 use crate::engine::core::{next_conn_id, Command, CoreShared};
+use crate::engine::dialer::{Next, Redial};
 use crate::engine::sendq::{Link, PushError, SendQueue};
 use crate::engine::session::ConnInfo;
 use crate::engine::Runtime;
-use crate::error::{CloseReason, DialError, Unsent, WriteError};
+use crate::error::{
+    CloseReason, ConnError, DialError, FailReason, Failed, TryWriteError, Unsent, WriteError,
+};
 use crate::frame::Codec;
 use crate::listener::resolve;
+use config::FailedHandler;
 
 /// A connection to one address that frames and queues messages. Cheap to clone and safe to use
-/// from many threads at once: each message is framed whole into the queue, so frames never
-/// interleave, and messages from one thread keep their order.
+/// from many threads at once: each message is framed whole into a lock-free queue, so frames
+/// never interleave, and messages from one thread keep their order.
 ///
-/// `write` returns once the message is queued (it waits while the queue is full). The owning
-/// core sends queued frames, many per syscall. If the connection fails, frames not yet taken by
-/// the kernel stay queued and the next `write` or `flush` reconnects and sends them; `close`
-/// hands back whatever could not be sent.
+/// `write` returns once the message is queued (it waits while the queue is full; `try_write`
+/// never waits, `write_async` waits without blocking a thread). The owning core sends queued
+/// frames, many per syscall. If the connection fails, frames the kernel did not take stay queued
+/// and the [`RetryPolicy`] reconnects in the background while writes keep queueing; if it gives
+/// up, the queued messages go to [`WriterConfig::on_failed`]. `close` hands back whatever could
+/// not be sent.
 ///
 /// ```no_run
 /// use buffstreams::{Writer, WriterConfig};
@@ -50,7 +61,13 @@ struct WriterInner {
     connect_timeout: Duration,
     handler: Option<MessageHandler>,
     policy: HandlerErrorPolicy,
+    retry: RetryPolicy,
+    on_failed: Option<FailedHandler>,
+    /// The live connection; also serialises (re)connect attempts.
     current: Mutex<Option<ConnInfo>>,
+    /// Failed attempts in the current outage.
+    attempts: AtomicU32,
+    me: Weak<WriterInner>,
     // Declared last: dropped after the queue's close command was sent.
     runtime: Runtime,
 }
@@ -71,19 +88,19 @@ impl Writer {
         Writer::dial_on(&runtime, config)
     }
 
-    /// Dials on an existing runtime; the writer lives on core `runtime.core_for(address)`.
+    /// Dials on an existing runtime; the writer lives on core `runtime.core_for(address)`, so
+    /// every writer to one address shares that core's ordering.
+    ///
+    /// Fails if the first connection attempt fails, unless
+    /// [`background_connect`](WriterConfig::background_connect) is set.
     pub fn dial_on(runtime: &Runtime, config: WriterConfig) -> Result<Writer, DialError> {
         let codec = Codec::new(config.framing, config.max_message_size)?;
         let addr =
             resolve(&config.address).ok_or_else(|| DialError::Resolve(config.address.clone()))?;
         let core = runtime.core(runtime.core_for(&addr)).clone();
-        let sendq = SendQueue::new(
-            core.clone(),
-            config.send_queue_bytes,
-            Box::new(codec),
-            false,
-        );
-        let inner = WriterInner {
+        let auto = config.retry.max_attempts != Some(0) || config.background_connect;
+        let sendq = SendQueue::new(core.clone(), config.send_queue_bytes, Box::new(codec), auto);
+        let inner = Arc::new_cyclic(|me| WriterInner {
             addr,
             codec,
             sendq,
@@ -91,15 +108,26 @@ impl Writer {
             connect_timeout: config.connect_timeout,
             handler: config.handler,
             policy: config.policy,
+            retry: config.retry,
+            on_failed: config.on_failed,
             current: Mutex::new(None),
+            attempts: AtomicU32::new(0),
+            me: me.clone(),
             runtime: runtime.clone(),
-        };
-        let mut current = inner.current.lock().unwrap_or_else(|e| e.into_inner());
-        *current = Some(inner.connect()?);
-        drop(current);
-        Ok(Writer {
-            inner: Arc::new(inner),
-        })
+        });
+        inner.install_down_hook();
+        if config.background_connect {
+            inner
+                .sendq
+                .set_reconnecting(Arc::new(ConnError::Io(std::io::Error::from(
+                    std::io::ErrorKind::NotConnected,
+                ))));
+            inner.schedule_redial(Duration::ZERO);
+        } else {
+            let info = inner.connect()?;
+            *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        }
+        Ok(Writer { inner })
     }
 
     /// The address dialed.
@@ -107,9 +135,15 @@ impl Writer {
         self.inner.addr
     }
 
-    /// The current connection's identity (it changes after a reconnect).
+    /// The current connection's identity (it changes after a reconnect; `None` before the first
+    /// background connect).
     pub fn conn_info(&self) -> Option<ConnInfo> {
         *self.inner.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the writer has a live connection now.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.inner.sendq.link(), Link::Up)
     }
 
     /// The runtime the writer runs on (for its per-core counters).
@@ -124,24 +158,68 @@ impl Writer {
 
     /// Frames `msg` and queues it; returns the number of bytes framed (header included).
     ///
-    /// Waits while the send queue is full. If the connection had failed, reconnects first; if
-    /// that fails, returns [`WriteError::Reconnect`] and `msg` is not queued (messages queued
-    /// earlier stay queued for the next attempt).
+    /// Waits while the send queue is full. While a reconnect is under way the message is queued
+    /// and sent once connected. If the link is down (the retry policy gave up, or it is
+    /// [`RetryPolicy::never`]), this reconnects first; if that fails it returns
+    /// [`WriteError::Reconnect`] and `msg` is not queued.
     pub fn write(&self, msg: &[u8]) -> Result<usize, WriteError> {
         let inner = &*self.inner;
+        let frame = inner.codec.prepare(msg)?;
+        // On the owning core (inside a handler) waiting would stall the core that drains it.
+        let deadline = inner.core.is_current().then(Instant::now);
         loop {
-            match enqueue(&inner.codec, &inner.sendq, msg) {
-                Ok(n) => return Ok(n),
-                Err(Enqueue::Push(PushError::Down(_))) => {
-                    inner.reconnect().map_err(WriteError::Reconnect)?
-                }
-                Err(err) => return Err(err.into()),
+            match inner.sendq.push(&frame, deadline) {
+                Ok(()) => return Ok(frame.len()),
+                Err(PushError::Down(_)) => inner.reconnect().map_err(WriteError::Reconnect)?,
+                Err(err) => return Err(push_error(err)),
             }
         }
     }
 
-    /// Returns once everything accepted so far was handed to the kernel, reconnecting if the
-    /// connection failed with messages still queued.
+    /// Queues `msg` if there is room now; never waits or dials. A full queue (or any other
+    /// refusal) returns the message in the error. A link that is down starts a background
+    /// reconnect and the message is queued for it.
+    pub fn try_write(&self, msg: impl Into<Bytes>) -> Result<usize, TryWriteError> {
+        let message = msg.into();
+        let inner = &*self.inner;
+        let frame = match inner.codec.prepare(&message) {
+            Ok(frame) => frame,
+            Err(err) => {
+                return Err(TryWriteError {
+                    message,
+                    reason: err.into(),
+                })
+            }
+        };
+        let mut restarted = false;
+        let result = loop {
+            match inner.sendq.push(&frame, Some(Instant::now())) {
+                Ok(()) => break Ok(frame.len()),
+                Err(PushError::Down(_)) if !restarted => {
+                    restarted = true;
+                    inner.restart_reconnecting();
+                }
+                Err(err) => break Err(push_error(err)),
+            }
+        };
+        result.map_err(|reason| TryWriteError { message, reason })
+    }
+
+    /// Queues `msg`, waiting for room without blocking a thread: a plain `Future` that works on
+    /// any executor (it is woken by the core when room frees up).
+    ///
+    /// ```no_run
+    /// # async fn demo(writer: buffstreams::Writer) -> Result<(), buffstreams::WriteError> {
+    /// writer.write_async(b"hello").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn write_async<'a>(&'a self, msg: &'a [u8]) -> WriteFuture<'a> {
+        WriteFuture::new(self, msg)
+    }
+
+    /// Returns once everything accepted so far was handed to the kernel (or failed: given to
+    /// [`WriterConfig::on_failed`] after the retry policy gave up). Waits through a background
+    /// reconnect; reconnects itself if the link is down with messages queued.
     ///
     /// "Handed to the kernel" is what delivery means here: TCP does not tell whether the peer
     /// application read it.
@@ -149,9 +227,9 @@ impl Writer {
         self.inner.flush(None).map(|_| ())
     }
 
-    /// Sends what is queued (reconnecting once if needed, waiting at most the connect timeout
-    /// plus `timeout`), closes the connection, and returns every message that was accepted but
-    /// not handed to the kernel. Closes the writer for all its clones.
+    /// Sends what is queued (waiting at most `timeout`, through a reconnect if one is under
+    /// way), closes the connection, and returns every message that was accepted but not handed
+    /// to the kernel. Closes the writer for all its clones.
     pub fn close_timeout(&self, timeout: Duration) -> Result<(), Unsent> {
         self.inner.close(timeout)
     }
@@ -162,7 +240,67 @@ impl Writer {
     }
 }
 
+fn push_error(err: PushError) -> WriteError {
+    match err {
+        PushError::Closed => WriteError::Closed,
+        PushError::TimedOut => WriteError::Full,
+        PushError::Down(err) => WriteError::Failed(err),
+    }
+}
+
+/// A per-thread xorshift for jitter: no shared state, no dependency.
+fn jitter_unit() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            t | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
 impl WriterInner {
+    /// When the core sees the connection fail: reconnect in the background, or, if the writer
+    /// is gone, hand what is queued to the failed-message handler.
+    fn install_down_hook(&self) {
+        let writer = self.me.clone();
+        let sendq = Arc::downgrade(&self.sendq);
+        let (codec, addr, on_failed) = (self.codec, self.addr, self.on_failed.clone());
+        self.sendq.set_on_down(Box::new(move || {
+            if let Some(writer) = writer.upgrade() {
+                writer.schedule_redial(Duration::ZERO);
+            } else if let Some(sendq) = sendq.upgrade() {
+                let rest = sendq.give_up(Arc::new(ConnError::Io(std::io::Error::from(
+                    std::io::ErrorKind::NotConnected,
+                ))));
+                report(on_failed.as_ref(), addr, &codec, rest, FailReason::Dropped);
+            }
+        }));
+    }
+
+    fn schedule_redial(&self, delay: Duration) {
+        let job: Weak<dyn Redial> = self.me.clone();
+        self.runtime.dialer().schedule(job, Instant::now() + delay);
+    }
+
+    /// The link is down: queue writes again and reconnect in the background.
+    fn restart_reconnecting(&self) {
+        if self.sendq.start_reconnecting() {
+            self.attempts.store(0, Ordering::Relaxed);
+            self.schedule_redial(Duration::ZERO);
+        }
+    }
+
     fn connect(&self) -> Result<ConnInfo, DialError> {
         let addr = self.addr;
         let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(|source| {
@@ -203,14 +341,35 @@ impl WriterInner {
         Ok(info)
     }
 
-    /// Reconnects if the link is down (one thread dials; the others wait for it).
+    /// Reconnects now if the link is down (one thread dials; the others wait for it).
     fn reconnect(&self) -> Result<(), DialError> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Link::Down(err) = self.sendq.link() {
             tracing::info!(addr = %self.addr, error = %err, "writer reconnecting");
             *current = Some(self.connect()?);
+            self.attempts.store(0, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    fn give_up(&self, attempts: u32, err: DialError) {
+        tracing::warn!(addr = %self.addr, attempts, error = %err, "writer gave up reconnecting");
+        let rest = self
+            .sendq
+            .give_up(Arc::new(ConnError::Io(std::io::Error::other(
+                err.to_string(),
+            ))));
+        let reason = FailReason::GaveUp {
+            attempts,
+            error: Arc::new(err),
+        };
+        report(
+            self.on_failed.as_ref(),
+            self.addr,
+            &self.codec,
+            rest,
+            reason,
+        );
     }
 
     /// Waits until drained (or `deadline`); returns whether drained.
@@ -223,7 +382,7 @@ impl WriterInner {
                 Ok(drained) => return Ok(drained),
                 Err(Link::Down(_)) => self.reconnect().map_err(WriteError::Reconnect)?,
                 Err(Link::Closed) => return Err(WriteError::Closed),
-                Err(Link::Up | Link::Reconnecting(_)) => {}
+                Err(Link::Up | Link::Reconnecting) => {}
             }
         }
     }
@@ -236,16 +395,16 @@ impl WriterInner {
             match self.flush(Some(deadline)) {
                 Ok(true) | Err(WriteError::Closed) => {}
                 Ok(false) => {
-                    reason = CloseReason::Error(Arc::new(crate::error::ConnError::Io(
-                        std::io::Error::new(std::io::ErrorKind::TimedOut, "close timed out"),
-                    )))
+                    reason = CloseReason::Error(Arc::new(ConnError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "close timed out before everything was sent",
+                    ))))
                 }
-                Err(WriteError::Reconnect(err)) => {
-                    reason = CloseReason::Error(Arc::new(crate::error::ConnError::Io(
-                        std::io::Error::other(err.to_string()),
-                    )))
+                Err(err) => {
+                    reason = CloseReason::Error(Arc::new(ConnError::Io(std::io::Error::other(
+                        err.to_string(),
+                    ))))
                 }
-                Err(_) => {}
             }
         }
         // Whatever is still queued now could not be sent in time: cut the connection (the
@@ -268,17 +427,88 @@ impl WriterInner {
     }
 }
 
+impl Redial for WriterInner {
+    fn attempt(&self) -> Next {
+        if !matches!(self.sendq.link(), Link::Reconnecting) {
+            return Next::Done;
+        }
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match self.connect() {
+            Ok(info) => {
+                *current = Some(info);
+                self.attempts.store(0, Ordering::Relaxed);
+                tracing::info!(addr = %self.addr, "writer reconnected");
+                Next::Done
+            }
+            Err(err) => {
+                drop(current);
+                let failed = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.retry.allows(failed) {
+                    tracing::debug!(addr = %self.addr, failed, error = %err, "reconnect failed");
+                    Next::RetryIn(self.retry.delay(failed, jitter_unit()))
+                } else {
+                    self.give_up(failed, err);
+                    Next::Done
+                }
+            }
+        }
+    }
+}
+
+/// Hands failed frames to the handler as messages (or logs how many there were).
+fn report(
+    handler: Option<&FailedHandler>,
+    addr: SocketAddr,
+    codec: &Codec,
+    frames: BytesMut,
+    reason: FailReason,
+) {
+    let messages = split_frames(codec, frames);
+    if messages.is_empty() {
+        return;
+    }
+    match handler {
+        Some(handler) => handler(Failed {
+            addr,
+            messages,
+            reason,
+        }),
+        None => tracing::warn!(
+            %addr,
+            count = messages.len(),
+            %reason,
+            "messages could not be sent (set WriterConfig::on_failed to receive them)"
+        ),
+    }
+}
+
 impl Drop for WriterInner {
     fn drop(&mut self) {
-        if matches!(self.sendq.link(), Link::Closed) {
-            return;
+        match self.sendq.link() {
+            Link::Closed => {}
+            Link::Up => {
+                // Last handle gone without close(): send what is queued, then close, without
+                // blocking here. If that connection fails, the down hook reports the rest.
+                self.core.send(Command::CloseConn {
+                    sendq: self.sendq.clone(),
+                    force: false,
+                    ack: None,
+                });
+            }
+            Link::Reconnecting | Link::Down(_) => {
+                let rest = self
+                    .sendq
+                    .give_up(Arc::new(ConnError::Io(std::io::Error::from(
+                        std::io::ErrorKind::NotConnected,
+                    ))));
+                report(
+                    self.on_failed.as_ref(),
+                    self.addr,
+                    &self.codec,
+                    rest,
+                    FailReason::Dropped,
+                );
+            }
         }
-        // Last handle gone without close(): send what is queued, then close, without blocking
-        // here. What still cannot be sent is logged by the runtime's shutdown.
-        self.core.send(Command::CloseConn {
-            sendq: self.sendq.clone(),
-            force: false,
-            ack: None,
-        });
     }
 }
