@@ -40,6 +40,7 @@ mod engine;
 pub mod error;
 pub mod frame;
 mod listener;
+mod manager;
 mod writer;
 
 pub use config::{HandlerErrorPolicy, ListenerConfig};
@@ -52,6 +53,7 @@ pub use error::{
 };
 pub use frame::{Codec, Decoder, Frame, Framing};
 pub use listener::Listener;
+pub use manager::{Manager, ManagerError, ShutdownReport};
 pub use writer::{RetryPolicy, Writer, WriterConfig};
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.

@@ -144,7 +144,11 @@ impl FrameRing {
             let held = self.big_bytes.load(Ordering::Acquire);
             return held == 0 || held + len <= self.big_limit;
         }
-        let used = self.tail.0.load(Ordering::Acquire) - self.head.0.load(Ordering::SeqCst);
+        let used = self
+            .tail
+            .0
+            .load(Ordering::Acquire)
+            .saturating_sub(self.head.0.load(Ordering::SeqCst));
         // Worst case the record needs padding to the end of the ring as well.
         used as usize + 2 * (WORD + round_up(len)) <= self.cap
     }
@@ -200,7 +204,13 @@ impl FrameRing {
             let to_end = self.cap - off;
             let pad = if rec > to_end { to_end } else { 0 };
             let need = (pad + rec) as u64;
-            if tail + need - head > self.cap as u64 {
+            // A stale `tail` (other producers moved on, the consumer even past it) may sit below
+            // `head`: saturate, and let the compare-exchange below fail and reload it.
+            if (tail + need).saturating_sub(head) > self.cap as u64 {
+                if self.tail.0.load(Ordering::Acquire) != tail {
+                    tail = self.tail.0.load(Ordering::Relaxed);
+                    continue;
+                }
                 return Err(Full::Ring);
             }
             match self.tail.0.compare_exchange_weak(
