@@ -154,7 +154,9 @@ impl FrameRing {
     }
 
     /// Reserves room for a `len`-byte record, lets `fill` write exactly those bytes, and
-    /// publishes it. Lock-free: one CAS on the tail.
+    /// publishes it. Lock-free: one CAS on the tail, one swap to publish. The publication is
+    /// sequentially consistent, so a caller's SeqCst load after it pairs with the consumer's
+    /// SeqCst "arm, then look at the head" (see `SendQueue`).
     pub(crate) fn push(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Full> {
         if WORD + round_up(len) > self.cap / 4 {
             return self.push_big(len, fill);
@@ -167,8 +169,10 @@ impl FrameRing {
         // can reserve it, and the consumer does not read it until we publish the header.
         let body = unsafe { std::slice::from_raw_parts_mut(mem.as_ptr().add(off + WORD), len) };
         fill(body);
+        // Publish with a sequentially consistent swap: it orders this store before the caller's
+        // check of the consumer's "armed" flag (one locked instruction, no separate fence).
         self.header(mem, off)
-            .store(((len as u64) << 3) | KIND_DATA, Ordering::Release);
+            .swap(((len as u64) << 3) | KIND_DATA, Ordering::SeqCst);
         Ok(())
     }
 
@@ -190,7 +194,7 @@ impl FrameRing {
             body.add(1).write(len as u64);
         }
         self.header(mem, off)
-            .store(((len as u64) << 3) | KIND_BIG, Ordering::Release);
+            .swap(((len as u64) << 3) | KIND_BIG, Ordering::SeqCst);
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 //! a connection fails, the bytes the kernel never took go back into `resend`, cut at a frame
 //! boundary, and are sent first on the next connection, so no accepted message is lost silently.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Instant;
@@ -249,9 +249,9 @@ impl SendQueue {
                 })
                 .is_ok()
             {
-                // Publish-then-check pairs with the core's arm-then-check in `take`.
-                fence(Ordering::SeqCst);
-                if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+                // The ring published with a SeqCst swap; this SeqCst load pairs with the core's
+                // SeqCst arm-then-look in `take`: one of the two sees the other.
+                if self.armed.load(Ordering::SeqCst) && self.armed.swap(false, Ordering::AcqRel) {
                     self.core.send(Command::Flush(self.clone()));
                 }
                 return Ok(());
