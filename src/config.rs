@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::channel::{Channel, ChannelLink, MessageReceiver};
 use crate::conn::Conn;
 use crate::engine::session::ConnInfo;
 use crate::engine::RuntimeConfig;
@@ -41,7 +42,20 @@ pub enum HandlerErrorPolicy {
 
 type CloseHookFn = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
 
+/// Where a listener delivers messages.
+#[derive(Clone)]
+pub(crate) enum Delivery {
+    /// A handler called on the owning core.
+    Handler(MessageHandler),
+    /// A bounded channel (the configuration's link to it).
+    Channel(ChannelLink),
+}
+
 /// How to run a listener.
+///
+/// Messages go either to a handler called on the core that owns the connection
+/// ([`ListenerConfig::new`]), or to a bounded channel that any thread or async task consumes
+/// ([`ListenerConfig::with_channel`]).
 ///
 /// ```no_run
 /// use buffstreams::{Framing, Listener, ListenerConfig};
@@ -61,7 +75,7 @@ pub struct ListenerConfig {
     pub(crate) framing: Framing,
     pub(crate) max_message_size: usize,
     pub(crate) runtime: RuntimeConfig,
-    pub(crate) handler: MessageHandler,
+    pub(crate) delivery: Delivery,
     pub(crate) policy: HandlerErrorPolicy,
     pub(crate) on_close: Option<CloseHookFn>,
     pub(crate) backlog: i32,
@@ -75,12 +89,54 @@ impl ListenerConfig {
     where
         F: Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
+        ListenerConfig::with_delivery(address.into(), Delivery::Handler(Arc::new(handler)))
+    }
+
+    /// Listen on `address` and hand every message to a bounded channel of `capacity` messages
+    /// (at least 1), consumed through the returned [`MessageReceiver`] from any thread or async
+    /// task. Each [`Message`](crate::Message) carries its payload as [`Bytes`] and the
+    /// [`Conn`] it came from, to reply with [`Conn::write`].
+    ///
+    /// When the channel is full, the connection that filled it stops reading its socket until
+    /// the consumer has taken the channel down to half its capacity: TCP flow control then slows
+    /// the peer down, and nothing is buffered without bound (the channel holds at most
+    /// `capacity` messages plus one per connection). The receiver ends once the listener is
+    /// closed and every queued message was taken.
+    ///
+    /// [`on_handler_error`](ListenerConfig::on_handler_error) decides what happens to messages
+    /// arriving after every receiver was dropped: discarded (logged once per connection), or
+    /// their connection closed.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig};
+    ///
+    /// let (config, messages) = ListenerConfig::with_channel("127.0.0.1:5031", 1024);
+    /// let listener = Listener::bind(config.cores(2))?;
+    /// std::thread::spawn(move || {
+    ///     for msg in messages {
+    ///         // any thread: reply on the connection the message came from
+    ///         let _ = msg.conn.write(&msg.payload);
+    ///     }
+    /// });
+    /// listener.wait();
+    /// # Ok::<(), buffstreams::ListenError>(())
+    /// ```
+    pub fn with_channel(
+        address: impl Into<String>,
+        capacity: usize,
+    ) -> (ListenerConfig, MessageReceiver) {
+        let (link, receiver) = Channel::open(capacity);
+        let config = ListenerConfig::with_delivery(address.into(), Delivery::Channel(link));
+        (config, receiver)
+    }
+
+    fn with_delivery(address: String, delivery: Delivery) -> ListenerConfig {
         ListenerConfig {
-            address: address.into(),
+            address,
             framing: Framing::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             runtime: RuntimeConfig::default(),
-            handler: Arc::new(handler),
+            delivery,
             policy: HandlerErrorPolicy::default(),
             on_close: None,
             backlog: 1024,
@@ -114,7 +170,8 @@ impl ListenerConfig {
         self
     }
 
-    /// What a handler error does (default: log and continue).
+    /// What a handler error does (default: log and continue). With a channel, what messages
+    /// arriving after every receiver was dropped do: discarded, or their connection closed.
     pub fn on_handler_error(mut self, policy: HandlerErrorPolicy) -> Self {
         self.policy = policy;
         self

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod channel;
 pub mod config;
 mod conn;
 mod engine;
@@ -43,6 +44,7 @@ mod listener;
 mod manager;
 mod writer;
 
+pub use channel::{Message, MessageReceiver, RecvError, RecvTimeoutError, TryRecvError};
 pub use config::{HandlerErrorPolicy, ListenerConfig};
 pub use conn::Conn;
 pub use engine::session::ConnInfo;
@@ -52,7 +54,7 @@ pub use error::{
     StartError, TryWriteError, Unsent, WriteError,
 };
 pub use frame::{Codec, Decoder, Frame, Framing};
-pub use listener::Listener;
+pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
 pub use writer::{RetryPolicy, Writer, WriterConfig};
 

@@ -1,21 +1,23 @@
 //! A listener: one `SO_REUSEPORT` socket per core on the same address; each core accepts and
 //! owns its connections for their whole life.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{HandlerErrorPolicy, ListenerConfig, MessageHandler};
+use crate::channel::{ChannelSender, ChannelSource};
+use crate::config::{Delivery, HandlerErrorPolicy, ListenerConfig, MessageHandler};
 use crate::conn::{CloseHook, Conn, FramedSession};
 use crate::engine::core::{Command, CoreShared};
 use crate::engine::sendq::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::{CoreStats, Runtime};
-use crate::error::{CloseReason, ListenError};
+use crate::error::{CloseReason, FrameError, ListenError, WriteError};
 use crate::frame::Codec;
 
 /// A running listener. Cheap to clone: one clone can [`wait`](Listener::wait) while another
@@ -39,9 +41,62 @@ pub struct Listener {
 struct ListenerInner {
     id: u64,
     local_addr: SocketAddr,
+    codec: Codec,
+    registry: Arc<Registry>,
+    /// With channel delivery, the listener's hold on the channel: released once every core has
+    /// closed the listener's connections, which ends the receiver (once drained).
+    channel: Mutex<Option<ChannelSender>>,
     runtime: Runtime,
     closed: Mutex<bool>,
     closed_cv: Condvar,
+}
+
+/// The listener's live connections: added when accepted, removed when closed (touched per
+/// connection, never per message).
+#[derive(Default)]
+struct Registry {
+    conns: Mutex<HashMap<u64, Conn>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Conn>> {
+        // Only inserts, removes and clones happen under this lock: never poisoned half-way.
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live connections, by id.
+    fn snapshot(&self) -> Vec<Conn> {
+        let mut conns: Vec<Conn> = self.lock().values().cloned().collect();
+        conns.sort_unstable_by_key(Conn::id);
+        conns
+    }
+}
+
+/// What [`Listener::broadcast`] did: how many connections the message was queued for, and which
+/// refused it and why.
+///
+/// A connection whose send queue is full (its peer reads too slowly) is never waited for: it
+/// is reported with [`WriteError::Full`], the others still get the message.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Broadcast {
+    /// Connections the message was queued for (the core sends it next).
+    pub queued: usize,
+    /// Connections that refused it: [`WriteError::Full`] (queue full),
+    /// [`WriteError::Closed`] (closing meanwhile) or [`WriteError::Failed`].
+    pub failed: Vec<(ConnInfo, WriteError)>,
+}
+
+impl Broadcast {
+    /// Connections the broadcast was addressed to (after the filter).
+    pub fn attempted(&self) -> usize {
+        self.queued + self.failed.len()
+    }
+
+    /// Whether every addressed connection took the message.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -53,12 +108,20 @@ impl std::fmt::Debug for Listener {
     }
 }
 
+/// Where an acceptor's sessions deliver messages.
+enum Sink {
+    Handler(MessageHandler),
+    Channel(ChannelSource),
+}
+
 struct FramedAcceptor {
     codec: Codec,
-    handler: MessageHandler,
+    sink: Sink,
     policy: HandlerErrorPolicy,
+    /// The user's close hook, preceded by removal from `registry`.
     on_close: CloseHook,
     send_queue_bytes: usize,
+    registry: Arc<Registry>,
 }
 
 impl Acceptor for FramedAcceptor {
@@ -70,12 +133,16 @@ impl Acceptor for FramedAcceptor {
             false,
         );
         let conn = Conn::new(info, self.codec, sendq.clone());
-        let session = FramedSession::new(
-            conn,
-            Some(self.handler.clone()),
-            self.policy,
-            Some(self.on_close.clone()),
-        );
+        self.registry.lock().insert(info.id, conn.clone());
+        let on_close = Some(self.on_close.clone());
+        let session = match &self.sink {
+            Sink::Handler(handler) => {
+                FramedSession::new(conn, Some(handler.clone()), self.policy, on_close)
+            }
+            Sink::Channel(source) => {
+                FramedSession::with_channel(conn, source.sender(), self.policy, on_close)
+            }
+        };
         (sendq, Box::new(session))
     }
 }
@@ -133,15 +200,31 @@ impl Listener {
             }
             sockets.push(socket);
         }
+        let registry = Arc::new(Registry::default());
+        let user_hook: CloseHook = config
+            .on_close
+            .clone()
+            .unwrap_or_else(|| Arc::new(log_unsent));
+        let hook_registry = registry.clone();
+        let on_close: CloseHook = Arc::new(move |info, reason, unsent| {
+            let conn = hook_registry.lock().remove(&info.id);
+            drop(conn);
+            user_hook(info, reason, unsent);
+        });
+        let (sink, channel) = match &config.delivery {
+            Delivery::Handler(handler) => (Sink::Handler(handler.clone()), None),
+            Delivery::Channel(link) => {
+                let sender = link.sender();
+                (Sink::Channel(sender.source()), Some(sender))
+            }
+        };
         let acceptor: Arc<dyn Acceptor> = Arc::new(FramedAcceptor {
             codec,
-            handler: config.handler.clone(),
+            sink,
             policy: config.policy,
-            on_close: config
-                .on_close
-                .clone()
-                .unwrap_or_else(|| Arc::new(log_unsent)),
+            on_close,
             send_queue_bytes: config.send_queue_bytes,
+            registry: registry.clone(),
         });
         let id = next_listener_id();
         let mut acks = Vec::with_capacity(sockets.len());
@@ -159,6 +242,9 @@ impl Listener {
             inner: Arc::new(ListenerInner {
                 id,
                 local_addr: addr,
+                codec,
+                registry,
+                channel: Mutex::new(channel),
                 runtime: runtime.clone(),
                 closed: Mutex::new(false),
                 closed_cv: Condvar::new(),
@@ -187,9 +273,74 @@ impl Listener {
         self.inner.runtime.stats()
     }
 
+    /// The live connections (accepted and not yet closed), by id.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        let mut infos: Vec<ConnInfo> = self
+            .inner
+            .registry
+            .lock()
+            .values()
+            .map(Conn::info)
+            .collect();
+        infos.sort_unstable_by_key(|info| info.id);
+        infos
+    }
+
+    /// Writes `msg` to every live connection; never waits. The message is framed once and the
+    /// frame queued on each connection. A connection whose send queue is full (its peer reads
+    /// too slowly) does not hold up the others: it is reported in
+    /// [`Broadcast::failed`] with [`WriteError::Full`].
+    ///
+    /// Errors only if `msg` cannot be framed (too large, or holding the delimiter). Messages
+    /// broadcast from one thread reach each connection in order (minus those it refused).
+    ///
+    /// ```no_run
+    /// # fn demo(listener: &buffstreams::Listener) -> Result<(), buffstreams::FrameError> {
+    /// let report = listener.broadcast(b"tick")?;
+    /// for (conn, err) in &report.failed {
+    ///     eprintln!("connection {} missed it: {err}", conn.id);
+    /// }
+    /// println!("queued for {} connections", report.queued);
+    /// # Ok(()) }
+    /// ```
+    pub fn broadcast(&self, msg: &[u8]) -> Result<Broadcast, FrameError> {
+        self.broadcast_to(msg, |_| true)
+    }
+
+    /// [`broadcast`](Listener::broadcast) to the live connections for which `filter` returns
+    /// `true`.
+    ///
+    /// ```no_run
+    /// # fn demo(listener: &buffstreams::Listener) -> Result<(), buffstreams::FrameError> {
+    /// // only the peers on loopback
+    /// listener.broadcast_to(b"local news", |conn| conn.peer.ip().is_loopback())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn broadcast_to<F>(&self, msg: &[u8], mut filter: F) -> Result<Broadcast, FrameError>
+    where
+        F: FnMut(&ConnInfo) -> bool,
+    {
+        let frame = self.inner.codec.prepare(msg)?;
+        // The filter (user code) runs outside the registry's lock.
+        let mut report = Broadcast::default();
+        for conn in self.inner.registry.snapshot() {
+            let info = conn.info();
+            if !filter(&info) {
+                continue;
+            }
+            match conn.try_push(&frame) {
+                Ok(()) => report.queued += 1,
+                Err(err) => report.failed.push((info, err)),
+            }
+        }
+        Ok(report)
+    }
+
     /// Stops accepting, closes every connection (handlers running now finish first: they run on
     /// the cores that carry out the close) and closes the sockets, so the port can be bound again
-    /// at once. Idempotent; returns when every core is done.
+    /// at once. Idempotent; returns when every core is done. With
+    /// [channel delivery](ListenerConfig::with_channel), the receiver then ends once it has
+    /// handed out what is queued.
     pub fn close(&self) {
         if self.inner.on_own_core() {
             // Called from a handler: that core cannot carry out the close while it runs this
@@ -248,6 +399,13 @@ impl ListenerInner {
             // Err: that core already ended, and with it the socket.
             let _ = done.recv();
         }
+        // Every connection is closed: with channel delivery, the receiver ends once drained.
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(channel);
         *closed = true;
         self.closed_cv.notify_all();
         tracing::info!(addr = %self.local_addr, "listener closed");

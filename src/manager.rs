@@ -137,11 +137,7 @@ impl Manager {
     }
 
     fn check_open(&self) -> Result<std::sync::MutexGuard<'_, bool>, ManagerError> {
-        let shut = self
-            .inner
-            .changes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let shut = self.inner.changes.lock().unwrap_or_else(|e| e.into_inner());
         if *shut {
             return Err(ManagerError::Shutdown);
         }
@@ -218,12 +214,7 @@ impl Manager {
     }
 
     fn missing(&self, address: &str) -> ManagerError {
-        if *self
-            .inner
-            .changes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        {
+        if *self.inner.changes.lock().unwrap_or_else(|e| e.into_inner()) {
             ManagerError::Shutdown
         } else {
             ManagerError::NotDialed(address.to_string())
@@ -263,11 +254,7 @@ impl Manager {
         timeout: Duration,
     ) -> Result<Result<(), Unsent>, ManagerError> {
         let writer = {
-            let _changes = self
-                .inner
-                .changes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let _changes = self.inner.changes.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = Writers::clone(&self.inner.writers.load());
             let writer = next
                 .remove(address)
@@ -345,10 +332,7 @@ impl ManagerInner {
         });
         drop(listeners);
         self.runtime.shutdown();
-        tracing::info!(
-            unsent = report.unsent_messages(),
-            "manager shut down"
-        );
+        tracing::info!(unsent = report.unsent_messages(), "manager shut down");
         report
     }
 }

@@ -104,26 +104,43 @@ fn many_threads_many_addresses_exactly_once_in_order() {
     }
     let total = THREADS as u64 * PER_THREAD;
     assert!(
-        wait_until(Duration::from_secs(60), || received.load(Ordering::Relaxed) >= total),
+        wait_until(Duration::from_secs(60), || received.load(Ordering::Relaxed)
+            >= total),
         "received {} of {total}",
         received.load(Ordering::Relaxed)
     );
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(received.load(Ordering::Relaxed), total, "duplicates");
-    assert_eq!(bad.load(Ordering::Relaxed), 0, "out of order or interleaved");
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "out of order or interleaved"
+    );
     // Each address got exactly the per-thread counts that were sent to it.
     for (a, sent) in sent_per_address.iter().enumerate() {
-        let got: u64 = expected[a].lock().unwrap().iter().map(|&n| u64::from(n)).sum();
+        let got: u64 = expected[a]
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|&n| u64::from(n))
+            .sum();
         assert_eq!(got, sent.load(Ordering::Relaxed), "address {a}");
     }
     let report = manager.shutdown(Duration::from_secs(5));
     assert_eq!(report.unsent_messages(), 0);
-    assert!(matches!(manager.write_to(&addresses[0], b"x"), Err(ManagerError::Shutdown)));
+    assert!(matches!(
+        manager.write_to(&addresses[0], b"x"),
+        Err(ManagerError::Shutdown)
+    ));
 }
 
 #[test]
 fn close_listener_and_writer_by_address() {
-    let manager = Manager::new(RuntimeConfig { cores: 1, ..RuntimeConfig::default() }).unwrap();
+    let manager = Manager::new(RuntimeConfig {
+        cores: 1,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let got = Arc::new(AtomicU64::new(0));
     let g = got.clone();
     let addr = manager
@@ -139,13 +156,24 @@ fn close_listener_and_writer_by_address() {
         Err(ManagerError::AlreadyDialed(_))
     ));
     manager.write_to(&addr, b"one").unwrap();
-    assert!(manager.close_writer(&addr, Duration::from_secs(5)).unwrap().is_ok());
-    assert!(matches!(manager.write_to(&addr, b"x"), Err(ManagerError::NotDialed(_))));
-    assert!(wait_until(Duration::from_secs(5), || got.load(Ordering::Relaxed) == 1));
+    assert!(manager
+        .close_writer(&addr, Duration::from_secs(5))
+        .unwrap()
+        .is_ok());
+    assert!(matches!(
+        manager.write_to(&addr, b"x"),
+        Err(ManagerError::NotDialed(_))
+    ));
+    assert!(wait_until(Duration::from_secs(5), || got
+        .load(Ordering::Relaxed)
+        == 1));
     assert!(manager.listeners().contains(&addr));
     manager.close_listener(&addr).unwrap();
     assert!(manager.listeners().is_empty());
-    assert!(matches!(manager.close_listener(&addr), Err(ManagerError::NotListening(_))));
+    assert!(matches!(
+        manager.close_listener(&addr),
+        Err(ManagerError::NotListening(_))
+    ));
     // The port is free again.
     std::net::TcpListener::bind(&addr).unwrap();
     manager.shutdown(Duration::from_secs(1));

@@ -60,7 +60,9 @@ fn shutdown_leaves_no_fd_or_thread_behind() {
             let addr = &addrs[i as usize % addrs.len()];
             manager.write_to(addr, &i.to_be_bytes()).unwrap();
         }
-        assert!(wait_until(Duration::from_secs(10), || received.load(Ordering::Relaxed) == 10_000));
+        assert!(wait_until(Duration::from_secs(10), || received
+            .load(Ordering::Relaxed)
+            == 10_000));
         assert!(open_fds() > fds_before, "round {round}: sockets are open");
         assert!(threads() > threads_before);
 
@@ -70,7 +72,8 @@ fn shutdown_leaves_no_fd_or_thread_behind() {
         assert_eq!(report.unsent[0].0, dead_addr);
         drop(manager);
         assert!(
-            wait_until(Duration::from_secs(5), || open_fds() == fds_before && threads() == threads_before),
+            wait_until(Duration::from_secs(5), || open_fds() == fds_before
+                && threads() == threads_before),
             "round {round}: fds {} -> {}, threads {} -> {}",
             fds_before,
             open_fds(),

@@ -110,7 +110,8 @@ struct RuntimeInner {
     grace: Duration,
 }
 
-/// A set of per-core threads, each running its own io_uring ring. Cheap to clone; the threads
+/// A set of per-core threads, each running its own io_uring ring (or epoll instance, see
+/// [`Backend`]). Cheap to clone; the threads
 /// stop (after sending what is queued, for at most [`RuntimeConfig::shutdown_grace`]) when the
 /// last clone and every listener and writer on it are gone, or on [`Runtime::shutdown`].
 ///

@@ -360,6 +360,9 @@ impl SendQueue {
     pub(crate) fn attach(&self, slot: u32) -> bool {
         let mut ctl = self.lock();
         ctl.slot = Some(slot);
+        // A Flush sent while detached was dropped: make the next push tell the core again (the
+        // caller starts a send if this returns true).
+        self.armed.store(true, Ordering::SeqCst);
         !ctl.resend.is_empty() || !self.ring.is_empty()
     }
 

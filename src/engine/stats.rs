@@ -45,15 +45,17 @@ counters! {
     messages_received,
     /// Payload and framing bytes received.
     bytes_received,
-    /// Receive completions (each covers one kernel-filled buffer).
+    /// Receive completions with data (io_uring: one per kernel-filled ring buffer; epoll: one
+    /// per `recv` that returned data).
     recv_completions,
-    /// Times the buffer ring ran dry and a multishot receive had to be re-armed.
+    /// io_uring: times the buffer ring ran dry and a multishot receive had to be re-armed
+    /// (always 0 on epoll).
     recv_no_buffers,
     /// Bytes handed to the kernel by sends.
     bytes_sent,
     /// Send operations submitted.
     sends,
-    /// `io_uring_enter` calls made by the loop.
+    /// Kernel waits made by the loop (`io_uring_enter` or `epoll_wait` calls).
     enters,
     /// Loop turns.
     turns,

@@ -90,7 +90,7 @@ impl RetryPolicy {
 
     /// Whether another attempt is allowed after `attempts` failed ones.
     pub(crate) fn allows(&self, attempts: u32) -> bool {
-        self.max_attempts.is_none_or(|max| attempts < max)
+        self.max_attempts.map_or(true, |max| attempts < max)
     }
 }
 

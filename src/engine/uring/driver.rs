@@ -60,6 +60,9 @@ struct ConnSlot {
     reconnectable: bool,
     /// The session's consumer is full: no receive is armed until it resumes.
     paused: bool,
+    /// The multishot receive was cancelled by a pause and its final completion has not arrived:
+    /// an `ECANCELED` then is ours, even if the session resumed meanwhile.
+    recv_cancelled: bool,
     /// The peer's EOF arrived while paused; handled after the held-back data is delivered.
     eof_pending: bool,
     closing: Option<CloseReason>,
@@ -171,6 +174,8 @@ impl Driver for Core {
             self.bufs.commit();
             self.rearm_receives();
             self.flush_backlog();
+            // Publish before (possibly) sleeping, so readers see current counters meanwhile.
+            self.shared.publish(&self.local);
             let busy = !self.ring.completion().is_empty() || !self.backlog.is_empty();
             let want = u32::from(!busy && self.shared.about_to_sleep());
             let entered = self.enter(want);
@@ -181,8 +186,8 @@ impl Driver for Core {
             }
             self.reap();
             self.local.turns += 1;
-            self.shared.publish(&self.local);
         }
+        self.shared.publish(&self.local);
         self.teardown();
     }
 }
@@ -575,6 +580,7 @@ impl Core {
             listener,
             reconnectable,
             paused: false,
+            recv_cancelled: false,
             eof_pending: false,
             closing: None,
             close_when_flushed: false,
@@ -585,11 +591,16 @@ impl Core {
         slot
     }
 
+    /// Starts closing `slot` (the first reason wins) and frees it once no operation is left;
+    /// every final completion of a closing connection comes back here or to `maybe_finalize`.
     fn close_conn(&mut self, slot: u32, reason: CloseReason) {
         let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
             return;
         };
         if c.closing.is_some() {
+            // Already closing (e.g. the send failed after the receive saw EOF): this may have
+            // been its last operation.
+            self.maybe_finalize(slot);
             return;
         }
         if c.busy() {
@@ -714,8 +725,10 @@ impl Core {
             }
             return;
         };
+        let cancelled = c.recv_cancelled;
         if !more {
             c.recv_armed = false;
+            c.recv_cancelled = false;
             self.ops -= 1;
         }
         let mut close = None;
@@ -758,8 +771,12 @@ impl Core {
                 if !more && !c.paused {
                     self.rearm.push(slot);
                 }
-            } else if -res == libc::ECANCELED && c.paused {
-                // Our own cancel after a pause: reading resumes on Command::Resume.
+            } else if -res == libc::ECANCELED && (c.paused || cancelled) {
+                // Our own cancel after a pause: reading resumes on Command::Resume, or now if
+                // that came before this final completion (it could not re-arm then).
+                if !more && !c.paused {
+                    self.rearm.push(slot);
+                }
             } else {
                 let err = io::Error::from_raw_os_error(-res);
                 close = Some(CloseReason::Error(Arc::new(ConnError::Io(err))));
@@ -768,6 +785,7 @@ impl Core {
         if pause {
             c.paused = true;
             if c.recv_armed {
+                c.recv_cancelled = true;
                 // Stop the multishot receive. Completions already posted still arrive and go to
                 // the session, which holds them; nothing in the socket is lost.
                 self.push(

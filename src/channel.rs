@@ -1,0 +1,717 @@
+//! Channel delivery: a listener hands every message to a bounded queue that any thread or async
+//! task consumes, instead of calling a handler on the owning core. Set up with
+//! [`ListenerConfig::with_channel`](crate::ListenerConfig::with_channel).
+//!
+//! The queue holds at most `capacity` messages, plus at most one per connection: when it is
+//! full, the connection that filled it stops reading its socket, and TCP flow control pushes
+//! back on its peer, so a slow consumer never makes the listener buffer without bound. What
+//! such a connection had already received but not decoded is kept (no more than was in flight
+//! when reading stopped). Once the consumer has taken the queue down to half its capacity, every
+//! paused connection reads again.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use buffstreams::channel::RecvTimeoutError;
+//! use buffstreams::{Listener, ListenerConfig};
+//!
+//! let (config, messages) = ListenerConfig::with_channel("127.0.0.1:0", 256);
+//! let listener = Listener::bind(config)?;
+//! loop {
+//!     match messages.recv_timeout(Duration::from_secs(1)) {
+//!         Ok(msg) => println!("{} bytes from connection {}", msg.len(), msg.id()),
+//!         Err(RecvTimeoutError::Timeout) => println!("idle"),
+//!         Err(RecvTimeoutError::Closed) => break, // the listener was closed
+//!     }
+//! }
+//! # Ok::<(), buffstreams::ListenError>(())
+//! ```
+
+// How it works: each connection's session reserves room, decodes frames into a batch within
+// it, and queues the batch. When the queue is full it registers its connection in the paused
+// list, keeps the undecoded rest of its bytes and tells the engine to stop reading. A receiver
+// (or a session releasing an unused reservation) that brings the queue down to the low
+// watermark sends `Resume` to the core of each paused connection.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::conn::Conn;
+use crate::engine::session::ConnInfo;
+
+/// One message received by a listener configured with
+/// [`ListenerConfig::with_channel`](crate::ListenerConfig::with_channel): the payload and the
+/// connection it came from (to reply through, or to tell senders apart).
+///
+/// ```no_run
+/// # fn demo(messages: buffstreams::MessageReceiver) -> Result<(), buffstreams::WriteError> {
+/// for msg in &messages {
+///     println!("{} bytes from connection {} ({})", msg.len(), msg.id(), msg.peer_addr());
+///     msg.conn.write(&msg.payload)?; // echo
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Message {
+    /// The payload, without its framing.
+    pub payload: Bytes,
+    /// The connection it arrived on; [`Conn::write`] replies on it.
+    pub conn: Conn,
+}
+
+impl Message {
+    /// Id of the connection the message arrived on (unique per process).
+    pub fn id(&self) -> u64 {
+        self.conn.id()
+    }
+
+    /// The address of the peer that sent the message.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.conn.peer_addr()
+    }
+
+    /// Everything identifying the connection the message arrived on.
+    pub fn info(&self) -> ConnInfo {
+        self.conn.info()
+    }
+
+    /// The payload's length in bytes.
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Whether the payload is empty (an empty message is a valid message).
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// The payload, dropping the connection handle.
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("conn", &self.conn.id())
+            .field("peer", &self.conn.peer_addr())
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// [`MessageReceiver::recv`] found the channel closed: every listener bound with its
+/// configuration has closed and every message was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the message channel is closed")]
+pub struct RecvError;
+
+/// Why [`MessageReceiver::try_recv`] returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// No message is queued right now.
+    #[error("no message is queued")]
+    Empty,
+    /// The channel is closed and drained.
+    #[error("the message channel is closed")]
+    Closed,
+}
+
+/// Why [`MessageReceiver::recv_timeout`] returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecvTimeoutError {
+    /// No message arrived in time.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The channel is closed and drained.
+    #[error("the message channel is closed")]
+    Closed,
+}
+
+/// The consuming end of a listener's message channel, from
+/// [`ListenerConfig::with_channel`](crate::ListenerConfig::with_channel).
+///
+/// Cheap to clone; clones share one queue (each message goes to exactly one of them). Usable
+/// from any thread ([`recv`](MessageReceiver::recv), [`recv_timeout`](MessageReceiver::recv_timeout),
+/// [`try_recv`](MessageReceiver::try_recv), iteration) and from any async executor
+/// ([`recv_async`](MessageReceiver::recv_async), a plain `Future`).
+///
+/// The channel ends (`recv` returns [`RecvError`], iteration stops) once every listener bound
+/// with the configuration has closed and the queued messages were taken. (If the configuration
+/// is dropped without ever being bound, it ends too.)
+///
+/// When every receiver is dropped, the listener discards what arrives (it logs a warning per
+/// connection, or closes connections under [`HandlerErrorPolicy::Close`]).
+///
+/// [`HandlerErrorPolicy::Close`]: crate::HandlerErrorPolicy::Close
+///
+/// ```no_run
+/// use buffstreams::{Listener, ListenerConfig};
+///
+/// let (config, messages) = ListenerConfig::with_channel("127.0.0.1:0", 1024);
+/// let listener = Listener::bind(config)?;
+/// let consumer = std::thread::spawn(move || {
+///     let mut total = 0;
+///     for msg in messages {
+///         total += msg.len();
+///         let _ = msg.conn.write(b"ack");
+///     }
+///     total // the loop ends once the listener is closed and the queue drained
+/// });
+/// // ... later
+/// listener.close();
+/// let total = consumer.join().unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MessageReceiver {
+    chan: Arc<Channel>,
+}
+
+/// The queue shared by a channel's receivers, its configuration and the sessions feeding it.
+pub(crate) struct Channel {
+    capacity: usize,
+    /// Paused connections resume once queued plus reserved messages drop to this.
+    low: usize,
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+struct State {
+    queue: VecDeque<Message>,
+    /// Room sessions reserved for the batch they are decoding.
+    reserved: usize,
+    /// Connections that stopped reading because the queue was full.
+    paused: Vec<Conn>,
+    /// Configurations (and their clones) that may still bind a listener.
+    links: usize,
+    /// Listeners' acceptors and connection sessions that may still send.
+    live: usize,
+    /// Some listener was bound with this channel.
+    bound: bool,
+    receivers: usize,
+    /// Threads blocked in `recv`/`recv_timeout`.
+    blocked: usize,
+    /// Async receivers waiting, keyed by their future's id.
+    wakers: Vec<(u64, Waker)>,
+    next_key: u64,
+}
+
+impl State {
+    fn closed(&self) -> bool {
+        self.live == 0 && (self.bound || self.links == 0)
+    }
+
+    fn level(&self) -> usize {
+        self.queue.len() + self.reserved
+    }
+}
+
+impl Channel {
+    /// A channel holding about `capacity` messages (at least 1), its configuration's link and
+    /// its first receiver.
+    pub(crate) fn open(capacity: usize) -> (ChannelLink, MessageReceiver) {
+        let capacity = capacity.max(1);
+        let chan = Arc::new(Channel {
+            capacity,
+            low: capacity / 2,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                reserved: 0,
+                paused: Vec::new(),
+                links: 1,
+                live: 0,
+                bound: false,
+                receivers: 1,
+                blocked: 0,
+                wakers: Vec::new(),
+                next_key: 0,
+            }),
+            ready: Condvar::new(),
+        });
+        (ChannelLink { chan: chan.clone() }, MessageReceiver { chan })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update under this lock is a few plain operations that cannot panic half-way
+        // (user code never runs under it), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the next message; with it, the paused connections to resume if the queue dropped
+    /// to the low watermark (resume them after unlocking).
+    fn pop(&self, st: &mut State) -> Option<(Message, Vec<Conn>)> {
+        let msg = st.queue.pop_front()?;
+        let resume = if !st.paused.is_empty() && st.level() <= self.low {
+            std::mem::take(&mut st.paused)
+        } else {
+            Vec::new()
+        };
+        Some((msg, resume))
+    }
+
+    /// Wakes everyone waiting (the channel closed).
+    fn wake_all(&self, mut st: MutexGuard<'_, State>) {
+        let wakers = std::mem::take(&mut st.wakers);
+        drop(st);
+        self.ready.notify_all();
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Called after a count that keeps the channel open went down.
+    fn released(&self, st: MutexGuard<'_, State>) {
+        if st.closed() {
+            self.wake_all(st);
+        }
+    }
+}
+
+fn resume_all(conns: Vec<Conn>) {
+    for conn in conns {
+        conn.resume();
+    }
+}
+
+/// The configuration's hold on a channel: while any exists and no listener was bound, the
+/// channel stays open. Binding a listener turns it into a [`ChannelSender`].
+pub(crate) struct ChannelLink {
+    chan: Arc<Channel>,
+}
+
+impl ChannelLink {
+    /// A sender for a listener being bound: the listener holds it until it has closed every
+    /// connection, so the channel ends as soon as the close completes.
+    pub(crate) fn sender(&self) -> ChannelSender {
+        let mut st = self.chan.lock();
+        st.live += 1;
+        st.bound = true;
+        ChannelSender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+/// What a listener's acceptor holds to give each new connection a [`ChannelSender`]; it does
+/// not keep the channel open by itself (the listener's own sender does, until it closes).
+pub(crate) struct ChannelSource {
+    chan: Arc<Channel>,
+}
+
+impl ChannelSource {
+    /// A sender for a new connection.
+    pub(crate) fn sender(&self) -> ChannelSender {
+        self.chan.lock().live += 1;
+        ChannelSender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl Clone for ChannelLink {
+    fn clone(&self) -> Self {
+        self.chan.lock().links += 1;
+        ChannelLink {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl Drop for ChannelLink {
+    fn drop(&mut self) {
+        let mut st = self.chan.lock();
+        st.links = st.links.saturating_sub(1);
+        self.chan.released(st);
+    }
+}
+
+/// The sending side, held by a listener's acceptor and by each of its connections' sessions.
+/// The channel closes when the last one is dropped (the listener closed).
+pub(crate) struct ChannelSender {
+    chan: Arc<Channel>,
+}
+
+impl Clone for ChannelSender {
+    fn clone(&self) -> Self {
+        self.chan.lock().live += 1;
+        ChannelSender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl Drop for ChannelSender {
+    fn drop(&mut self) {
+        let mut st = self.chan.lock();
+        st.live = st.live.saturating_sub(1);
+        self.chan.released(st);
+    }
+}
+
+impl ChannelSender {
+    /// A handle to make more senders from, which does not keep the channel open.
+    pub(crate) fn source(&self) -> ChannelSource {
+        ChannelSource {
+            chan: self.chan.clone(),
+        }
+    }
+
+    /// Reserves room for a batch: the free room, but at least 1 (the soft bound: a connection
+    /// may always add one message, then it pauses). `None`: no receiver is left.
+    pub(crate) fn reserve(&self) -> Option<usize> {
+        let mut st = self.chan.lock();
+        if st.receivers == 0 {
+            return None;
+        }
+        let room = self.chan.capacity.saturating_sub(st.level()).max(1);
+        st.reserved += room;
+        Some(room)
+    }
+
+    /// Queues `batch` (at most `reserved` messages, reserved by [`ChannelSender::reserve`]) and
+    /// releases the reservation. Returns `true` if the queue is now full: then `conn` is in the
+    /// paused list and must stop reading until resumed.
+    pub(crate) fn commit(&self, batch: &mut Vec<Message>, reserved: usize, conn: &Conn) -> bool {
+        let chan = &*self.chan;
+        let mut st = chan.lock();
+        st.reserved = st.reserved.saturating_sub(reserved);
+        if st.receivers == 0 {
+            // Nobody will take them: drop them (outside the lock).
+            drop(st);
+            batch.clear();
+            return false;
+        }
+        let added = batch.len();
+        st.queue.extend(batch.drain(..));
+        let level = st.level();
+        let full = level >= chan.capacity;
+        let mut resume = Vec::new();
+        if full {
+            if !st.paused.iter().any(|c| c.id() == conn.id()) {
+                st.paused.push(conn.clone());
+            }
+        } else if level <= chan.low && !st.paused.is_empty() {
+            // Reservations released unused can bring the queue down too.
+            resume = std::mem::take(&mut st.paused);
+        }
+        let mut wakers = Vec::new();
+        if added > 0 {
+            match st.blocked {
+                0 => {}
+                1 => chan.ready.notify_one(),
+                _ => chan.ready.notify_all(),
+            }
+            if !st.wakers.is_empty() {
+                wakers = std::mem::take(&mut st.wakers);
+            }
+        }
+        drop(st);
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+        resume_all(resume);
+        full
+    }
+
+    /// The connection closed: it no longer waits for room.
+    pub(crate) fn forget(&self, conn_id: u64) {
+        let mut st = self.chan.lock();
+        if let Some(i) = st.paused.iter().position(|c| c.id() == conn_id) {
+            let conn = st.paused.swap_remove(i);
+            drop(st);
+            drop(conn);
+        }
+    }
+}
+
+impl MessageReceiver {
+    /// Waits for the next message. Errors once the channel is closed (every listener bound with
+    /// its configuration closed) and drained.
+    pub fn recv(&self) -> Result<Message, RecvError> {
+        self.wait(None).map_err(|_| RecvError)
+    }
+
+    /// Waits at most `timeout` for the next message.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        // A timeout too large to represent means no deadline.
+        self.wait(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits until `deadline` for the next message.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message, RecvTimeoutError> {
+        self.wait(Some(deadline))
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Result<Message, RecvTimeoutError> {
+        let chan = &*self.chan;
+        let mut st = chan.lock();
+        loop {
+            if let Some((msg, resume)) = chan.pop(&mut st) {
+                drop(st);
+                resume_all(resume);
+                return Ok(msg);
+            }
+            if st.closed() {
+                return Err(RecvTimeoutError::Closed);
+            }
+            st.blocked += 1;
+            st = match deadline {
+                None => chan.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        st.blocked -= 1;
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    chan.ready
+                        .wait_timeout(st, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            // Every wake-up looks at the queue before giving up, so a notification meant for
+            // this thread is never lost even if its wait timed out at the same moment.
+            st.blocked -= 1;
+        }
+    }
+
+    /// Takes the next message if one is queued; never waits.
+    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+        let chan = &*self.chan;
+        let mut st = chan.lock();
+        match chan.pop(&mut st) {
+            Some((msg, resume)) => {
+                drop(st);
+                resume_all(resume);
+                Ok(msg)
+            }
+            None if st.closed() => Err(TryRecvError::Closed),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Waits for the next message without blocking a thread: a plain `Future` that works on any
+    /// executor (it stores the task's `Waker`; no runtime is needed). Resolves to
+    /// [`RecvError`] once the channel is closed and drained. Dropping it before it resolves
+    /// loses nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(messages: buffstreams::MessageReceiver) {
+    /// while let Ok(msg) = messages.recv_async().await {
+    ///     println!("{} bytes from {}", msg.len(), msg.peer_addr());
+    /// }
+    /// # }
+    /// ```
+    pub fn recv_async(&self) -> Recv<'_> {
+        Recv {
+            chan: &self.chan,
+            key: None,
+        }
+    }
+
+    /// A blocking iterator over the messages; it ends when the channel is closed and drained.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { receiver: self }
+    }
+
+    /// An iterator over the messages queued now; it never waits.
+    pub fn try_iter(&self) -> TryIter<'_> {
+        TryIter { receiver: self }
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.chan.lock().queue.len()
+    }
+
+    /// Whether no message is queued now.
+    pub fn is_empty(&self) -> bool {
+        self.chan.lock().queue.is_empty()
+    }
+
+    /// The channel's capacity in messages: when this many are queued, connections stop reading
+    /// (each connection may add one message beyond it before it stops).
+    pub fn capacity(&self) -> usize {
+        self.chan.capacity
+    }
+
+    /// Whether the channel is closed: no listener bound with its configuration is running (or
+    /// the configuration was dropped unbound). Messages may still be queued.
+    pub fn is_closed(&self) -> bool {
+        self.chan.lock().closed()
+    }
+}
+
+impl Clone for MessageReceiver {
+    fn clone(&self) -> Self {
+        self.chan.lock().receivers += 1;
+        MessageReceiver {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl Drop for MessageReceiver {
+    fn drop(&mut self) {
+        let mut st = self.chan.lock();
+        st.receivers = st.receivers.saturating_sub(1);
+        if st.receivers > 0 {
+            return;
+        }
+        // Nobody will read: free what is queued and let paused connections go on (they discard
+        // from now on).
+        let queue = std::mem::take(&mut st.queue);
+        let paused = std::mem::take(&mut st.paused);
+        drop(st);
+        drop(queue);
+        resume_all(paused);
+    }
+}
+
+impl fmt::Debug for MessageReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.chan.lock();
+        f.debug_struct("MessageReceiver")
+            .field("capacity", &self.chan.capacity)
+            .field("queued", &st.queue.len())
+            .field("paused_connections", &st.paused.len())
+            .field("closed", &st.closed())
+            .finish()
+    }
+}
+
+/// The future returned by [`MessageReceiver::recv_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Recv<'a> {
+    chan: &'a Arc<Channel>,
+    /// The key of this future's registered waker, once it has waited.
+    key: Option<u64>,
+}
+
+impl Future for Recv<'_> {
+    type Output = Result<Message, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let chan = &**this.chan;
+        let mut st = chan.lock();
+        if let Some((msg, resume)) = chan.pop(&mut st) {
+            if let Some(key) = this.key.take() {
+                st.wakers.retain(|(k, _)| *k != key);
+            }
+            drop(st);
+            resume_all(resume);
+            return Poll::Ready(Ok(msg));
+        }
+        if st.closed() {
+            if let Some(key) = this.key.take() {
+                st.wakers.retain(|(k, _)| *k != key);
+            }
+            return Poll::Ready(Err(RecvError));
+        }
+        let key = match this.key {
+            Some(key) => key,
+            None => {
+                let key = st.next_key;
+                st.next_key = st.next_key.wrapping_add(1);
+                this.key = Some(key);
+                key
+            }
+        };
+        match st.wakers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => st.wakers.push((key, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.chan.lock().wakers.retain(|(k, _)| *k != key);
+        }
+    }
+}
+
+impl fmt::Debug for Recv<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recv").finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a [`MessageReceiver`]'s messages, from
+/// [`MessageReceiver::iter`]; it ends when the channel is closed and drained.
+#[derive(Debug)]
+pub struct Iter<'a> {
+    receiver: &'a MessageReceiver,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        self.receiver.recv().ok()
+    }
+}
+
+/// A non-blocking iterator over the messages queued now, from [`MessageReceiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a> {
+    receiver: &'a MessageReceiver,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        self.receiver.try_recv().ok()
+    }
+}
+
+/// An owning blocking iterator over a [`MessageReceiver`]'s messages; it ends when the channel
+/// is closed and drained.
+#[derive(Debug)]
+pub struct IntoIter {
+    receiver: MessageReceiver,
+}
+
+impl Iterator for IntoIter {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl IntoIterator for MessageReceiver {
+    type Item = Message;
+    type IntoIter = IntoIter;
+
+    fn into_iter(self) -> IntoIter {
+        IntoIter { receiver: self }
+    }
+}
+
+impl<'a> IntoIterator for &'a MessageReceiver {
+    type Item = Message;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
