@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use buffstreams::{Framing, Listener, ListenerConfig, Writer, WriterConfig};
+use buffstreams::{
+    Backend, Framing, Listener, ListenerConfig, RuntimeConfig, Writer, WriterConfig,
+};
 use common::{all_framings, fill, wait_until, Digest, Rng};
 
 const WRITERS: usize = 4;
@@ -23,7 +25,12 @@ fn message_size(rng: &mut Rng, max: usize) -> usize {
     }
 }
 
-fn stream_with(framing: Framing, max: usize, seed: u64) {
+fn stream_with(backend: Backend, framing: Framing, max: usize, seed: u64) {
+    let rt = move |cores| RuntimeConfig {
+        cores,
+        backend,
+        ..RuntimeConfig::default()
+    };
     let digests: Arc<Mutex<HashMap<u64, Digest>>> = Arc::default();
     let received = Arc::new(AtomicU64::new(0));
     let (d, r) = (digests.clone(), received.clone());
@@ -35,7 +42,7 @@ fn stream_with(framing: Framing, max: usize, seed: u64) {
         })
         .framing(framing)
         .max_message_size(max)
-        .cores(2),
+        .runtime(rt(2)),
     )
     .expect("bind");
     let addr = listener.local_addr().to_string();
@@ -47,7 +54,11 @@ fn stream_with(framing: Framing, max: usize, seed: u64) {
                 let writer = Writer::dial(
                     WriterConfig::new(addr)
                         .framing(framing)
-                        .max_message_size(max),
+                        .max_message_size(max)
+                        .runtime(RuntimeConfig {
+                            pin: false,
+                            ..rt(1)
+                        }),
                 )
                 .expect("dial");
                 let mut rng = Rng::new(seed * 100 + w as u64);
@@ -70,7 +81,7 @@ fn stream_with(framing: Framing, max: usize, seed: u64) {
     assert!(
         wait_until(Duration::from_secs(30), || received.load(Ordering::Relaxed)
             >= total),
-        "{framing:?}: received {} of {total}",
+        "{backend:?} {framing:?}: received {} of {total}",
         received.load(Ordering::Relaxed)
     );
     // Nothing extra arrives later.
@@ -78,24 +89,35 @@ fn stream_with(framing: Framing, max: usize, seed: u64) {
     assert_eq!(
         received.load(Ordering::Relaxed),
         total,
-        "{framing:?}: duplicates"
+        "{backend:?} {framing:?}: duplicates"
     );
     let messages: u64 = listener.stats().iter().map(|s| s.messages_received).sum();
-    assert_eq!(messages, total, "{framing:?}: engine counters");
+    assert_eq!(messages, total, "{backend:?} {framing:?}: engine counters");
     listener.close();
 
     let mut got: Vec<Digest> = digests.lock().unwrap().values().copied().collect();
     let key = |d: &Digest| (d.count, d.bytes, d.hash);
     sent.sort_by_key(key);
     got.sort_by_key(key);
-    assert_eq!(got, sent, "{framing:?}: per-connection sequences differ");
+    assert_eq!(
+        got, sent,
+        "{backend:?} {framing:?}: per-connection sequences differ"
+    );
 }
 
 #[test]
-fn every_framing_end_to_end() {
+fn every_framing_end_to_end_io_uring() {
     common::init_tracing();
     for (i, (framing, max)) in all_framings().into_iter().enumerate() {
-        stream_with(framing, max, i as u64 + 1);
+        stream_with(Backend::IoUring, framing, max, i as u64 + 1);
+    }
+}
+
+#[test]
+fn every_framing_end_to_end_epoll() {
+    common::init_tracing();
+    for (i, (framing, max)) in all_framings().into_iter().enumerate() {
+        stream_with(Backend::Epoll, framing, max, i as u64 + 101);
     }
 }
 
