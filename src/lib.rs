@@ -60,3 +60,8 @@ pub use writer::{RetryPolicy, Writer, WriterConfig};
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.
 pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;
+
+/// The README's examples, compiled as doc tests so they cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
