@@ -247,7 +247,8 @@ impl FrameRing {
         let start = self.head.0.load(Ordering::Acquire);
         let mut head = start;
         let mut records = 0;
-        while out.len() < max {
+        // At most one lap: what was consumed is zeroed only after the loop.
+        while out.len() < max && head - start < self.cap as u64 {
             let off = head as usize & (self.cap - 1);
             let word = self.header(mem, off).load(Ordering::Acquire);
             if word == 0 {
@@ -282,15 +283,21 @@ impl FrameRing {
                     WORD + round_up(len)
                 }
             };
-            // SAFETY: [off, off + rec) is the record just consumed, inside the ring; zeroing
-            // it makes every word a valid "unpublished" header for the producers of the next lap,
-            // which cannot reserve it before the head store below.
-            unsafe {
-                std::ptr::write_bytes(mem.as_ptr().add(off), 0, rec);
-            }
             head += rec as u64;
         }
         if head != start {
+            // Zero everything consumed (at most one wrap) so that every word is a valid
+            // "unpublished" header for the next lap's producers, which cannot reserve any of it
+            // before the head store below. One call per batch, not per record.
+            let from = start as usize & (self.cap - 1);
+            let len = (head - start) as usize;
+            let first = len.min(self.cap - from);
+            // SAFETY: [from, from + first) and [0, len - first) lie inside the ring and hold
+            // only records consumed above; no producer writes them until the head moves.
+            unsafe {
+                std::ptr::write_bytes(mem.as_ptr().add(from), 0, first);
+                std::ptr::write_bytes(mem.as_ptr(), 0, len - first);
+            }
             self.head.0.store(head, Ordering::SeqCst);
         }
         records
