@@ -15,7 +15,6 @@
 //! The ring's memory is allocated by the first push, so a connection that never writes (most
 //! accepted ones) costs nothing.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
@@ -78,26 +77,39 @@ impl FrameRing {
         }
     }
 
-    fn layout(&self) -> Layout {
-        // cap is a power of two >= 4096 and <= 2^40: always a valid layout.
-        Layout::from_size_align(self.cap, 4096).unwrap_or(Layout::new::<[u64; 512]>())
-    }
-
     /// The ring's memory, if a push allocated it.
     fn mem(&self) -> Option<NonNull<u8>> {
         NonNull::new(self.mem.load(Ordering::Acquire))
     }
 
-    /// The ring's memory, allocating it (zeroed) on first use.
+    /// The ring's memory, allocating it on first use: an anonymous mapping, so it is zeroed by
+    /// the kernel lazily, page by page, as the ring first goes around (a `calloc` of this
+    /// alignment would write every byte up front).
     fn mem_or_alloc(&self) -> NonNull<u8> {
         if let Some(mem) = self.mem() {
             return mem;
         }
-        let layout = self.layout();
-        // SAFETY: the layout has a non-zero size.
-        let fresh = unsafe { alloc_zeroed(layout) };
-        let Some(fresh) = NonNull::new(fresh) else {
-            std::alloc::handle_alloc_error(layout);
+        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
+        // result is checked against MAP_FAILED.
+        let fresh = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                self.cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        let layout = || {
+            std::alloc::Layout::from_size_align(self.cap, 4096)
+                .unwrap_or(std::alloc::Layout::new::<[u64; 512]>())
+        };
+        if fresh == libc::MAP_FAILED {
+            std::alloc::handle_alloc_error(layout());
+        }
+        let Some(fresh) = NonNull::new(fresh.cast::<u8>()) else {
+            std::alloc::handle_alloc_error(layout());
         };
         match self.mem.compare_exchange(
             std::ptr::null_mut(),
@@ -106,11 +118,15 @@ impl FrameRing {
             Ordering::Acquire,
         ) {
             Ok(_) => fresh,
-            Err(winner) => {
-                // SAFETY: `fresh` was allocated just above with `layout` and never shared.
-                unsafe { dealloc(fresh.as_ptr(), layout) };
-                NonNull::new(winner).unwrap_or(fresh)
-            }
+            Err(winner) => match NonNull::new(winner) {
+                Some(winner) => {
+                    // SAFETY: `fresh` is the mapping made just above, never shared.
+                    unsafe { libc::munmap(fresh.as_ptr().cast(), self.cap) };
+                    winner
+                }
+                // Unreachable (the exchange only fails on a non-null value); keep ours.
+                None => fresh,
+            },
         }
     }
 
@@ -312,9 +328,9 @@ impl Drop for FrameRing {
             sink.clear();
         }
         if let Some(mem) = self.mem() {
-            // SAFETY: allocated by `mem_or_alloc` with this layout; no producer or consumer
-            // remains (&mut self).
-            unsafe { dealloc(mem.as_ptr(), self.layout()) };
+            // SAFETY: mapped by `mem_or_alloc` with this length; no producer or consumer remains
+            // (&mut self).
+            unsafe { libc::munmap(mem.as_ptr().cast(), self.cap) };
         }
     }
 }

@@ -53,6 +53,12 @@ pub struct RuntimeConfig {
     /// Submission queue entries per ring (the completion queue gets 8 times as many).
     pub ring_entries: u32,
     /// Receive buffers per core in the provided-buffer ring (a power of two, at most 32768).
+    ///
+    /// Keep `recv_buffers * recv_buffer_size` near the CPU's L2 cache: the kernel fills every
+    /// free buffer before the core parses them, so a larger ring parses cold data. Measured here
+    /// (110-byte messages, 4 connections, one core): 64 x 64 KiB gave 25 M msgs/s, 16 x 64 KiB
+    /// 38-50 M. A ring that runs dry costs one re-armed receive, counted in
+    /// [`CoreStats::recv_no_buffers`].
     pub recv_buffers: u16,
     /// Size of each receive buffer; one receive completion carries at most this many bytes.
     pub recv_buffer_size: u32,
@@ -68,7 +74,7 @@ impl Default for RuntimeConfig {
             pin: true,
             first_cpu: 0,
             ring_entries: 1024,
-            recv_buffers: 64,
+            recv_buffers: 16,
             recv_buffer_size: 64 * 1024,
             shutdown_grace: Duration::from_secs(2),
         }
