@@ -3,6 +3,10 @@
 //! One ring per core. The kernel picks a free buffer for every multishot receive completion and
 //! tells us its id; we parse frames in place and hand the buffer back with [`BufRing::recycle`],
 //! publishing all buffers returned in one loop turn with a single tail store ([`BufRing::commit`]).
+//!
+//! Where the kernel supports it (6.12, `IOU_PBUF_RING_INC`), buffers are consumed incrementally:
+//! a 110-byte receive takes 110 bytes of a buffer, not all of it, so a small ring serves many
+//! connections; a completion flagged `BUF_MORE` leaves the rest of its buffer with the kernel.
 
 use std::io;
 use std::ptr::NonNull;
@@ -69,7 +73,35 @@ pub(crate) struct BufRing {
     buf_size: u32,
     local_tail: u16,
     bgid: u16,
+    /// Registered with `IOU_PBUF_RING_INC`.
+    incremental: bool,
+    /// Bytes of each buffer already handed out by earlier completions (incremental mode).
+    offsets: Vec<u32>,
 }
+
+/// The bytes one receive completion delivered, located in the ring.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Filled {
+    bid: u16,
+    start: usize,
+    len: usize,
+    /// The buffer is finished with: recycle it after use.
+    done: bool,
+}
+
+impl Filled {
+    /// The buffer id.
+    pub(crate) fn bid(&self) -> u16 {
+        self.bid
+    }
+
+    /// Whether the kernel is done with the buffer (it must then be recycled).
+    pub(crate) fn done(&self) -> bool {
+        self.done
+    }
+}
+
+const IOU_PBUF_RING_INC: u16 = 2;
 
 impl BufRing {
     /// Allocates the ring and its buffers, fills the ring and registers it as group `bgid`.
@@ -95,16 +127,27 @@ impl BufRing {
             buf_size,
             local_tail: 0,
             bgid,
+            incremental: true,
+            offsets: vec![0; usize::from(entries)],
         };
-        // SAFETY: the mapping is private to this BufRing, page aligned, `entries` entries long,
-        // and lives until this BufRing drops, which the core arranges after the ring is gone.
-        unsafe {
-            uring.submitter().register_buf_ring_with_flags(
-                this.ring.ptr.as_ptr() as u64,
-                entries,
-                bgid,
-                0,
-            )?;
+        let register = |flags: u16| {
+            // SAFETY: the mapping is private to this BufRing, page aligned, `entries` entries
+            // long, and lives until this BufRing drops, which the core arranges after the ring.
+            unsafe {
+                uring.submitter().register_buf_ring_with_flags(
+                    this.ring.ptr.as_ptr() as u64,
+                    entries,
+                    bgid,
+                    flags,
+                )
+            }
+        };
+        if let Err(err) = register(IOU_PBUF_RING_INC) {
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+            register(0)?;
+            this.incremental = false;
         }
         for bid in 0..entries {
             this.recycle(bid);
@@ -118,19 +161,36 @@ impl BufRing {
         self.bgid
     }
 
-    /// The bytes the kernel wrote into buffer `bid`.
-    ///
-    /// Returns `None` for an id or length the ring never handed out (a kernel contract
-    /// violation, reported as an error by the caller instead of trusted).
-    pub(crate) fn filled(&self, bid: u16, len: usize) -> Option<&[u8]> {
-        if bid >= self.entries || len > self.buf_size as usize {
+    /// Whether buffers are consumed incrementally (`IOU_PBUF_RING_INC`).
+    pub(crate) fn incremental(&self) -> bool {
+        self.incremental
+    }
+
+    /// Locates the `len` bytes a completion delivered into buffer `bid`; `buf_more` is the
+    /// completion's `IORING_CQE_F_BUF_MORE` flag. Returns `None` for an id or length the ring
+    /// never handed out (a kernel contract violation, reported by the caller, not trusted).
+    pub(crate) fn take(&mut self, bid: u16, len: usize, buf_more: bool) -> Option<Filled> {
+        let offset = *self.offsets.get(usize::from(bid))? as usize;
+        if offset + len > self.buf_size as usize {
             return None;
         }
-        let offset = usize::from(bid) * self.buf_size as usize;
-        // SAFETY: `bid < entries` and `len <= buf_size`, so the range lies inside `bufs`. The
-        // kernel handed this buffer to us in a completion and does not touch it again until we
-        // recycle it, which needs `&mut self` and so cannot happen while this borrow lives.
-        Some(unsafe { std::slice::from_raw_parts(self.bufs.ptr.as_ptr().add(offset), len) })
+        let done = !(self.incremental && buf_more);
+        self.offsets[usize::from(bid)] = if done { 0 } else { (offset + len) as u32 };
+        Some(Filled {
+            bid,
+            start: usize::from(bid) * self.buf_size as usize + offset,
+            len,
+            done,
+        })
+    }
+
+    /// The bytes of a completion located by [`BufRing::take`].
+    pub(crate) fn bytes(&self, filled: &Filled) -> &[u8] {
+        // SAFETY: `take` checked that [start, start + len) lies inside buffer `bid` and inside
+        // the mapping. The kernel wrote these bytes before posting the completion and does not
+        // touch them again: in incremental mode it only writes past them, otherwise not at all
+        // until the buffer is recycled, which needs `&mut self` and so cannot overlap this borrow.
+        unsafe { std::slice::from_raw_parts(self.bufs.ptr.as_ptr().add(filled.start), filled.len) }
     }
 
     /// Hands buffer `bid` back to the kernel (visible after the next [`BufRing::commit`]).

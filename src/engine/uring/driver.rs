@@ -111,7 +111,12 @@ impl Driver for Core {
                 _ => StartError::Setup(err),
             },
         )?;
-        tracing::debug!(core = shared.index(), ?flags, "ring ready");
+        tracing::debug!(
+            core = shared.index(),
+            ?flags,
+            incremental_buffers = bufs.incremental(),
+            "ring ready"
+        );
         Ok(Core {
             ring,
             bufs,
@@ -718,10 +723,15 @@ impl Core {
 
     fn on_recv(&mut self, slot: u32, res: i32, flags: u32) {
         let more = cqueue::more(flags);
-        let bid = cqueue::buffer_select(flags);
+        let filled = match cqueue::buffer_select(flags) {
+            Some(bid) if res > 0 => self
+                .bufs
+                .take(bid, res as usize, cqueue::buffer_more(flags)),
+            _ => None,
+        };
         let Some(Some(c)) = self.conns.get_mut(slot as usize) else {
-            if let Some(bid) = bid {
-                self.bufs.recycle(bid);
+            if let Some(filled) = filled.filter(|f| f.done()) {
+                self.bufs.recycle(filled.bid());
             }
             return;
         };
@@ -736,7 +746,7 @@ impl Core {
         if res > 0 {
             self.local.recv_completions += 1;
             if c.closing.is_none() {
-                let data = bid.and_then(|bid| self.bufs.filled(bid, res as usize));
+                let data = filled.as_ref().map(|f| self.bufs.bytes(f));
                 match (data, c.session.as_mut()) {
                     (Some(data), Some(session)) => {
                         self.local.bytes_received += data.len() as u64;
@@ -755,8 +765,8 @@ impl Core {
                     self.rearm.push(slot);
                 }
             }
-            if let Some(bid) = bid {
-                self.bufs.recycle(bid);
+            if let Some(filled) = filled.filter(|f| f.done()) {
+                self.bufs.recycle(filled.bid());
             }
         } else if c.closing.is_none() {
             if res == 0 && c.paused {
