@@ -165,6 +165,96 @@ impl CoreShared {
     }
 }
 
+/// What a driver does for each kind of command; [`dispatch`] maps commands onto these calls,
+/// so every backend handles commands the same way.
+pub(crate) trait Commands {
+    /// A shutdown is under way: new listeners and connections are refused.
+    fn stopping(&self) -> bool;
+    /// Starts accepting on a listening socket. `false` if it could not (the ack is then dropped,
+    /// which the binding thread sees as a failure).
+    fn add_listener(&mut self, id: u64, fd: OwnedFd, acceptor: Arc<dyn Acceptor>) -> bool;
+    /// The slot of listener `id` on this core.
+    fn listener_slot(&self, id: u64) -> Option<u32>;
+    /// Stops accepting, closes the listener's connections and socket, then acks.
+    fn close_listener(&mut self, slot: u32, ack: Option<SyncSender<()>>);
+    /// Owns a dialed connection and starts sending what its queue holds.
+    fn add_conn(&mut self, fd: OwnedFd, sendq: Arc<SendQueue>, session: Box<dyn Session>);
+    /// The slot of the connection draining `sendq`, confirmed against the slot's own queue so a
+    /// stale command never touches a slot reused by another connection.
+    fn conn_slot(&self, sendq: &Arc<SendQueue>) -> Option<u32>;
+    /// Sends what is queued on `slot`, unless a send is in flight.
+    fn start_send(&mut self, slot: u32);
+    /// The session's consumer has room again: deliver what it held, then read again.
+    fn resume_conn(&mut self, slot: u32);
+    /// Closes `slot` once its queue is drained (`ack` is answered when it is closed).
+    fn close_when_flushed(&mut self, slot: u32, ack: Option<SyncSender<()>>);
+    /// Closes `slot` now; what was not sent goes back to its queue.
+    fn close_now(&mut self, slot: u32);
+    /// Closes everything, sending what is queued for at most `grace`.
+    fn begin_shutdown(&mut self, grace: Duration);
+}
+
+/// Carries out one command on a driver.
+pub(crate) fn dispatch<D: Commands>(driver: &mut D, cmd: Command) {
+    match cmd {
+        Command::AddListener {
+            id,
+            fd,
+            acceptor,
+            ack,
+        } => {
+            if !driver.stopping() && driver.add_listener(id, fd, acceptor) {
+                let _ = ack.send(());
+            }
+        }
+        Command::RemoveListener { id, ack } => match driver.listener_slot(id) {
+            Some(slot) => driver.close_listener(slot, Some(ack)),
+            None => {
+                let _ = ack.send(());
+            }
+        },
+        Command::AddConn {
+            fd,
+            info,
+            sendq,
+            session,
+        } => {
+            if driver.stopping() {
+                sendq.detach(None, None, false);
+                return;
+            }
+            tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
+            driver.add_conn(fd, sendq, session);
+        }
+        Command::Flush(sendq) => {
+            if let Some(slot) = driver.conn_slot(&sendq) {
+                driver.start_send(slot);
+            }
+        }
+        Command::Resume(sendq) => {
+            if let Some(slot) = driver.conn_slot(&sendq) {
+                driver.resume_conn(slot);
+            }
+        }
+        Command::CloseConn { sendq, force, ack } => match driver.conn_slot(&sendq) {
+            Some(slot) => {
+                driver.close_when_flushed(slot, ack);
+                if force {
+                    driver.close_now(slot);
+                } else {
+                    driver.start_send(slot);
+                }
+            }
+            None => {
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+        },
+        Command::Shutdown { grace } => driver.begin_shutdown(grace),
+    }
+}
+
 /// A backend's per-core loop.
 pub(crate) trait Driver: Sized {
     /// Sets the core up on its own thread (the ring or poller must be created there).

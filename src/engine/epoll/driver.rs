@@ -13,18 +13,20 @@
 //! The writable edge is acted on only while a send waits for room.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::engine::core::{Command, CoreShared, Driver};
+use crate::engine::core::{dispatch, Commands, CoreShared, Driver};
 use crate::engine::epoll::conn::ConnSlot;
 use crate::engine::epoll::listener::ListenerSlot;
 use crate::engine::epoll::sys;
 use crate::engine::sendq::SendQueue;
+use crate::engine::session::{Acceptor, Session};
 use crate::engine::stats::CoreStats;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, StartError};
@@ -89,7 +91,7 @@ impl Driver for Core {
         loop {
             if let Some(commands) = self.shared.take_commands() {
                 for cmd in commands {
-                    self.command(cmd);
+                    dispatch(&mut self, cmd);
                 }
             }
             let next_timer = self.run_timers();
@@ -260,118 +262,6 @@ impl Core {
 
     // ---- commands --------------------------------------------------------------------------
 
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::AddListener {
-                id,
-                fd,
-                acceptor,
-                ack,
-            } => {
-                if self.stopping.is_some() {
-                    return;
-                }
-                let slot = match self.listeners.iter().position(Option::is_none) {
-                    Some(i) => i,
-                    None => {
-                        self.listeners.push(None);
-                        self.listeners.len() - 1
-                    }
-                };
-                // The socket comes blocking (io_uring needs nothing else); accepting until
-                // EAGAIN needs it nonblocking.
-                let registered = socket2::SockRef::from(&fd)
-                    .set_nonblocking(true)
-                    .and_then(|()| {
-                        self.poll.registry().register(
-                            &mut SourceFd(&fd.as_raw_fd()),
-                            Token(LISTENER_TAG | slot),
-                            Interest::READABLE,
-                        )
-                    });
-                if let Err(err) = registered {
-                    // Dropping the ack tells the binding thread this core could not take it.
-                    tracing::error!(core = self.shared.index(), %err, "cannot register a listening socket");
-                    return;
-                }
-                self.listeners[slot] = Some(ListenerSlot {
-                    id,
-                    fd,
-                    acceptor,
-                    retry_at: None,
-                    closing: None,
-                    conns: 0,
-                });
-                self.accept_all(slot as u32);
-                let _ = ack.send(());
-            }
-            Command::RemoveListener { id, ack } => {
-                let slot = self
-                    .listeners
-                    .iter()
-                    .position(|l| matches!(l, Some(l) if l.id == id));
-                match slot {
-                    Some(slot) => self.close_listener(slot as u32, Some(ack)),
-                    None => {
-                        let _ = ack.send(());
-                    }
-                }
-            }
-            Command::AddConn {
-                fd,
-                info,
-                sendq,
-                session,
-            } => {
-                if self.stopping.is_some() {
-                    sendq.detach(None, None, false);
-                    return;
-                }
-                tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
-                self.insert_conn(fd, sendq, session, None, true);
-            }
-            Command::Flush(sendq) => {
-                if let Some(slot) = self.slot_of(&sendq) {
-                    self.start_send(slot);
-                }
-            }
-            Command::Resume(sendq) => {
-                if let Some(slot) = self.slot_of(&sendq) {
-                    self.resume_conn(slot);
-                }
-            }
-            Command::CloseConn { sendq, force, ack } => match self.slot_of(&sendq) {
-                Some(slot) => {
-                    if let Some(Some(c)) = self.conns.get_mut(slot as usize) {
-                        c.close_when_flushed = true;
-                        c.close_acks.extend(ack);
-                    }
-                    if force {
-                        self.close_conn(slot, CloseReason::Local);
-                    } else {
-                        self.start_send(slot);
-                    }
-                }
-                None => {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(());
-                    }
-                }
-            },
-            Command::Shutdown { grace } => self.begin_shutdown(grace),
-        }
-    }
-
-    fn slot_of(&self, sendq: &Arc<SendQueue>) -> Option<u32> {
-        // The queue records its slot; confirm it, so a stale command never touches a slot that
-        // was reused by another connection.
-        let slot = sendq.attached_slot()?;
-        match self.conns.get(slot as usize) {
-            Some(Some(c)) if Arc::ptr_eq(&c.sendq, sendq) => Some(slot),
-            _ => None,
-        }
-    }
-
     fn begin_shutdown(&mut self, grace: Duration) {
         if self.stopping.is_some() {
             return;
@@ -386,5 +276,93 @@ impl Core {
             }
             self.start_send(slot);
         }
+    }
+}
+
+impl Commands for Core {
+    fn stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    fn add_listener(&mut self, id: u64, fd: OwnedFd, acceptor: Arc<dyn Acceptor>) -> bool {
+        let slot = match self.listeners.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.listeners.push(None);
+                self.listeners.len() - 1
+            }
+        };
+        // The socket comes blocking (io_uring needs nothing else); accepting until
+        // EAGAIN needs it nonblocking.
+        let registered = socket2::SockRef::from(&fd)
+            .set_nonblocking(true)
+            .and_then(|()| {
+                self.poll.registry().register(
+                    &mut SourceFd(&fd.as_raw_fd()),
+                    Token(LISTENER_TAG | slot),
+                    Interest::READABLE,
+                )
+            });
+        if let Err(err) = registered {
+            // Dropping the ack tells the binding thread this core could not take it.
+            tracing::error!(core = self.shared.index(), %err, "cannot register a listening socket");
+            return false;
+        }
+        self.listeners[slot] = Some(ListenerSlot {
+            id,
+            fd,
+            acceptor,
+            retry_at: None,
+            closing: None,
+            conns: 0,
+        });
+        self.accept_all(slot as u32);
+        true
+    }
+
+    fn listener_slot(&self, id: u64) -> Option<u32> {
+        self.listeners
+            .iter()
+            .position(|l| matches!(l, Some(l) if l.id == id))
+            .map(|slot| slot as u32)
+    }
+
+    fn close_listener(&mut self, slot: u32, ack: Option<SyncSender<()>>) {
+        Core::close_listener(self, slot, ack);
+    }
+
+    fn add_conn(&mut self, fd: OwnedFd, sendq: Arc<SendQueue>, session: Box<dyn Session>) {
+        self.insert_conn(fd, sendq, session, None, true);
+    }
+
+    fn conn_slot(&self, sendq: &Arc<SendQueue>) -> Option<u32> {
+        let slot = sendq.attached_slot()?;
+        match self.conns.get(slot as usize) {
+            Some(Some(c)) if Arc::ptr_eq(&c.sendq, sendq) => Some(slot),
+            _ => None,
+        }
+    }
+
+    fn start_send(&mut self, slot: u32) {
+        Core::start_send(self, slot);
+    }
+
+    fn resume_conn(&mut self, slot: u32) {
+        Core::resume_conn(self, slot);
+    }
+
+    fn close_when_flushed(&mut self, slot: u32, ack: Option<SyncSender<()>>) {
+        if let Some(Some(c)) = self.conns.get_mut(slot as usize) {
+            c.close_when_flushed = true;
+            c.close_acks.extend(ack);
+        }
+    }
+
+    fn close_now(&mut self, slot: u32) {
+        self.close_conn(slot, CloseReason::Local);
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration) {
+        Core::begin_shutdown(self, grace);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use crate::engine::core::{next_conn_id, Command, CoreShared, Driver};
+use crate::engine::core::{dispatch, next_conn_id, Commands, CoreShared, Driver};
 use crate::engine::sendq::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::stats::CoreStats;
@@ -146,7 +146,7 @@ impl Driver for Core {
         loop {
             if let Some(commands) = self.shared.take_commands() {
                 for cmd in commands {
-                    self.command(cmd);
+                    dispatch(&mut self, cmd);
                 }
             }
             if self.stopping.is_some() {
@@ -391,104 +391,6 @@ impl Core {
     }
 
     // ---- commands --------------------------------------------------------------------------
-
-    fn command(&mut self, cmd: Command) {
-        match cmd {
-            Command::AddListener {
-                id,
-                fd,
-                acceptor,
-                ack,
-            } => {
-                if self.stopping.is_some() {
-                    return;
-                }
-                let slot = match self.listeners.iter().position(Option::is_none) {
-                    Some(i) => i,
-                    None => {
-                        self.listeners.push(None);
-                        self.listeners.len() - 1
-                    }
-                };
-                self.listeners[slot] = Some(ListenerSlot {
-                    id,
-                    fd,
-                    acceptor,
-                    armed: false,
-                    retry_at: None,
-                    closing: None,
-                    conns: 0,
-                });
-                self.arm_accept(slot as u32);
-                let _ = ack.send(());
-            }
-            Command::RemoveListener { id, ack } => {
-                let slot = self
-                    .listeners
-                    .iter()
-                    .position(|l| matches!(l, Some(l) if l.id == id));
-                match slot {
-                    Some(slot) => self.close_listener(slot as u32, Some(ack)),
-                    None => {
-                        let _ = ack.send(());
-                    }
-                }
-            }
-            Command::AddConn {
-                fd,
-                info,
-                sendq,
-                session,
-            } => {
-                if self.stopping.is_some() {
-                    sendq.detach(None, None, false);
-                    return;
-                }
-                let slot = self.insert_conn(fd, sendq, session, None, true);
-                tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
-                self.start_send(slot);
-            }
-            Command::Flush(sendq) => {
-                if let Some(slot) = self.slot_of(&sendq) {
-                    self.start_send(slot);
-                }
-            }
-            Command::Resume(sendq) => {
-                if let Some(slot) = self.slot_of(&sendq) {
-                    self.resume_conn(slot);
-                }
-            }
-            Command::CloseConn { sendq, force, ack } => match self.slot_of(&sendq) {
-                Some(slot) => {
-                    if let Some(Some(c)) = self.conns.get_mut(slot as usize) {
-                        c.close_when_flushed = true;
-                        c.close_acks.extend(ack);
-                    }
-                    if force {
-                        self.close_conn(slot, CloseReason::Local);
-                    } else {
-                        self.start_send(slot);
-                    }
-                }
-                None => {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(());
-                    }
-                }
-            },
-            Command::Shutdown { grace } => self.begin_shutdown(grace),
-        }
-    }
-
-    fn slot_of(&self, sendq: &Arc<SendQueue>) -> Option<u32> {
-        // The queue records its slot; confirm it, so a stale command never touches a slot that
-        // was reused by another connection.
-        let slot = sendq.attached_slot()?;
-        match self.conns.get(slot as usize) {
-            Some(Some(c)) if Arc::ptr_eq(&c.sendq, sendq) => Some(slot),
-            _ => None,
-        }
-    }
 
     fn begin_shutdown(&mut self, grace: Duration) {
         if self.stopping.is_some() {
@@ -943,5 +845,79 @@ impl Core {
         if again && !self.wake_cancelled {
             self.arm_timer();
         }
+    }
+}
+
+impl Commands for Core {
+    fn stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    fn add_listener(&mut self, id: u64, fd: OwnedFd, acceptor: Arc<dyn Acceptor>) -> bool {
+        let slot = match self.listeners.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.listeners.push(None);
+                self.listeners.len() - 1
+            }
+        };
+        self.listeners[slot] = Some(ListenerSlot {
+            id,
+            fd,
+            acceptor,
+            armed: false,
+            retry_at: None,
+            closing: None,
+            conns: 0,
+        });
+        self.arm_accept(slot as u32);
+        true
+    }
+
+    fn listener_slot(&self, id: u64) -> Option<u32> {
+        self.listeners
+            .iter()
+            .position(|l| matches!(l, Some(l) if l.id == id))
+            .map(|slot| slot as u32)
+    }
+
+    fn close_listener(&mut self, slot: u32, ack: Option<SyncSender<()>>) {
+        Core::close_listener(self, slot, ack);
+    }
+
+    fn add_conn(&mut self, fd: OwnedFd, sendq: Arc<SendQueue>, session: Box<dyn Session>) {
+        let slot = self.insert_conn(fd, sendq, session, None, true);
+        Core::start_send(self, slot);
+    }
+
+    fn conn_slot(&self, sendq: &Arc<SendQueue>) -> Option<u32> {
+        let slot = sendq.attached_slot()?;
+        match self.conns.get(slot as usize) {
+            Some(Some(c)) if Arc::ptr_eq(&c.sendq, sendq) => Some(slot),
+            _ => None,
+        }
+    }
+
+    fn start_send(&mut self, slot: u32) {
+        Core::start_send(self, slot);
+    }
+
+    fn resume_conn(&mut self, slot: u32) {
+        Core::resume_conn(self, slot);
+    }
+
+    fn close_when_flushed(&mut self, slot: u32, ack: Option<SyncSender<()>>) {
+        if let Some(Some(c)) = self.conns.get_mut(slot as usize) {
+            c.close_when_flushed = true;
+            c.close_acks.extend(ack);
+        }
+    }
+
+    fn close_now(&mut self, slot: u32) {
+        self.close_conn(slot, CloseReason::Local);
+    }
+
+    fn begin_shutdown(&mut self, grace: Duration) {
+        Core::begin_shutdown(self, grace);
     }
 }
