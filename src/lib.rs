@@ -11,8 +11,15 @@
 //! - A [`Writer`] dials an address and writes messages from any number of threads; frames never
 //!   interleave, and many small frames share one `send`. After a failure the next write
 //!   reconnects; nothing accepted is dropped silently.
+//! - A [`Manager`] keeps listeners and writers by address on one shared [`Runtime`], with
+//!   writers sharded to cores by a hash of their address, retries ([`RetryPolicy`]) and failed
+//!   messages handed back ([`WriterConfig::on_failed`]).
+//! - [`ListenerConfig::with_channel`] delivers messages to a bounded channel instead of a
+//!   callback; a lagging consumer pauses reading so TCP pushes back.
 //! - The [`frame`] module is the sans-I/O codec (fixed-width, varint, Go BuffStreams header,
 //!   delimiter), usable on its own.
+//! - Without io_uring (old kernel, seccomp, `kernel.io_uring_disabled`) the same API runs on an
+//!   epoll backend ([`Backend`]).
 //!
 //! ```no_run
 //! use std::sync::atomic::{AtomicU64, Ordering};
