@@ -15,7 +15,7 @@ use buffstreams::{
     Backend, CloseReason, ConnError, FrameError, Framing, Listener, ListenerConfig, RetryPolicy,
     Runtime, RuntimeConfig, WriteError, Writer, WriterConfig,
 };
-use common::{all_framings, fill, wait_until, Digest, Rng};
+use common::{fill, wait_until, Digest, Rng};
 
 fn runtime_config(cores: usize, backend: Backend) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::with_cores(cores);
@@ -140,91 +140,6 @@ fn stream_and_check(
     assert_eq!(got, sent, "{framing:?}: per-connection sequences differ");
 }
 
-#[test]
-fn every_framing_end_to_end() {
-    common::init_tracing();
-    let server_rt = epoll(2);
-    let client_rt = epoll(2);
-    let mut delivered = 0;
-    for (i, (framing, max)) in all_framings().into_iter().enumerate() {
-        let sink = digesting_listener(&server_rt, framing, max);
-        stream_and_check(&client_rt, &sink, framing, max, 3, 8_000, i as u64 + 1);
-        // The runtime's counters cover every listener it ran so far.
-        delivered += sink.received.load(Ordering::Relaxed);
-        assert!(
-            wait_until(Duration::from_secs(2), || {
-                let stats = sink.listener.stats();
-                stats.iter().map(|s| s.messages_received).sum::<u64>() == delivered
-            }),
-            "{framing:?}: engine counters"
-        );
-        sink.listener.close();
-    }
-    let stats = server_rt.stats();
-    assert_eq!(stats.iter().map(|s| s.connections).sum::<u64>(), 0);
-    assert_eq!(stats.iter().map(|s| s.conn_errors).sum::<u64>(), 0);
-    assert!(stats.iter().all(|s| s.enters > 0 && s.turns > 0));
-}
-
-/// Large messages: the kernel takes each send in pieces, the rest goes on the writable edge.
-#[test]
-fn large_messages_survive_partial_sends() {
-    const MAX: usize = 4 << 20;
-    let server_rt = epoll(1);
-    let client_rt = epoll(1);
-    let digests: Digests = Arc::default();
-    let received = Arc::new(AtomicU64::new(0));
-    let (d, r) = (digests.clone(), received.clone());
-    let listener = Listener::bind_on(
-        &server_rt,
-        ListenerConfig::new("127.0.0.1:0", move |msg, conn| {
-            // A consumer that stalls now and then: the kernel's buffers fill up meanwhile.
-            if r.load(Ordering::Relaxed) % 12 == 0 {
-                std::thread::sleep(Duration::from_millis(150));
-            }
-            d.lock().unwrap().entry(conn.id()).or_default().add(msg);
-            r.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
-        .max_message_size(MAX),
-    )
-    .unwrap();
-    let addr = listener.local_addr().to_string();
-    let writer = Writer::dial_on(
-        &client_rt,
-        WriterConfig::new(addr)
-            .max_message_size(MAX)
-            .send_queue_bytes(8 << 20),
-    )
-    .unwrap();
-    let mut rng = Rng::new(99);
-    let mut sent = Digest::default();
-    let mut msg = vec![0u8; MAX];
-    for _ in 0..48 {
-        let len = (1 << 20) + rng.below(3 << 20) as usize;
-        fill(&mut rng, &mut msg[..len], Framing::U32Be);
-        writer.write(&msg[..len]).unwrap();
-        sent.add(&msg[..len]);
-    }
-    writer.flush().unwrap();
-    assert!(wait_until(Duration::from_secs(8), || received
-        .load(Ordering::Relaxed)
-        == 48));
-    let got: Vec<Digest> = digests.lock().unwrap().values().copied().collect();
-    assert_eq!(got, vec![sent]);
-    // Counters are published once per loop turn.
-    assert!(wait_until(Duration::from_secs(2), || client_rt.stats()[0]
-        .bytes_sent
-        >= sent.bytes));
-    // The receiver stalled, so the kernel's buffers filled up: sends came back short or with
-    // EAGAIN and went on at the writable edge, more sends than messages.
-    let client = client_rt.stats()[0];
-    assert!(client.sends > 48, "{client:?}");
-    writer.close().unwrap();
-    listener.close();
-}
-
-/// The handler echoes with `conn.write`; the writer's reply handler sees every reply in order.
 #[test]
 fn echo_through_conn_write() {
     common::init_tracing();
