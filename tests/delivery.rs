@@ -226,7 +226,7 @@ fn writers_are_sharded_by_address() {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let listeners: Vec<Listener> = (0..8)
+    let listeners: Vec<Listener> = (0..24)
         .map(|_| Listener::bind_on(&rt, ListenerConfig::new("127.0.0.1:0", |_, _| Ok(()))).unwrap())
         .collect();
     let mut cores = HashSet::new();
@@ -239,5 +239,9 @@ fn writers_are_sharded_by_address() {
         a.close().unwrap();
         b.close().unwrap();
     }
-    assert_eq!(cores.len(), 2, "8 addresses all hashed to one core");
+    assert_eq!(
+        cores.len(),
+        2,
+        "24 addresses all hashed to one core (p = 2^-23)"
+    );
 }
