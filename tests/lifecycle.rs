@@ -15,21 +15,64 @@ use buffstreams::{
 };
 use common::wait_until;
 
-fn counting_listener(addr: &str, cores: usize, seen: Arc<Mutex<Vec<Vec<u8>>>>) -> Listener {
+fn rt(cores: usize, backend: Backend) -> RuntimeConfig {
+    RuntimeConfig {
+        cores,
+        backend,
+        pin: false,
+        ..RuntimeConfig::default()
+    }
+}
+
+fn counting_listener(
+    addr: &str,
+    cores: usize,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    backend: Backend,
+) -> Listener {
     Listener::bind(
         ListenerConfig::new(addr, move |msg, _| {
             seen.lock().unwrap().push(msg.to_vec());
             Ok(())
         })
-        .cores(cores),
+        .runtime(rt(cores, backend)),
     )
     .unwrap()
 }
 
-#[test]
-fn close_then_rebind_same_port() {
+/// Runs a lifecycle scenario on each backend.
+macro_rules! on_both_backends {
+    ($scenario:ident, $uring:ident, $epoll:ident) => {
+        #[test]
+        fn $uring() {
+            $scenario(Backend::IoUring);
+        }
+        #[test]
+        fn $epoll() {
+            $scenario(Backend::Epoll);
+        }
+    };
+}
+
+on_both_backends!(
+    close_then_rebind_same_port,
+    close_then_rebind_same_port_io_uring,
+    close_then_rebind_same_port_epoll
+);
+on_both_backends!(
+    writer_reconnects_after_listener_restart,
+    writer_reconnects_after_listener_restart_io_uring,
+    writer_reconnects_after_listener_restart_epoll
+);
+on_both_backends!(
+    never_policy_reconnects_on_the_next_write,
+    never_policy_reconnects_on_the_next_write_io_uring,
+    never_policy_reconnects_on_the_next_write_epoll
+);
+
+fn close_then_rebind_same_port(backend: Backend) {
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
-    let first = counting_listener("127.0.0.1:0", 2, seen.clone());
+    let first = counting_listener("127.0.0.1:0", 2, seen.clone(), backend);
     let addr = first.local_addr();
     // A connection is open (and holds unread data) while the listener closes.
     let mut s = TcpStream::connect(addr).unwrap();
@@ -42,7 +85,7 @@ fn close_then_rebind_same_port() {
     first.close();
     assert!(first.is_closed());
     // The port is free at once: bind again, same address.
-    let second = counting_listener(&addr.to_string(), 2, seen.clone());
+    let second = counting_listener(&addr.to_string(), 2, seen.clone(), backend);
     assert_eq!(second.local_addr(), addr);
     let mut s2 = TcpStream::connect(addr).unwrap();
     s2.write_all(&[0, 0, 0, 1, b'y']).unwrap();
@@ -55,14 +98,14 @@ fn close_then_rebind_same_port() {
     drop(s);
 }
 
-#[test]
-fn writer_reconnects_after_listener_restart() {
+fn writer_reconnects_after_listener_restart(backend: Backend) {
     common::init_tracing();
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
-    let listener = counting_listener("127.0.0.1:0", 1, seen.clone());
+    let listener = counting_listener("127.0.0.1:0", 1, seen.clone(), backend);
     let addr = listener.local_addr();
     let writer = Writer::dial(
         WriterConfig::new(addr.to_string())
+            .runtime(rt(1, backend))
             .connect_timeout(Duration::from_millis(500))
             .retry(RetryPolicy::forever()),
     )
@@ -80,7 +123,7 @@ fn writer_reconnects_after_listener_restart() {
     assert!(wait_until(Duration::from_secs(5), || !writer.is_connected()));
     // While the policy retries, writes are accepted and wait in the queue.
     writer.write(b"two").unwrap();
-    let listener = counting_listener(&addr.to_string(), 1, seen.clone());
+    let listener = counting_listener(&addr.to_string(), 1, seen.clone(), backend);
     writer.flush().unwrap();
     assert!(wait_until(Duration::from_secs(5), || seen
         .lock()
@@ -97,13 +140,13 @@ fn writer_reconnects_after_listener_restart() {
     listener.close();
 }
 
-#[test]
-fn never_policy_reconnects_on_the_next_write() {
+fn never_policy_reconnects_on_the_next_write(backend: Backend) {
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
-    let listener = counting_listener("127.0.0.1:0", 1, seen.clone());
+    let listener = counting_listener("127.0.0.1:0", 1, seen.clone(), backend);
     let addr = listener.local_addr();
     let writer = Writer::dial(
         WriterConfig::new(addr.to_string())
+            .runtime(rt(1, backend))
             .connect_timeout(Duration::from_millis(500))
             .retry(RetryPolicy::never()),
     )
@@ -133,7 +176,7 @@ fn never_policy_reconnects_on_the_next_write() {
         }
     }));
     let refused = refused.unwrap();
-    let listener = counting_listener(&addr.to_string(), 1, seen.clone());
+    let listener = counting_listener(&addr.to_string(), 1, seen.clone(), backend);
     writer.write(b"two").unwrap();
     writer.flush().unwrap();
     assert!(wait_until(Duration::from_secs(5), || seen
@@ -319,7 +362,7 @@ fn auto_backend_falls_back_to_epoll_when_io_uring_is_blocked() {
     let (backend, delivered) = std::thread::spawn(|| {
         block_io_uring_on_this_thread();
         let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
-        let listener = counting_listener("127.0.0.1:0", 1, seen.clone());
+        let listener = counting_listener("127.0.0.1:0", 1, seen.clone(), Backend::Auto);
         let backend = listener.runtime().backend();
         let mut s = TcpStream::connect(listener.local_addr()).unwrap();
         s.write_all(&[0, 0, 0, 2, b'o', b'k']).unwrap();
