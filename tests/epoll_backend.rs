@@ -400,53 +400,6 @@ fn writer_recovers_after_giving_up() {
 }
 
 #[test]
-fn both_cores_accept() {
-    let rt = epoll(2);
-    let received = Arc::new(AtomicU64::new(0));
-    let r = received.clone();
-    let listener = Listener::bind_on(
-        &rt,
-        ListenerConfig::new("127.0.0.1:0", move |_, _| {
-            r.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }),
-    )
-    .unwrap();
-    const CONNS: u64 = 64;
-    let streams: Vec<TcpStream> = (0..CONNS)
-        .map(|_| {
-            let mut s = TcpStream::connect(listener.local_addr()).unwrap();
-            s.write_all(&[0, 0, 0, 2, b'h', b'i']).unwrap();
-            s
-        })
-        .collect();
-    assert!(wait_until(Duration::from_secs(5), || received
-        .load(Ordering::Relaxed)
-        == CONNS));
-    assert!(wait_until(Duration::from_secs(5), || {
-        listener.stats().iter().map(|s| s.accepted).sum::<u64>() == CONNS
-    }));
-    let stats = listener.stats();
-    for core in &stats {
-        // The chance that 64 connections all hash to one of two sockets is 2^-63.
-        assert!(
-            core.accepted > 0,
-            "core {} accepted nothing: {stats:?}",
-            core.core
-        );
-        assert_eq!(core.connections, core.accepted);
-        assert_eq!(core.messages_received, core.accepted);
-    }
-    drop(streams);
-    assert!(wait_until(Duration::from_secs(5), || listener
-        .stats()
-        .iter()
-        .all(|s| s.connections == 0)));
-    listener.close();
-}
-
-/// Shutting the writer's runtime down sends what is queued within the grace period.
-#[test]
 fn runtime_shutdown_sends_queued_messages() {
     let server_rt = epoll(1);
     let Sink {

@@ -192,8 +192,13 @@ fn never_policy_reconnects_on_the_next_write(backend: Backend) {
     listener.close();
 }
 
-#[test]
-fn reuseport_spreads_connections_over_cores() {
+on_both_backends!(
+    reuseport_spreads_connections_over_cores,
+    reuseport_spreads_connections_over_cores_io_uring,
+    reuseport_spreads_connections_over_cores_epoll
+);
+
+fn reuseport_spreads_connections_over_cores(backend: Backend) {
     let received = Arc::new(AtomicU64::new(0));
     let r = received.clone();
     let listener = Listener::bind(
@@ -201,7 +206,7 @@ fn reuseport_spreads_connections_over_cores() {
             r.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
-        .cores(2),
+        .runtime(rt(2, backend)),
     )
     .unwrap();
     const CONNS: u64 = 64;
@@ -214,6 +219,13 @@ fn reuseport_spreads_connections_over_cores() {
         .collect();
     assert!(wait_until(Duration::from_secs(5), || received
         .load(Ordering::Relaxed)
+        == CONNS));
+    // Counters are published once per loop turn.
+    assert!(wait_until(Duration::from_secs(5), || listener
+        .stats()
+        .iter()
+        .map(|s| s.messages_received)
+        .sum::<u64>()
         == CONNS));
     let stats = listener.stats();
     assert_eq!(stats.len(), 2);

@@ -5,9 +5,10 @@
 //! frame format.
 
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use crate::engine::core::CoreShared;
+use crate::engine::core::{next_conn_id, CoreShared};
 use crate::engine::sendq::SendQueue;
 use crate::error::{CloseReason, ConnError};
 
@@ -34,6 +35,30 @@ pub(crate) struct Delivered {
     ///
     /// [`Command::Resume`]: crate::engine::core::Command::Resume
     pub(crate) paused: bool,
+}
+
+impl ConnInfo {
+    /// The identity of a socket a listener on `core` just accepted, giving it a new id; `peer`
+    /// when accept already reported it. `None` if the peer already went away (then nothing was
+    /// received and nothing is owed).
+    pub(crate) fn accepted(
+        fd: &OwnedFd,
+        peer: Option<SocketAddr>,
+        core: usize,
+    ) -> Option<ConnInfo> {
+        let sock = socket2::SockRef::from(fd);
+        let peer = match peer {
+            Some(peer) => peer,
+            None => sock.peer_addr().ok()?.as_socket()?,
+        };
+        let local = sock.local_addr().ok()?.as_socket()?;
+        Some(ConnInfo {
+            id: next_conn_id(),
+            peer,
+            local,
+            core,
+        })
+    }
 }
 
 /// Per-connection protocol logic, run on the owning core.

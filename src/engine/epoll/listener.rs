@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 
-use crate::engine::core::next_conn_id;
 use crate::engine::epoll::driver::Core;
 use crate::engine::epoll::sys;
 use crate::engine::session::{Acceptor, ConnInfo};
@@ -72,22 +71,11 @@ impl Core {
         let Some(Some(l)) = self.listeners.get_mut(lslot as usize) else {
             return;
         };
-        let local = socket2::SockRef::from(&fd)
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket());
-        let (Some(peer), Some(local)) = (peer, local) else {
-            // The peer already went away; nothing was received, nothing is owed.
+        let Some(info) = ConnInfo::accepted(&fd, peer, self.shared.index()) else {
             return;
         };
         l.conns += 1;
         let acceptor = l.acceptor.clone();
-        let info = ConnInfo {
-            id: next_conn_id(),
-            peer,
-            local,
-            core: self.shared.index(),
-        };
         self.local.accepted += 1;
         let (sendq, session) = acceptor.open(info, &self.shared);
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");

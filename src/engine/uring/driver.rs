@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use crate::engine::core::{dispatch, next_conn_id, Commands, CoreShared, Driver};
+use crate::engine::core::{dispatch, Commands, CoreShared, Driver};
 use crate::engine::sendq::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::stats::CoreStats;
@@ -568,23 +568,11 @@ impl Core {
         let Some(Some(l)) = self.listeners.get_mut(lslot as usize) else {
             return;
         };
-        let sock = socket2::SockRef::from(&fd);
-        let addrs = (sock.peer_addr(), sock.local_addr());
-        let (Ok(peer), Ok(local)) = addrs else {
-            // The peer already went away; nothing was received, nothing is owed.
-            return;
-        };
-        let (Some(peer), Some(local)) = (peer.as_socket(), local.as_socket()) else {
+        let Some(info) = ConnInfo::accepted(&fd, None, self.shared.index()) else {
             return;
         };
         l.conns += 1;
         let acceptor = l.acceptor.clone();
-        let info = ConnInfo {
-            id: next_conn_id(),
-            peer,
-            local,
-            core: self.shared.index(),
-        };
         self.local.accepted += 1;
         let (sendq, session) = acceptor.open(info, &self.shared);
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
