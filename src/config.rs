@@ -18,7 +18,7 @@ use crate::frame::Framing;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
 
 /// The default bound on bytes queued per writer: 4 MiB.
-pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 << 20;
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 256 << 10;
 
 /// The default bound on bytes queued per accepted connection (allocated on its first write):
 /// 1 MiB.

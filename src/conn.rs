@@ -13,9 +13,9 @@ use bytes::{Bytes, BytesMut};
 use crate::channel::{ChannelSender, Message};
 use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::engine::core::Command;
-use crate::engine::sendq::{FrameIndex, Link, PushError, SendQueue};
+use crate::engine::send::{FrameIndex, Link, PushError, SendQueue};
 use crate::engine::session::{ConnInfo, Delivered, Session};
-use crate::error::{CloseReason, ConnError, WriteError};
+use crate::error::{CloseReason, ConnError, FrameError, WriteError};
 use crate::frame::{Codec, Decoder, Frame, Parse};
 
 /// A connection as seen by a message handler, cloneable to write from any thread later.
@@ -97,6 +97,35 @@ impl Conn {
         Ok(frame.len())
     }
 
+    /// Queues a `len`-byte message that `fill` writes straight into the send memory (no
+    /// intermediate buffer; see [`Writer::write_with`](crate::Writer::write_with) for the
+    /// rules `fill` must follow). Waits for room like [`Conn::write`]: from the owning core a
+    /// full queue returns [`WriteError::Full`] instead.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig};
+    /// // Answers every request with its length, encoded in place.
+    /// let listener = Listener::bind(ListenerConfig::new("127.0.0.1:5031", |msg, conn| {
+    ///     let n = msg.len() as u64;
+    ///     conn.write_with(8, |buf| buf.copy_from_slice(&n.to_be_bytes()))?;
+    ///     Ok(())
+    /// }))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_with(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize, WriteError> {
+        let inner = &*self.inner;
+        Ok(enqueue_with(
+            &inner.codec,
+            &inner.sendq,
+            len,
+            &mut Some(fill),
+        )?)
+    }
+
     /// Queues an already framed message (framed with this connection's codec) if there is
     /// room now; never waits.
     pub(crate) fn try_push(&self, frame: &Frame<'_>) -> Result<(), WriteError> {
@@ -156,6 +185,42 @@ pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Resu
     let deadline = sendq.core().is_current().then(Instant::now);
     sendq.push(&frame, deadline).map_err(Enqueue::Push)?;
     Ok(frame.len())
+}
+
+/// Queues a `len`-byte message that `fill` (taken out of the option when it runs) encodes in
+/// place; returns the frame's length. Waits for room, except on the queue's own core.
+pub(crate) fn enqueue_with<F: FnOnce(&mut [u8])>(
+    codec: &Codec,
+    sendq: &Arc<SendQueue>,
+    len: usize,
+    fill: &mut Option<F>,
+) -> Result<usize, Enqueue> {
+    let total = codec
+        .frame_len(len)
+        .ok_or(Enqueue::Frame(FrameError::TooLarge {
+            len: len as u64,
+            max: codec.max_message_size(),
+        }))?;
+    let deadline = sendq.core().is_current().then(Instant::now);
+    let mut refused = None;
+    let pushed = sendq
+        .push_with(total, deadline, |dst| match fill.take() {
+            Some(fill) => match codec.encode_with(len, dst, fill) {
+                Ok(_) => true,
+                Err(err) => {
+                    refused = Some(err);
+                    false
+                }
+            },
+            None => false,
+        })
+        .map_err(Enqueue::Push)?;
+    match (pushed, refused) {
+        (true, _) => Ok(total),
+        (false, Some(err)) => Err(Enqueue::Frame(err)),
+        // `fill` was used up by an earlier attempt (a caller retrying after an error).
+        (false, None) => Err(Enqueue::Push(PushError::Closed)),
+    }
 }
 
 impl FrameIndex for Codec {

@@ -141,6 +141,19 @@ pub enum DialError {
     RuntimeClosed,
 }
 
+/// Why [`Writer::write_batch`](crate::Writer::write_batch) stopped: the first `queued`
+/// messages of the batch were queued (they are sent, or handed back like any queued message);
+/// the rest were not.
+#[derive(Debug, thiserror::Error)]
+#[error("{queued} messages of the batch were queued, then: {error}")]
+pub struct BatchError {
+    /// How many messages, from the start of the batch, were queued.
+    pub queued: usize,
+    /// Why the next one was not.
+    #[source]
+    pub error: WriteError,
+}
+
 /// Why a write was not accepted. A message for which `write` returned an error was not queued.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

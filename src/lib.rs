@@ -57,8 +57,8 @@ pub use conn::Conn;
 pub use engine::session::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
-    CloseReason, ConnError, DialError, FailReason, Failed, FrameError, HandlerError, ListenError,
-    StartError, TryWriteError, Unsent, WriteError,
+    BatchError, CloseReason, ConnError, DialError, FailReason, Failed, FrameError, HandlerError,
+    ListenError, StartError, TryWriteError, Unsent, WriteError,
 };
 pub use frame::{Codec, Decoder, Frame, Framing};
 pub use listener::{Broadcast, Listener};

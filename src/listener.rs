@@ -14,7 +14,7 @@ use crate::channel::{ChannelSender, ChannelSource};
 use crate::config::{Delivery, HandlerErrorPolicy, ListenerConfig, MessageHandler};
 use crate::conn::{CloseHook, Conn, FramedSession};
 use crate::engine::core::{Command, CoreShared};
-use crate::engine::sendq::SendQueue;
+use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::{CoreStats, Runtime};
 use crate::error::{CloseReason, FrameError, ListenError, WriteError};

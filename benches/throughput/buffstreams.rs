@@ -14,8 +14,9 @@
 //!   until the process is killed).
 //!
 //! `client(backend, args)` runs in its own process pinned to CPU 1 (use 1 core):
-//! * `Workload::Stream`: `args.conns` connections to `args.addr`, each writing `args.size`-byte
-//!   messages as fast as the library takes them (the end-to-end figure);
+//! * `Workload::Stream` and `Workload::StreamClient`: `args.conns` connections to `args.addr`,
+//!   each writing `args.size`-byte messages as fast as the library takes them (the end-to-end
+//!   figure; in `stream-client` the server is the common std one, so it is the send path's);
 //! * `Workload::Pingpong`: `args.conns` connections, each with one outstanding message: send
 //!   one, wait for its echo, `crate::stats::record_rtt(start.elapsed())`, repeat;
 //! * `Workload::Churn`: `args.conns` workers, each dialing, writing one message and closing,
@@ -105,7 +106,7 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
             .connect_timeout(Duration::from_secs(5))
     };
     match args.workload {
-        Workload::Stream => {
+        Workload::Stream | Workload::StreamClient => {
             let writers = (0..args.conns)
                 .map(|_| Writer::dial_on(&rt, cfg()))
                 .collect::<Result<Vec<_>, _>>()

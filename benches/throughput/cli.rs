@@ -7,7 +7,7 @@ use crate::plan::{Contender, Workload};
 pub const USAGE: &str = "\
 usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--reps N]
                                          [--warmup SECS] [--window SECS]
-  --quick           CI smoke test: 3 configurations, short windows (< 60 s)
+  --quick           CI smoke test: 4 configurations, short windows (< 60 s)
   --filter S        keep trials whose contender or workload name contains S
                     (repeat to narrow: every filter must match one of the two)
   --reps N          repetitions of every trial (default: quick 2, full 5)
@@ -15,7 +15,12 @@ usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--
   --window SECS     measurement window (default: quick 0.4, full 1.0)
   --client-cpu N    CPU the client is pinned to (default 1; 0 puts both ends on one core)
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
-workloads:  stream stream-server pingpong churn";
+workloads:  stream         each contender's client into its own server (end to end)
+            stream-server  the common load generator into each contender's server
+            stream-client  each contender's stream client into the common std server
+            pingpong       one outstanding message per connection, echoed
+            churn          connect, send one message, close
+RESULT lines carry the median value and the server's and client's CPU ns per message.";
 
 /// Options of a benchmark run.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
-//! The common load generator of `stream-server` (and the `raw` stream client): plain
-//! blocking std, one thread per connection, each writing one big pre-encoded buffer of whole
-//! frames in a loop with `write_all`, as fast as the kernel takes it. Framing costs the
-//! sender nothing, so what is measured is the server's receive path.
+//! The common load generator of `stream-server` (and the `raw` stream client, in `stream` and
+//! `stream-client`): plain blocking std, one thread per connection, each writing one big
+//! pre-encoded buffer of whole frames in a loop with `write_all`, as fast as the kernel takes
+//! it. Framing costs the sender nothing, so what is measured is the server's receive path.
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -7,7 +7,14 @@
 //! (`--role client`, pinned to CPU 1), drives them through a tiny line protocol on their
 //! stdin/stdout (see `role.rs`), and kills and reaps both whatever happens (see `proc.rs`).
 //! The server counts what arrived and reports it with its own CPU time for the measurement
-//! window. Results, medians and ratios are printed by `report.rs`.
+//! window; the client reports its own CPU time for the same window. Results (rate, server and
+//! client CPU per message), medians and ratios are printed by `report.rs`.
+//!
+//! Workloads (`plan.rs`): `stream` is end to end (each contender's client and server);
+//! `stream-server` isolates the receive path (one common load generator into each contender's
+//! server) and `stream-client` the send path (each contender's client into one common server,
+//! std's); `pingpong` echoes one outstanding message per connection; `churn` connects, sends
+//! one message and closes.
 //!
 //! Files: `cli.rs` options; `plan.rs` contenders, workloads and the trial matrix; `run.rs` one
 //! trial from the parent's side; `role.rs` the child side; `proc.rs` child processes, pinning,

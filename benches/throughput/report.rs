@@ -1,7 +1,10 @@
 //! Output: machine-readable RESULT / RATIO lines, then a table for people.
 //!
 //! `RESULT workload=<w> size=<b> conns=<n> cores=<n> contender=<c> value=<x> unit=<u>
-//! cpu_ns_per_msg=<x>` carries the median over reps; `ci/plot.py` reads these lines.
+//! cpu_ns_per_msg=<x> client_cpu_ns_per_msg=<x>` carries the medians over reps: the value,
+//! then the server's and the client's CPU time (user + system, whole process) per message
+//! counted by the server (per round trip in ping-pong, per connection in churn). New fields
+//! only ever go at the end; `ci/plot.py` reads these lines as `key=value` pairs.
 
 use crate::plan::{Contender, Unit};
 use crate::run::{Outcome, Summary};
@@ -98,7 +101,7 @@ pub fn print_config(summary: &Summary) {
     for o in summary.outcomes.iter().filter(|o| !o.samples.is_empty()) {
         for (i, &unit) in c.units().iter().enumerate() {
             println!(
-                "RESULT workload={} size={} conns={} cores={} contender={} value={} unit={} cpu_ns_per_msg={:.1}",
+                "RESULT workload={} size={} conns={} cores={} contender={} value={} unit={} cpu_ns_per_msg={:.1} client_cpu_ns_per_msg={:.1}",
                 c.workload.name(),
                 c.size,
                 c.conns,
@@ -107,6 +110,7 @@ pub fn print_config(summary: &Summary) {
                 machine_number(unit, median(&values(o, i))),
                 unit.name(),
                 cpu(o),
+                client_cpu(o),
             );
         }
     }

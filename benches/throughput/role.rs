@@ -9,6 +9,11 @@
 //! client -> parent   CLIENT ok cpu_ns=<n> samples=<n> p50_ns=<n> p99_ns=<n> | CLIENT error <why>
 //! ```
 //! A child exits when its stdin closes, and the kernel kills it if the parent dies.
+//!
+//! Both sides time their own process (user + system CPU, every thread) over the window.
+//! The server is the contender's own, except in `stream-client` (the common std server,
+//! `Workload::server_for`); the client is the contender's own, except in `stream-server`
+//! (the common load generator).
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -47,7 +52,7 @@ fn server(args: &ChildArgs) -> ExitCode {
         size: args.size,
         cores: args.cores,
     };
-    let handle = match contenders::server(args.contender, &sargs) {
+    let handle = match contenders::server(args.workload.server_for(args.contender), &sargs) {
         Ok(h) => h,
         Err(e) => return refused(e),
     };

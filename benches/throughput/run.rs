@@ -22,7 +22,8 @@ pub struct Sample {
     pub values: Vec<f64>,
     /// Server CPU time / messages counted in the window.
     pub cpu_ns_per_msg: f64,
-    /// Client CPU time / messages counted by the server (shows when the client is the limit).
+    /// Client CPU time (user + system, whole process) over the window / messages (round
+    /// trips, connections) counted by the server: shows when the client is the limit.
     pub client_cpu_ns_per_msg: f64,
     /// Messages (round trips for ping-pong) per second counted by the server.
     pub rate: f64,
@@ -182,7 +183,9 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
         cpu: (config.cores == 1).then_some(0),
         port: 0,
     };
-    let mut server = ChildProc::spawn(&format!("server {}", contender.name()), &args.to_args())
+    // The child picks the server itself (`Workload::server_for`); this only names it.
+    let server_name = config.workload.server_for(contender).name();
+    let mut server = ChildProc::spawn(&format!("server {server_name}"), &args.to_args())
         .map_err(|e| skip("failed", format!("spawn server: {e}")))?;
     let line = server
         .expect(&["PORT", "UNAVAILABLE", "FAILED"], START_TIMEOUT)

@@ -2,7 +2,7 @@
 //! the wake-up protocol (wake only a core that sleeps), per-core counters, thread start-up and
 //! pinning. The loops themselves live in `uring::driver` and `epoll::driver`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +10,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::engine::sendq::SendQueue;
+use crate::engine::send::chunk::ChunkPool;
+use crate::engine::send::outbox::Outbox;
+use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::stats::{CoreStats, SharedCounters};
 use crate::engine::{Backend, RuntimeConfig};
@@ -52,6 +54,32 @@ pub(crate) enum Command {
 
 thread_local! {
     static CURRENT_CORE: Cell<*const CoreShared> = const { Cell::new(std::ptr::null()) };
+    /// Queues written to from this core's own thread since the loop last looked: (slot, queue).
+    static DEFERRED: RefCell<Vec<(u32, *const SendQueue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// On a core's own thread: the queue drained by `slot` has bytes for the core (the core had
+/// said it waits to be told). No command, no atomic: the loop picks it up before it next enters
+/// the kernel.
+pub(crate) fn defer_flush(slot: u32, queue: *const SendQueue) {
+    DEFERRED.with(|d| d.borrow_mut().push((slot, queue)));
+}
+
+/// Starts the sends asked for by [`defer_flush`] on this thread, including those asked for
+/// while starting them (a close hook may write).
+pub(crate) fn run_deferred<D: Commands>(driver: &mut D) {
+    let mut batch = Vec::new();
+    loop {
+        DEFERRED.with(|d| std::mem::swap(&mut *d.borrow_mut(), &mut batch));
+        if batch.is_empty() {
+            break;
+        }
+        for (slot, queue) in batch.drain(..) {
+            if driver.drains(slot, queue) {
+                driver.start_send(slot);
+            }
+        }
+    }
 }
 
 /// What other threads share with a core.
@@ -63,6 +91,7 @@ pub(crate) struct CoreShared {
     sleeping: AtomicBool,
     wake: OwnedFd,
     counters: SharedCounters,
+    pool: ChunkPool,
 }
 
 impl CoreShared {
@@ -81,6 +110,7 @@ impl CoreShared {
             // SAFETY: `fd` was just created by eventfd and is owned by nobody else.
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
             counters: SharedCounters::default(),
+            pool: ChunkPool::default(),
         })
     }
 
@@ -92,6 +122,11 @@ impl CoreShared {
     /// Whether the calling thread is this core's thread.
     pub(crate) fn is_current(&self) -> bool {
         CURRENT_CORE.with(|c| std::ptr::eq(c.get(), self))
+    }
+
+    /// The send memory this core's queues share.
+    pub(crate) fn pool(&self) -> &ChunkPool {
+        &self.pool
     }
 
     /// A snapshot of this core's counters.
@@ -179,9 +214,9 @@ pub(crate) trait Commands {
     fn close_listener(&mut self, slot: u32, ack: Option<SyncSender<()>>);
     /// Owns a dialed connection and starts sending what its queue holds.
     fn add_conn(&mut self, fd: OwnedFd, sendq: Arc<SendQueue>, session: Box<dyn Session>);
-    /// The slot of the connection draining `sendq`, confirmed against the slot's own queue so a
-    /// stale command never touches a slot reused by another connection.
-    fn conn_slot(&self, sendq: &Arc<SendQueue>) -> Option<u32>;
+    /// Whether `slot` holds the connection draining `queue` (so a stale command never touches a
+    /// slot reused by another connection).
+    fn drains(&self, slot: u32, queue: *const SendQueue) -> bool;
     /// Sends what is queued on `slot`, unless a send is in flight.
     fn start_send(&mut self, slot: u32);
     /// The session's consumer has room again: deliver what it held, then read again.
@@ -192,6 +227,12 @@ pub(crate) trait Commands {
     fn close_now(&mut self, slot: u32);
     /// Closes everything, sending what is queued for at most `grace`.
     fn begin_shutdown(&mut self, grace: Duration);
+}
+
+/// The slot of the connection draining `sendq`, if it is attached to one on `driver`.
+fn conn_slot<D: Commands>(driver: &D, sendq: &Arc<SendQueue>) -> Option<u32> {
+    let slot = sendq.attached_slot()?;
+    driver.drains(slot, Arc::as_ptr(sendq)).then_some(slot)
 }
 
 /// Carries out one command on a driver.
@@ -220,23 +261,23 @@ pub(crate) fn dispatch<D: Commands>(driver: &mut D, cmd: Command) {
             session,
         } => {
             if driver.stopping() {
-                sendq.detach(None, None, false);
+                sendq.detach(&mut Outbox::new(), None, false);
                 return;
             }
             tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
             driver.add_conn(fd, sendq, session);
         }
         Command::Flush(sendq) => {
-            if let Some(slot) = driver.conn_slot(&sendq) {
+            if let Some(slot) = conn_slot(driver, &sendq) {
                 driver.start_send(slot);
             }
         }
         Command::Resume(sendq) => {
-            if let Some(slot) = driver.conn_slot(&sendq) {
+            if let Some(slot) = conn_slot(driver, &sendq) {
                 driver.resume_conn(slot);
             }
         }
-        Command::CloseConn { sendq, force, ack } => match driver.conn_slot(&sendq) {
+        Command::CloseConn { sendq, force, ack } => match conn_slot(driver, &sendq) {
             Some(slot) => {
                 driver.close_when_flushed(slot, ack);
                 if force {

@@ -4,9 +4,8 @@
 pub(crate) mod core;
 pub(crate) mod dialer;
 pub(crate) mod epoll;
-pub(crate) mod framering;
 pub(crate) mod probe;
-pub(crate) mod sendq;
+pub(crate) mod send;
 pub(crate) mod session;
 pub(crate) mod stats;
 pub(crate) mod uring;

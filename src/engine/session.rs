@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::engine::core::{next_conn_id, CoreShared};
-use crate::engine::sendq::SendQueue;
+use crate::engine::send::SendQueue;
 use crate::error::{CloseReason, ConnError};
 
 /// Identity of one connection, fixed for its life.

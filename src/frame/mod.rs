@@ -43,6 +43,7 @@
 mod buffstreams;
 mod decoder;
 mod delimited;
+mod encode_with;
 mod error;
 mod fixed;
 pub mod varint;

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::engine::sendq::PushError;
+use crate::engine::send::PushError;
 use crate::error::WriteError;
 use crate::writer::{push_error, Writer};
 

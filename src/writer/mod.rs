@@ -1,6 +1,7 @@
 //! A writer: dials an address and writes framed messages through the core that owns it.
 
 mod config;
+mod encode;
 mod future;
 
 use std::net::{SocketAddr, TcpStream};
@@ -18,7 +19,7 @@ use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{split_frames, Conn, FramedSession};
 use crate::engine::core::{next_conn_id, Command, CoreShared};
 use crate::engine::dialer::{Next, Redial};
-use crate::engine::sendq::{Link, PushError, SendQueue};
+use crate::engine::send::{Link, PushError, SendQueue};
 use crate::engine::session::ConnInfo;
 use crate::engine::Runtime;
 use crate::error::{

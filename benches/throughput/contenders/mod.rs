@@ -34,7 +34,8 @@ pub struct ServerArgs {
 /// What a client is asked to do.
 #[derive(Clone, Debug)]
 pub struct ClientArgs {
-    /// `Stream`, `Pingpong` or `Churn` (`StreamServer` is driven by `loadgen`).
+    /// `Stream` or `StreamClient` (the same streaming client; only the server differs),
+    /// `Pingpong` or `Churn` (`StreamServer` is driven by `loadgen`).
     pub workload: Workload,
     pub addr: SocketAddr,
     pub size: usize,

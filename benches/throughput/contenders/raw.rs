@@ -1,7 +1,9 @@
 //! `raw`: no framing at all, the ceiling. The server reads 64 KiB chunks and counts bytes
 //! (messages = wire bytes / frame size); for ping-pong it echoes whatever it read. The
 //! stream client is the common load generator; the bytes on the wire are ordinary frames,
-//! so any server can be driven by this client and vice versa.
+//! so any server can be driven by this client and vice versa. In `stream-client` that makes
+//! `raw` the ceiling of the send path: the common std server fed by a sender that does no
+//! per-message work.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -66,7 +68,9 @@ fn serve(mut stream: TcpStream, size: usize, echo: bool) -> io::Result<()> {
 
 pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
     match args.workload {
-        Workload::Stream => return loadgen::start(args.addr, args.size, args.conns),
+        Workload::Stream | Workload::StreamClient => {
+            return loadgen::start(args.addr, args.size, args.conns)
+        }
         Workload::Pingpong => {
             for stream in connect_all(args.addr, args.conns)? {
                 let size = args.size;

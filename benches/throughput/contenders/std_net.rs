@@ -1,5 +1,6 @@
 //! `std`: blocking `std::net`, a thread per connection, `BufReader`/`BufWriter` with 64 KiB
-//! buffers, reading the 4-byte big-endian length and then the payload.
+//! buffers, reading the 4-byte big-endian length and then the payload. Its server is also
+//! the common server every contender's client sends into in `stream-client`.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -76,7 +77,7 @@ fn serve(stream: TcpStream, echo: bool) -> io::Result<()> {
 
 pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
     match args.workload {
-        Workload::Stream => {
+        Workload::Stream | Workload::StreamClient => {
             for stream in connect_all(args.addr, args.conns)? {
                 let size = args.size;
                 spawn("std-stream", move || {
@@ -104,6 +105,8 @@ pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
     Ok(ClientHandle { keep: None })
 }
 
+/// Writes frames through a 64 KiB `BufWriter` until the connection fails: one `write(2)` per
+/// ~64 KiB of frames.
 fn stream_conn(stream: TcpStream, size: usize) -> io::Result<()> {
     let header = wire::header(size);
     let payload = wire::payload(size);

@@ -1,6 +1,7 @@
 //! `tokio-ct` / `tokio-mt`: tokio with tokio-util's `LengthDelimitedCodec` (u32 big-endian
 //! length), the usual Rust choice. Servers read through `FramedRead` with 64 KiB capacity and
-//! count frames; clients batch frames with `feed` and `flush` once per ~64 KiB.
+//! count frames; streaming clients `feed` ~64 KiB of frames into a `FramedWrite` whose buffer
+//! and backpressure boundary are 64 KiB, then `flush` once.
 
 use std::future::Future;
 use std::io;
@@ -127,7 +128,9 @@ pub fn client(flavor: Flavor, args: &ClientArgs) -> Result<ClientHandle, StartEr
     let rt = runtime(flavor, 1)?;
     let (workload, size, addr) = (args.workload, args.size, args.addr);
     let streams = match workload {
-        Workload::Stream | Workload::Pingpong => connect_all(addr, args.conns)?,
+        Workload::Stream | Workload::StreamClient | Workload::Pingpong => {
+            connect_all(addr, args.conns)?
+        }
         Workload::Churn => Vec::new(),
         Workload::StreamServer => {
             return Err(StartError::Failed("stream-server uses the loadgen".into()))
@@ -165,6 +168,9 @@ pub fn client(flavor: Flavor, args: &ClientArgs) -> Result<ClientHandle, StartEr
     Ok(ClientHandle { keep: None })
 }
 
+/// Feeds ~64 KiB of frames (at least one), then flushes, until the connection fails.
+/// `with_capacity` sizes the buffer and sets the backpressure boundary (which `feed` flushes
+/// at; 8 KiB by default) to 64 KiB; the boundary is set again to say so explicitly.
 async fn stream_conn(stream: TcpStream, size: usize) -> io::Result<()> {
     let payload = Bytes::from_static(wire::payload(size).leak());
     let batch = (BUF / (size + HEADER)).max(1);

@@ -6,13 +6,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 
 use crate::engine::epoll::driver::Core;
 use crate::engine::epoll::sys;
-use crate::engine::sendq::SendQueue;
+use crate::engine::send::outbox::Outbox;
+use crate::engine::send::SendQueue;
 use crate::engine::session::Session;
 use crate::error::{CloseReason, ConnError};
 
@@ -27,9 +27,8 @@ pub(super) struct ConnSlot {
     registered: bool,
     pub(super) session: Box<dyn Session>,
     pub(super) sendq: Arc<SendQueue>,
-    /// The buffer being sent and how much of it the kernel took.
-    sending: Option<BytesMut>,
-    sent: usize,
+    /// The chunks being sent (what the kernel has not taken yet).
+    out: Outbox,
     /// The kernel's send buffer is full: the rest goes out on the writable edge.
     pub(super) write_blocked: bool,
     /// The accepting listener's slot (`None` for a writer's connection).
@@ -83,8 +82,7 @@ impl Core {
             registered: registered.is_ok(),
             session,
             sendq,
-            sending: None,
-            sent: 0,
+            out: Outbox::new(),
             write_blocked: false,
             listener,
             reconnectable,
@@ -171,32 +169,25 @@ impl Core {
             if c.write_blocked {
                 return;
             }
-            if c.sending.is_none() {
-                c.sending = c.sendq.take();
-                c.sent = 0;
-            }
-            let Some(buf) = c.sending.as_ref() else {
+            if c.out.is_empty() && !c.sendq.take(&mut c.out) {
                 if c.close_when_flushed {
                     self.close_conn(slot, CloseReason::Local);
                 }
                 return;
-            };
-            let total = buf.len();
+            }
+            let total = c.out.unsent_len();
             self.local.sends += 1;
-            match sys::send(c.fd.as_fd(), &buf[c.sent..]) {
+            match sys::sendmsg(c.fd.as_fd(), &mut c.out) {
                 Ok(n) => {
                     self.local.bytes_sent += n as u64;
-                    c.sent += n;
-                    if c.sent < total {
+                    c.out.advance(n, &mut self.done);
+                    c.sendq.complete(&mut self.done);
+                    if n < total {
                         // A short send means the kernel's buffer is full (it set SOCK_NOSPACE,
                         // so a writable edge follows when room frees up).
                         c.write_blocked = true;
                         return;
                     }
-                    if let Some(buf) = c.sending.take() {
-                        c.sendq.complete(buf);
-                    }
-                    c.sent = 0;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     c.write_blocked = true;
@@ -268,14 +259,13 @@ impl Core {
             registered,
             session,
             sendq,
-            sending,
-            sent,
+            mut out,
             listener,
             reconnectable,
             close_acks,
             ..
         } = c;
-        sendq.detach(sending.map(|buf| (buf, sent)), err, reconnectable);
+        sendq.detach(&mut out, err, reconnectable);
         if registered {
             let _ = self
                 .poll

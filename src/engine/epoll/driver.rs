@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::engine::core::{dispatch, Commands, CoreShared, Driver};
+use crate::engine::core::{dispatch, run_deferred, Commands, CoreShared, Driver};
 use crate::engine::epoll::conn::ConnSlot;
 use crate::engine::epoll::listener::ListenerSlot;
 use crate::engine::epoll::sys;
-use crate::engine::sendq::SendQueue;
+use crate::engine::send::chunk::Chunk;
+use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, Session};
 use crate::engine::stats::CoreStats;
 use crate::engine::RuntimeConfig;
@@ -59,6 +60,8 @@ pub(crate) struct Core {
     /// The shutdown deadline, once shutting down.
     pub(super) stopping: Option<Instant>,
     pub(super) local: CoreStats,
+    /// Chunks a send finished with, on their way back to their queue.
+    pub(super) done: Vec<Chunk>,
 }
 
 impl Driver for Core {
@@ -75,6 +78,7 @@ impl Driver for Core {
                 core: shared.index(),
                 ..CoreStats::default()
             },
+            done: Vec::new(),
             shared,
             listeners: Vec::new(),
             conns: Vec::new(),
@@ -94,6 +98,7 @@ impl Driver for Core {
                     dispatch(&mut self, cmd);
                 }
             }
+            run_deferred(&mut self);
             let next_timer = self.run_timers();
             if self.stopping.is_some()
                 && self.local.connections == 0
@@ -335,12 +340,8 @@ impl Commands for Core {
         self.insert_conn(fd, sendq, session, None, true);
     }
 
-    fn conn_slot(&self, sendq: &Arc<SendQueue>) -> Option<u32> {
-        let slot = sendq.attached_slot()?;
-        match self.conns.get(slot as usize) {
-            Some(Some(c)) if Arc::ptr_eq(&c.sendq, sendq) => Some(slot),
-            _ => None,
-        }
+    fn drains(&self, slot: u32, queue: *const SendQueue) -> bool {
+        matches!(self.conns.get(slot as usize), Some(Some(c)) if std::ptr::eq(Arc::as_ptr(&c.sendq), queue))
     }
 
     fn start_send(&mut self, slot: u32) {

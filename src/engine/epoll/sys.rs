@@ -6,6 +6,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use crate::engine::send::outbox::Outbox;
+
 /// One nonblocking `recv` into `buf`: `Ok(0)` is the peer's EOF.
 pub(super) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes for the whole call, and `fd`
@@ -24,19 +26,15 @@ pub(super) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// One nonblocking `send` of as much of `buf` as the kernel takes. `MSG_NOSIGNAL`: a peer that
-/// went away gives `EPIPE`, never a `SIGPIPE` that would kill the process.
-pub(super) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a live slice of `buf.len()` bytes for the whole call (the kernel copies
-    // it before returning), and `fd` is a socket borrowed from its owner for the call.
-    let n = unsafe {
-        libc::send(
-            fd.as_raw_fd(),
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
+/// One nonblocking `sendmsg` of every unsent byte of `out` (as much as the kernel takes), with
+/// `MSG_NOSIGNAL` as for [`send`].
+pub(super) fn sendmsg(fd: BorrowedFd<'_>, out: &mut Outbox) -> io::Result<usize> {
+    let msg = out.msghdr();
+    // SAFETY: `msg` points at a msghdr owned by `out` whose iovecs cover live chunk memory
+    // owned by `out`; `out` is borrowed mutably for the whole call, so none of it changes or
+    // moves, and the kernel copies the bytes before returning. `fd` is a socket borrowed from
+    // its owner for the call.
+    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -7,11 +7,12 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use crate::engine::core::{dispatch, Commands, CoreShared, Driver};
-use crate::engine::sendq::SendQueue;
+use crate::engine::core::{dispatch, run_deferred, Commands, CoreShared, Driver};
+use crate::engine::send::chunk::Chunk;
+use crate::engine::send::outbox::Outbox;
+use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::stats::CoreStats;
 use crate::engine::uring::bufring::BufRing;
@@ -51,9 +52,9 @@ struct ConnSlot {
     fd: OwnedFd,
     session: Option<Box<dyn Session>>,
     sendq: Arc<SendQueue>,
-    /// The buffer the kernel is sending from; it stays here, unmoved, until the send completes.
-    sending: Option<BytesMut>,
-    sent: usize,
+    /// The chunks the kernel is sending from; they stay here, unmoved, until the send
+    /// completes.
+    out: Outbox,
     recv_armed: bool,
     send_armed: bool,
     listener: Option<u32>,
@@ -88,6 +89,8 @@ pub(crate) struct Core {
     conns: Vec<Option<ConnSlot>>,
     free_conns: Vec<u32>,
     cqes: Vec<cqueue::Entry>,
+    /// Chunks a send completion finished with, on their way back to their queue.
+    done: Vec<Chunk>,
     backlog: Vec<squeue::Entry>,
     rearm: Vec<u32>,
     /// Operations submitted whose final completion has not arrived.
@@ -131,6 +134,7 @@ impl Driver for Core {
             conns: Vec::new(),
             free_conns: Vec::new(),
             cqes: Vec::with_capacity(256),
+            done: Vec::new(),
             backlog: Vec::new(),
             rearm: Vec::new(),
             ops: 0,
@@ -149,6 +153,7 @@ impl Driver for Core {
                     dispatch(&mut self, cmd);
                 }
             }
+            run_deferred(&mut self);
             if self.stopping.is_some() {
                 if self.conns.iter().all(Option::is_none)
                     && self.listeners.iter().all(Option::is_none)
@@ -369,20 +374,16 @@ impl Core {
         if c.send_armed || c.closing.is_some() {
             return;
         }
-        if c.sending.is_none() {
-            c.sending = c.sendq.take();
-            c.sent = 0;
-        }
-        let Some(buf) = c.sending.as_ref() else {
+        if c.out.is_empty() && !c.sendq.take(&mut c.out) {
             if c.close_when_flushed {
                 self.close_conn(slot, CloseReason::Local);
             }
             return;
-        };
-        let rest = &buf[c.sent..];
-        let len = rest.len().min(u32::MAX as usize) as u32;
-        let sqe = opcode::Send::new(types::Fd(c.fd.as_raw_fd()), rest.as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
+        }
+        // One sendmsg over every waiting chunk, read where the producers wrote the frames.
+        let msg = c.out.msghdr();
+        let sqe = opcode::SendMsg::new(types::Fd(c.fd.as_raw_fd()), msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
             .build()
             .user_data(user_data(OP_SEND, slot));
         c.send_armed = true;
@@ -480,8 +481,7 @@ impl Core {
             fd,
             session: Some(session),
             sendq,
-            sending: None,
-            sent: 0,
+            out: Outbox::new(),
             recv_armed: false,
             send_armed: false,
             listener,
@@ -530,7 +530,7 @@ impl Core {
         if !ready {
             return;
         }
-        let Some(c) = self.conns[slot as usize].take() else {
+        let Some(mut c) = self.conns[slot as usize].take() else {
             return;
         };
         self.free_conns.push(slot);
@@ -547,8 +547,7 @@ impl Core {
             )))),
             CloseReason::Local => None,
         };
-        let sending = c.sending.map(|buf| (buf, c.sent));
-        c.sendq.detach(sending, err, c.reconnectable);
+        c.sendq.detach(&mut c.out, err, c.reconnectable);
         drop(c.fd);
         if let Some(session) = c.session {
             session.on_close(&reason);
@@ -748,14 +747,8 @@ impl Core {
             return;
         }
         self.local.bytes_sent += res as u64;
-        c.sent += res as usize;
-        let total = c.sending.as_ref().map_or(0, BytesMut::len);
-        if c.sent >= total {
-            if let Some(buf) = c.sending.take() {
-                c.sendq.complete(buf);
-            }
-            c.sent = 0;
-        }
+        c.out.advance(res as usize, &mut self.done);
+        c.sendq.complete(&mut self.done);
         if c.closing.is_some() {
             self.maybe_finalize(slot);
         } else {
@@ -878,12 +871,8 @@ impl Commands for Core {
         Core::start_send(self, slot);
     }
 
-    fn conn_slot(&self, sendq: &Arc<SendQueue>) -> Option<u32> {
-        let slot = sendq.attached_slot()?;
-        match self.conns.get(slot as usize) {
-            Some(Some(c)) if Arc::ptr_eq(&c.sendq, sendq) => Some(slot),
-            _ => None,
-        }
+    fn drains(&self, slot: u32, queue: *const SendQueue) -> bool {
+        matches!(self.conns.get(slot as usize), Some(Some(c)) if std::ptr::eq(Arc::as_ptr(&c.sendq), queue))
     }
 
     fn start_send(&mut self, slot: u32) {

@@ -1,0 +1,189 @@
+//! Send memory: fixed-size chunks that producers fill with whole frames in wire format and the
+//! kernel sends from, and the per-core pool they return to.
+//!
+//! A chunk is written once (header and payload, by the producer that holds the queue's lock)
+//! and read once (by the kernel, through the core's send). It is never zeroed or copied again:
+//! a recycled chunk just starts over at offset 0.
+
+use std::sync::Mutex;
+
+/// Bytes in a standard chunk. Frames never straddle two chunks; a frame larger than this gets a
+/// chunk of its own, sized for it (and freed, not pooled, after its send).
+pub(crate) const CHUNK_SIZE: usize = 16 * 1024;
+
+/// Standard chunks a core keeps for reuse (1 MiB per core): enough for every busy queue on the
+/// core to swap chunks without the allocator; idle connections hold none.
+const POOL_MAX: usize = 256;
+
+/// One chunk of send memory. `head <= sent <= len <= buf.len()`:
+/// - `[0, head)` was sent and is no longer needed;
+/// - `[head, sent)` was taken by the kernel, but `head` is the start of the frame that `sent`
+///   falls in, so that a failed connection can re-send that frame whole;
+/// - `[sent, len)` is waiting to be sent.
+pub(crate) struct Chunk {
+    buf: Box<[u8]>,
+    head: usize,
+    sent: usize,
+    len: usize,
+}
+
+impl Chunk {
+    /// A fresh chunk of `cap` bytes (the only time its memory is written by anyone but a
+    /// producer: the allocation is zeroed once).
+    pub(crate) fn with_capacity(cap: usize) -> Chunk {
+        Chunk {
+            buf: vec![0u8; cap].into_boxed_slice(),
+            head: 0,
+            sent: 0,
+            len: 0,
+        }
+    }
+
+    /// Bytes a producer can still append.
+    #[inline]
+    pub(crate) fn room(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    /// The `n` bytes after the filled part, for a producer to write a frame into; nothing is
+    /// appended until [`Chunk::commit`]. The caller checked `n <= room()`.
+    #[inline]
+    pub(crate) fn spare(&mut self, n: usize) -> &mut [u8] {
+        &mut self.buf[self.len..self.len + n]
+    }
+
+    /// Appends the `n` bytes just written into [`Chunk::spare`].
+    #[inline]
+    pub(crate) fn commit(&mut self, n: usize) {
+        debug_assert!(n <= self.room());
+        self.len += n;
+    }
+
+    /// The bytes not yet taken by the kernel.
+    #[inline]
+    pub(crate) fn unsent(&self) -> &[u8] {
+        &self.buf[self.sent..self.len]
+    }
+
+    /// The bytes from the start of the first frame not wholly taken by the kernel: what a new
+    /// connection must send.
+    pub(crate) fn resendable(&self) -> &[u8] {
+        &self.buf[self.head..self.len]
+    }
+
+    /// Bytes counted against the queue's limit while this chunk is held (everything not yet
+    /// known to be sent).
+    #[inline]
+    pub(crate) fn held(&self) -> usize {
+        self.len - self.head
+    }
+
+    /// The kernel took `n` more bytes; `frame_start` finds the start of the frame that contains
+    /// a given offset of the resendable bytes (frames start at `head`).
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.sent = (self.sent + n).min(self.len);
+    }
+
+    /// Whether the kernel took everything appended.
+    #[inline]
+    pub(crate) fn is_sent(&self) -> bool {
+        self.sent == self.len
+    }
+
+    /// Drops what a failed connection did send in full: `head` moves to the start of the frame
+    /// that was being sent (found by `frame_start` over the resendable bytes), and that frame
+    /// will be sent again from its start.
+    pub(crate) fn rewind(&mut self, frame_start: impl FnOnce(&[u8], usize) -> usize) {
+        let partial = self.sent - self.head;
+        let start = if partial == 0 {
+            0
+        } else {
+            frame_start(self.resendable(), partial)
+        };
+        self.head = (self.head + start).min(self.len);
+        self.sent = self.head;
+    }
+
+    fn is_standard(&self) -> bool {
+        self.buf.len() == CHUNK_SIZE
+    }
+
+    fn reset(&mut self) {
+        self.head = 0;
+        self.sent = 0;
+        self.len = 0;
+    }
+}
+
+/// The chunks a core keeps for reuse. Taken once per chunk (every ~16 KiB of frames), never per
+/// message.
+#[derive(Default)]
+pub(crate) struct ChunkPool {
+    free: Mutex<Vec<Chunk>>,
+}
+
+impl ChunkPool {
+    /// A chunk that can hold a `len`-byte frame: a pooled standard one, a new one, or (for a
+    /// frame over [`CHUNK_SIZE`]) one of its own size.
+    pub(crate) fn get(&self, len: usize) -> Chunk {
+        if len > CHUNK_SIZE {
+            return Chunk::with_capacity(len);
+        }
+        let pooled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        pooled.unwrap_or_else(|| Chunk::with_capacity(CHUNK_SIZE))
+    }
+
+    /// Returns a chunk whose bytes are no longer needed.
+    pub(crate) fn put(&self, mut chunk: Chunk) {
+        if !chunk.is_standard() {
+            return;
+        }
+        chunk.reset();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < POOL_MAX {
+            free.push(chunk);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_send_and_rewind_to_a_frame_boundary() {
+        let mut c = Chunk::with_capacity(64);
+        c.spare(10).copy_from_slice(&[1; 10]);
+        c.commit(10);
+        c.spare(6).copy_from_slice(&[2; 6]);
+        c.commit(6);
+        assert_eq!(c.held(), 16);
+        c.advance(13); // the first frame and 3 bytes of the second
+        assert_eq!(c.unsent(), &[2; 3]);
+        // Frames of 10 and 6 bytes: offset 13 lies in the frame starting at 10.
+        c.rewind(|buf, off| {
+            assert_eq!(buf.len(), 16);
+            assert_eq!(off, 13);
+            10
+        });
+        assert_eq!(c.resendable(), &[2; 6]);
+        assert_eq!(c.unsent(), &[2; 6]);
+        assert_eq!(c.held(), 6);
+        c.advance(6);
+        assert!(c.is_sent());
+    }
+
+    #[test]
+    fn pool_reuses_standard_chunks_only() {
+        let pool = ChunkPool::default();
+        let mut c = pool.get(100);
+        c.commit(100);
+        pool.put(c);
+        let c = pool.get(1);
+        assert_eq!(c.room(), CHUNK_SIZE, "a pooled chunk starts over");
+        let big = pool.get(CHUNK_SIZE + 1);
+        assert_eq!(big.room(), CHUNK_SIZE + 1);
+        pool.put(big);
+        assert_eq!(pool.free.lock().unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,101 @@
+//! Writing without an intermediate buffer: `write_with` (the caller encodes straight into the
+//! send memory) and `write_batch` (many messages under one lock acquisition).
+
+use std::time::Instant;
+
+use crate::conn::{enqueue_with, Enqueue};
+use crate::engine::send::PushError;
+use crate::error::{BatchError, WriteError};
+use crate::frame::Frame;
+use crate::writer::{push_error, Writer};
+
+impl Writer {
+    /// Queues a `len`-byte message that `fill` writes straight into the send memory: the frame
+    /// is built where the kernel will send it from, so a serialiser that knows its encoded
+    /// length (prost's `encoded_len`, a fixed-layout struct) needs no intermediate `Vec`.
+    /// Returns the number of bytes framed. Waits for room like [`Writer::write`].
+    ///
+    /// `fill` runs under the writer's queue lock (other threads' writes wait meanwhile): keep
+    /// it short, and do not write to this writer from inside it (that would deadlock). With
+    /// [`Framing::Delimited`](crate::Framing::Delimited), a payload that contains the delimiter
+    /// is not queued: [`FrameError::DelimiterInPayload`].
+    ///
+    /// ```no_run
+    /// use buffstreams::{Writer, WriterConfig};
+    /// let writer = Writer::dial(WriterConfig::new("127.0.0.1:5031"))?;
+    /// let (id, value) = (7u32, 1.5f64);
+    /// writer.write_with(12, |buf| {
+    ///     buf[..4].copy_from_slice(&id.to_le_bytes());
+    ///     buf[4..].copy_from_slice(&value.to_le_bytes());
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_with(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize, WriteError> {
+        let inner = &*self.inner;
+        let mut fill = Some(fill);
+        loop {
+            match enqueue_with(&inner.codec, &inner.sendq, len, &mut fill) {
+                Ok(n) => return Ok(n),
+                // Refused before `fill` ran: reconnect, then it runs on the next attempt.
+                Err(Enqueue::Push(PushError::Down(_))) => {
+                    inner.reconnect().map_err(WriteError::Reconnect)?
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Queues every message of `msgs` in order, framing them under one acquisition of the
+    /// queue's lock (taken again only if the queue fills and this has to wait): the cheapest
+    /// way to write many messages at once. Returns the number of bytes framed.
+    ///
+    /// Every message is checked first, so one that cannot be framed queues nothing. Frames of
+    /// other threads may come between the batch's messages only where it had to wait for room.
+    /// Reconnects like [`Writer::write`] when the link is down. If it stops part-way (the writer
+    /// was closed, or a reconnect failed), [`BatchError::queued`] says how many were queued.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Writer, WriterConfig};
+    /// let writer = Writer::dial(WriterConfig::new("127.0.0.1:5031"))?;
+    /// let batch: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    /// writer.write_batch(&batch)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_batch<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<usize, BatchError> {
+        let inner = &*self.inner;
+        let frames = msgs
+            .iter()
+            .map(|m| inner.codec.prepare(m.as_ref()))
+            .collect::<Result<Vec<Frame<'_>>, _>>()
+            .map_err(|err| BatchError {
+                queued: 0,
+                error: WriteError::Frame(err),
+            })?;
+        let deadline = inner.core.is_current().then(Instant::now);
+        let mut done = 0;
+        while done < frames.len() {
+            let (queued, result) = inner.sendq.push_frames(&frames[done..], deadline);
+            done += queued;
+            match result {
+                Ok(()) => {}
+                Err(PushError::Down(_)) => {
+                    inner.reconnect().map_err(|err| BatchError {
+                        queued: done,
+                        error: WriteError::Reconnect(err),
+                    })?;
+                }
+                Err(err) => {
+                    return Err(BatchError {
+                        queued: done,
+                        error: push_error(err),
+                    })
+                }
+            }
+        }
+        Ok(frames.iter().map(Frame::len).sum())
+    }
+}
