@@ -126,7 +126,7 @@ pub struct WriterConfig {
 
 impl WriterConfig {
     /// Dial `address`. Defaults: u32 big-endian length prefix, 8 MiB maximum, 5 s connect
-    /// timeout, 4 MiB send queue.
+    /// timeout, 256 KiB send queue.
     pub fn new(address: impl Into<String>) -> WriterConfig {
         WriterConfig {
             address: address.into(),
@@ -190,7 +190,9 @@ impl WriterConfig {
         self
     }
 
-    /// The bound on queued bytes; `write` waits for room beyond it (default 4 MiB).
+    /// The bound on queued bytes (waiting, plus handed to the core and not yet taken by the
+    /// kernel); `write` waits for room beyond it (default 256 KiB). A single message larger than
+    /// the bound is still accepted into an empty queue.
     pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
         self.send_queue_bytes = bytes;
         self

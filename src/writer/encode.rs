@@ -18,7 +18,7 @@ impl Writer {
     /// `fill` runs under the writer's queue lock (other threads' writes wait meanwhile): keep
     /// it short, and do not write to this writer from inside it (that would deadlock). With
     /// [`Framing::Delimited`](crate::Framing::Delimited), a payload that contains the delimiter
-    /// is not queued: [`FrameError::DelimiterInPayload`].
+    /// is not queued: [`FrameError::DelimiterInPayload`](crate::FrameError::DelimiterInPayload).
     ///
     /// ```no_run
     /// use buffstreams::{Writer, WriterConfig};

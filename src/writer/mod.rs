@@ -30,7 +30,7 @@ use crate::listener::resolve;
 use config::FailedHandler;
 
 /// A connection to one address that frames and queues messages. Cheap to clone and safe to use
-/// from many threads at once: each message is framed whole into a lock-free queue, so frames
+/// from many threads at once: each message is framed whole into the send memory, so frames
 /// never interleave, and messages from one thread keep their order.
 ///
 /// `write` returns once the message is queued (it waits while the queue is full; `try_write`
