@@ -63,7 +63,7 @@ pub use error::{
 pub use frame::{Codec, Decoder, Frame, Framing};
 pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
-pub use writer::{RetryPolicy, Writer, WriterConfig};
+pub use writer::{BufferedWriter, RetryPolicy, Writer, WriterConfig, BUFFERED_WRITER_BYTES};
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.
 pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;

@@ -1,5 +1,5 @@
 //! The send path's own features, on both backends: encoding in place (`write_with`), batches
-//! (`write_batch`), frames larger than a chunk mixed with small ones, and writes from a handler
+//! (`write_batch`), buffered handles (`BufferedWriter`, which send from the writing thread), frames larger than a chunk mixed with small ones, and writes from a handler
 //! on the owning core (which go through the core-local flush list, not the command queue).
 
 mod common;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use buffstreams::{
     Backend, FrameError, Framing, Listener, ListenerConfig, RuntimeConfig, WriteError, Writer,
-    WriterConfig,
+    WriterConfig, BUFFERED_WRITER_BYTES,
 };
 use common::{fill, wait_until, Digest, Rng};
 
@@ -229,6 +229,176 @@ fn handler_writes_on_the_core_many_connections() {
         for w in &writers {
             w.close().expect("close");
         }
+        listener.close();
+    }
+}
+
+/// Two threads, each with its own `BufferedWriter` on one shared writer, plus plain writes from
+/// a third: every message arrives exactly once, each thread's in its order, frames whole. The
+/// buffered handles send straight from their threads (direct `sendmsg`) whenever no send is
+/// under way, and through the core otherwise; both must keep the byte stream intact.
+#[test]
+fn buffered_handles_and_plain_writes_share_one_connection() {
+    for backend in BACKENDS {
+        let per_thread: Arc<Mutex<std::collections::HashMap<u8, Vec<u32>>>> = Arc::default();
+        let count = Arc::new(AtomicU64::new(0));
+        let (seen, c) = (per_thread.clone(), count.clone());
+        let listener = Listener::bind(
+            ListenerConfig::new("127.0.0.1:0", move |msg, _conn| {
+                // [thread id, seq (4 bytes LE), filler of length seq % 300 of byte thread id]
+                let (id, seq) = (msg[0], u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]));
+                assert_eq!(msg.len(), 5 + (seq as usize % 300), "frame length");
+                assert!(msg[5..].iter().all(|&b| b == id), "frame content");
+                seen.lock().unwrap().entry(id).or_default().push(seq);
+                c.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .runtime(rt(backend, 1)),
+        )
+        .expect("bind");
+        let writer = writer(backend, &listener, Framing::U32Be, 8 << 20);
+        const N: u32 = 50_000;
+        let msg = |id: u8, seq: u32| {
+            let mut m = vec![id; 5 + (seq as usize % 300)];
+            m[1..5].copy_from_slice(&seq.to_le_bytes());
+            m
+        };
+        std::thread::scope(|s| {
+            for id in 1..=2u8 {
+                let writer = &writer;
+                s.spawn(move || {
+                    let mut out = writer.buffered();
+                    for seq in 0..N {
+                        out.write(&msg(id, seq)).expect("buffered write");
+                        if seq % 10_000 == 0 {
+                            out.flush().expect("buffered flush");
+                        }
+                    }
+                    // Dropping `out` flushes the rest.
+                });
+            }
+            let writer = &writer;
+            s.spawn(move || {
+                for seq in 0..N {
+                    writer.write(&msg(3, seq)).expect("write");
+                }
+            });
+        });
+        writer.flush().expect("flush");
+        let total = 3 * u64::from(N);
+        assert!(
+            wait_until(Duration::from_secs(30), || count.load(Ordering::Relaxed)
+                == total),
+            "{backend:?}: {} of {total}",
+            count.load(Ordering::Relaxed)
+        );
+        let seen = per_thread.lock().unwrap();
+        for id in 1..=3u8 {
+            let seqs = &seen[&id];
+            assert!(
+                seqs.iter().copied().eq(0..N),
+                "{backend:?}: thread {id} out of order or incomplete"
+            );
+        }
+        drop(seen);
+        writer.close().expect("close");
+        listener.close();
+    }
+}
+
+/// A buffered handle holds its messages until its batch fills (64 KiB) or it is flushed.
+#[test]
+fn buffered_handle_holds_until_flushed() {
+    for backend in BACKENDS {
+        let (listener, _got, count) = collector(backend, Framing::U32Be, 1024);
+        let writer = writer(backend, &listener, Framing::U32Be, 1024);
+        let mut out = writer.buffered();
+        out.write(b"held").expect("write");
+        assert_eq!(out.buffered_bytes(), 8);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(count.load(Ordering::Relaxed), 0, "nothing before flush");
+        out.flush().expect("flush");
+        assert_eq!(out.buffered_bytes(), 0);
+        assert!(wait_until(Duration::from_secs(10), || count
+            .load(Ordering::Relaxed)
+            == 1));
+        // Filling a batch hands it on by itself.
+        let payload = [7u8; 1000];
+        let mut n = 0;
+        while out.buffered_bytes() + 1004 < BUFFERED_WRITER_BYTES {
+            out.write(&payload).expect("write");
+            n += 1;
+        }
+        out.write(&payload).expect("write");
+        n += 1;
+        assert_eq!(out.buffered_bytes(), 0, "a full batch is handed on");
+        assert!(wait_until(Duration::from_secs(10), || count
+            .load(Ordering::Relaxed)
+            == 1 + n));
+        drop(out);
+        writer.close().expect("close");
+        listener.close();
+    }
+}
+
+/// Messages in a buffered handle whose writer was closed are not lost silently: dropping the
+/// handle hands them to `on_failed`.
+#[test]
+fn buffered_leftovers_go_to_on_failed() {
+    let (listener, _got, _count) = collector(Backend::IoUring, Framing::U32Be, 1024);
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let f = failed.clone();
+    let writer = Writer::dial(
+        WriterConfig::new(listener.local_addr().to_string())
+            .runtime(rt(Backend::IoUring, 1))
+            .on_failed(move |failure| f.lock().unwrap().extend(failure.messages)),
+    )
+    .expect("dial");
+    let mut out = writer.buffered();
+    out.write(b"one").expect("write");
+    out.write(b"two").expect("write");
+    writer.close().expect("close");
+    assert!(matches!(out.flush(), Err(WriteError::Closed)));
+    assert_eq!(out.buffered_bytes(), 14, "kept after a failed flush");
+    drop(out);
+    let failed = failed.lock().unwrap();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(&failed[0][..], b"one");
+    assert_eq!(&failed[1][..], b"two");
+    listener.close();
+}
+
+/// A buffered handle on a thread that is not the core's sends its batches itself (one
+/// nonblocking `sendmsg` each) when no send is under way: the owning core sends almost
+/// nothing, and what it counts as sent is only what the handle's thread left to it.
+#[test]
+fn buffered_batches_are_sent_from_the_writing_thread() {
+    for backend in BACKENDS {
+        let (listener, _got, count) = collector(backend, Framing::U32Be, 1024);
+        let writer = writer(backend, &listener, Framing::U32Be, 1024);
+        let before = writer.runtime().stats()[0].bytes_sent;
+        let mut out = writer.buffered();
+        const BATCHES: u64 = 32;
+        for _ in 0..BATCHES {
+            for _ in 0..64 {
+                out.write(&[1u8; 100]).expect("write");
+            }
+            out.flush().expect("flush");
+            // Let the kernel move it along, so the next flush finds the socket writable.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        writer.flush().expect("flush");
+        assert!(wait_until(Duration::from_secs(10), || count
+            .load(Ordering::Relaxed)
+            == BATCHES * 64));
+        let by_core = writer.runtime().stats()[0].bytes_sent - before;
+        let total = BATCHES * 64 * 104;
+        assert!(
+            by_core < total / 4,
+            "{backend:?}: the core sent {by_core} of {total} bytes; the writing thread should have"
+        );
+        drop(out);
+        writer.close().expect("close");
         listener.close();
     }
 }

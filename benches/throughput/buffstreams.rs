@@ -116,14 +116,14 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
             // client drives its connections from one thread.
             std::thread::Builder::new()
                 .name("bs-stream".into())
-                .spawn(move || loop {
-                    for writer in &writers {
-                        for _ in 0..64 {
-                            if let Err(e) = writer.write(&payload) {
-                                stats::client_error(e);
-                                return;
-                            }
-                        }
+                .spawn(move || {
+                    let result = match WriteMode::from_env() {
+                        WriteMode::Buffered => stream_buffered(&writers, &payload),
+                        WriteMode::Batch => stream_batch(&writers, &payload),
+                        WriteMode::Plain => stream_plain(&writers, &payload),
+                    };
+                    if let Err(e) = result {
+                        stats::client_error(e);
                     }
                 })
                 .map_err(failed)?;
@@ -185,4 +185,55 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
     Ok(ClientHandle {
         keep: Some(Box::new(rt)),
     })
+}
+
+/// How the streaming client writes (`BUFFSTREAMS_BENCH_WRITE`): `buffered` (the default: a
+/// `BufferedWriter` per connection, the library's counterpart of the std client's `BufWriter`),
+/// `batch` (`write_batch` of 64 messages) or `plain` (`Writer::write` per message).
+enum WriteMode {
+    Buffered,
+    Batch,
+    Plain,
+}
+
+impl WriteMode {
+    fn from_env() -> WriteMode {
+        match std::env::var("BUFFSTREAMS_BENCH_WRITE").as_deref() {
+            Ok("plain") => WriteMode::Plain,
+            Ok("batch") => WriteMode::Batch,
+            _ => WriteMode::Buffered,
+        }
+    }
+}
+
+/// One thread round-robins over the connections, 64 messages at a time, as the tokio client
+/// drives its connections from one thread.
+fn stream_buffered(writers: &[Writer], payload: &[u8]) -> Result<(), String> {
+    let mut outs: Vec<_> = writers.iter().map(Writer::buffered).collect();
+    loop {
+        for out in &mut outs {
+            for _ in 0..64 {
+                out.write(payload).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+fn stream_batch(writers: &[Writer], payload: &[u8]) -> Result<(), String> {
+    let batch = vec![payload; 64];
+    loop {
+        for writer in writers {
+            writer.write_batch(&batch).map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+fn stream_plain(writers: &[Writer], payload: &[u8]) -> Result<(), String> {
+    loop {
+        for writer in writers {
+            for _ in 0..64 {
+                writer.write(payload).map_err(|e| e.to_string())?;
+            }
+        }
+    }
 }

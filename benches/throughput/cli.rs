@@ -14,6 +14,9 @@ usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--
   --warmup SECS     traffic before the measurement window (default: quick 0.2, full 0.3)
   --window SECS     measurement window (default: quick 0.4, full 1.0)
   --client-cpu N    CPU the client is pinned to (default 1; 0 puts both ends on one core)
+environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams streaming client
+              writes (default buffered: a BufferedWriter per connection, as the std client
+              uses a BufWriter; batch: write_batch of 64; plain: Writer::write per message)
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
 workloads:  stream         each contender's client into its own server (end to end)
             stream-server  the common load generator into each contender's server

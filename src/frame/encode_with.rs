@@ -21,6 +21,7 @@ impl Codec {
     /// assert_eq!(out, [0, 3, b'a', b'b', b'c']);
     /// # Ok::<(), buffstreams::FrameError>(())
     /// ```
+    #[inline]
     pub fn encode_with(
         &self,
         len: usize,
@@ -40,8 +41,14 @@ impl Codec {
                 got: dst.len(),
             });
         };
-        let (head, rest) = dst.split_at_mut(header_len);
-        head.copy_from_slice(&header[..header_len]);
+        if let Some(wide) = dst.get_mut(..MAX_HEADER_LEN) {
+            // One fixed-size copy (two moves) instead of a variable-length one; the payload
+            // below overwrites what lies past the header.
+            wide.copy_from_slice(&header);
+        } else {
+            dst[..header_len].copy_from_slice(&header[..header_len]);
+        }
+        let (_, rest) = dst.split_at_mut(header_len);
         let (payload, tail) = rest.split_at_mut(len);
         fill(payload);
         if let Some(delimiter) = trailer {

@@ -1,5 +1,6 @@
 //! A writer: dials an address and writes framed messages through the core that owns it.
 
+mod buffered;
 mod config;
 mod encode;
 mod future;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+pub use buffered::{BufferedWriter, BUFFERED_WRITER_BYTES};
 pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
 

@@ -23,7 +23,8 @@ const MAX_READS_PER_TURN: u32 = 16;
 const MAX_SENDS_PER_TURN: u32 = 16;
 
 pub(super) struct ConnSlot {
-    pub(super) fd: OwnedFd,
+    /// Shared with the send queue while attached (for producers' direct sends).
+    pub(super) fd: Arc<OwnedFd>,
     registered: bool,
     pub(super) session: Box<dyn Session>,
     pub(super) sendq: Arc<SendQueue>,
@@ -67,7 +68,8 @@ impl Core {
                 (self.conns.len() - 1) as u32
             }
         };
-        let waiting = sendq.attach(slot);
+        let fd = Arc::new(fd);
+        let waiting = sendq.attach(slot, fd.clone());
         let registered = socket2::SockRef::from(&fd)
             .set_nonblocking(true)
             .and_then(|()| {
@@ -181,7 +183,7 @@ impl Core {
                 Ok(n) => {
                     self.local.bytes_sent += n as u64;
                     c.out.advance(n, &mut self.done);
-                    c.sendq.complete(&mut self.done);
+                    c.sendq.complete(&mut self.done, c.out.is_empty());
                     if n < total {
                         // A short send means the kernel's buffer is full (it set SOCK_NOSPACE,
                         // so a writable edge follows when room frees up).

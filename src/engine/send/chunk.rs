@@ -115,6 +115,12 @@ impl Chunk {
     }
 }
 
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk").field("held", &self.held()).finish()
+    }
+}
+
 /// The chunks a core keeps for reuse. Taken once per chunk (every ~16 KiB of frames), never per
 /// message.
 #[derive(Default)]

@@ -14,6 +14,7 @@
 //! accepted message is lost silently.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
@@ -23,6 +24,7 @@ use bytes::BytesMut;
 
 use crate::engine::core::{defer_flush, Command, CoreShared};
 use crate::engine::send::chunk::Chunk;
+use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
 use crate::engine::send::{FrameIndex, Link, PushError};
 use crate::error::ConnError;
@@ -33,12 +35,32 @@ const RECONNECTING: u8 = 1;
 const DOWN: u8 = 2;
 const CLOSED: u8 = 3;
 
+/// Who may send on the connection now: one sender at a time keeps the byte order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sender {
+    Nobody,
+    /// The core: it holds taken chunks in its outbox.
+    Core,
+    /// A producer thread, in a direct send.
+    Producer,
+}
+
 /// Everything producers and the core share, under one lock.
 struct Ctl {
     /// Chunks waiting for the core, in send order; producers append to the back one.
     chunks: VecDeque<Chunk>,
     /// Bytes accepted and not yet known to be sent: waiting here plus taken by the core.
     held: usize,
+    /// Unsent bytes in `chunks`.
+    queued: usize,
+    sender: Sender,
+    /// A direct send found the socket's buffer full: producers leave sending to the core until
+    /// one of its sends completes (the ring waits for room without spinning).
+    direct_blocked: bool,
+    /// The attached connection's socket, for direct sends.
+    fd: Option<Arc<OwnedFd>>,
+    /// Chunks out for a direct send (kept to reuse the allocation).
+    direct: VecDeque<Chunk>,
 
     /// The core found nothing to send and waits to be told.
     armed: bool,
@@ -79,6 +101,11 @@ impl SendQueue {
             ctl: Mutex::new(Ctl {
                 chunks: VecDeque::new(),
                 held: 0,
+                queued: 0,
+                sender: Sender::Nobody,
+                direct_blocked: false,
+                fd: None,
+                direct: VecDeque::new(),
                 armed: true,
                 slot: None,
                 error: None,
@@ -306,12 +333,104 @@ impl SendQueue {
         }
         chunk.commit(len);
         ctl.held += len;
+        ctl.queued += len;
         true
+    }
+
+    /// Appends whole chunks of frames built elsewhere (a [`BufferedWriter`]'s), waiting (until
+    /// `deadline`, if any) for room, then sends what is queued: from a producer thread, straight
+    /// away with one nonblocking syscall if nobody else is sending (as `BufWriter::flush`
+    /// does), else through the core. On an error the chunks stay in `chunks`.
+    ///
+    /// [`BufferedWriter`]: crate::BufferedWriter
+    pub(crate) fn push_chunks(
+        self: &Arc<Self>,
+        chunks: &mut VecDeque<Chunk>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        let bytes: usize = chunks.iter().map(Chunk::held).sum();
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut ctl = self.room_for(self.lock(), bytes, deadline)?;
+        ctl.held += bytes;
+        ctl.queued += bytes;
+        ctl.chunks.extend(chunks.drain(..));
+        let ctl = self.send_direct(ctl);
+        self.announce(ctl);
+        Ok(())
+    }
+
+    /// From a producer thread (not the core's): if nobody is sending, sends what is queued now
+    /// with one nonblocking syscall. What the kernel does not take (its buffer is full, or the
+    /// connection failed) stays first in the queue, and the core is told.
+    fn send_direct<'a>(self: &'a Arc<Self>, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+        if ctl.queued == 0
+            || ctl.sender != Sender::Nobody
+            || ctl.direct_blocked
+            || self.state.load(Ordering::Acquire) != UP
+            || self.core.is_current()
+        {
+            return ctl;
+        }
+        let Some(fd) = ctl.fd.clone() else {
+            return ctl;
+        };
+        ctl.sender = Sender::Producer;
+        let mut out = std::mem::take(&mut ctl.direct);
+        while ctl.chunks.front().is_some_and(|c| !c.unsent().is_empty()) {
+            if let Some(chunk) = ctl.chunks.pop_front() {
+                ctl.queued -= chunk.unsent().len();
+                out.push_back(chunk);
+            }
+        }
+        drop(ctl);
+        // An error leaves everything queued: the core's own send meets it and closes.
+        let mut sent = direct::send_chunks(&fd, &out).unwrap_or(0);
+        let mut ctl = self.lock();
+        let same_conn = ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, &fd));
+        drop(fd);
+        let mut freed = 0;
+        while let Some(front) = out.front_mut() {
+            let take = sent.min(front.unsent().len());
+            front.advance(take);
+            sent -= take;
+            if !front.is_sent() {
+                break;
+            }
+            if let Some(chunk) = out.pop_front() {
+                freed += chunk.held();
+                self.core.pool().put(chunk);
+            }
+        }
+        ctl.held = ctl.held.saturating_sub(freed);
+        ctl.sender = Sender::Nobody;
+        if !same_conn {
+            // The connection went away meanwhile: what is left starts again at a frame.
+            let dropped = self.rewind_all(&mut out);
+            ctl.held = ctl.held.saturating_sub(dropped);
+        }
+        if !out.is_empty() {
+            // Leftovers go first; the core must send them (announce tells it), and producers
+            // leave the socket to it until it has made progress.
+            ctl.armed = true;
+            ctl.direct_blocked = true;
+        }
+        while let Some(chunk) = out.pop_back() {
+            ctl.queued += chunk.unsent().len();
+            ctl.chunks.push_front(chunk);
+        }
+        ctl.direct = out;
+        if freed > 0 {
+            self.notify(&mut ctl);
+        }
+        ctl
     }
 
     /// After an append: tells the core if it waits to be told, and lets go of the lock.
     fn announce(self: &Arc<Self>, mut ctl: MutexGuard<'_, Ctl>) {
-        if !ctl.armed {
+        if !ctl.armed || ctl.queued == 0 {
+            // Told already, or a direct send took everything: nothing for the core.
             return;
         }
         ctl.armed = false;
@@ -407,15 +526,17 @@ impl SendQueue {
             ctl.held = ctl.held.saturating_sub(chunk.held());
             self.core.pool().put(chunk);
         }
+        ctl.queued = 0;
         rest
     }
 
     // ---- core side -------------------------------------------------------------------------
 
     /// Core: the queue now drains into connection `slot`. Returns whether bytes are waiting.
-    pub(crate) fn attach(&self, slot: u32) -> bool {
+    pub(crate) fn attach(&self, slot: u32, fd: Arc<OwnedFd>) -> bool {
         let mut ctl = self.lock();
         ctl.slot = Some(slot);
+        ctl.fd = Some(fd);
         // A flush announced while detached went nowhere: make the next push tell the core
         // again (the caller starts a send if this returns true).
         ctl.armed = true;
@@ -431,6 +552,11 @@ impl SendQueue {
     /// there was nothing; then the next push tells the core.
     pub(crate) fn take(&self, out: &mut Outbox) -> bool {
         let mut ctl = self.lock();
+        if ctl.sender == Sender::Producer {
+            // A producer is sending; it tells the core if it leaves anything.
+            ctl.armed = true;
+            return false;
+        }
         let mut taken = 0;
         while taken < MAX_CHUNKS_PER_SEND {
             match ctl.chunks.front() {
@@ -438,11 +564,17 @@ impl SendQueue {
                 _ => break,
             }
             if let Some(chunk) = ctl.chunks.pop_front() {
+                ctl.queued -= chunk.unsent().len();
                 out.chunks_mut().push_back(chunk);
                 taken += 1;
             }
         }
-        if taken == 0 {
+        if taken > 0 {
+            ctl.sender = Sender::Core;
+        } else {
+            if ctl.sender == Sender::Core {
+                ctl.sender = Sender::Nobody;
+            }
             ctl.armed = true;
             // Idle: an empty open chunk goes back to the pool, so idle connections hold none.
             if let Some(chunk) = ctl.chunks.pop_front() {
@@ -452,15 +584,20 @@ impl SendQueue {
         taken > 0
     }
 
-    /// Core: the kernel took all of `done` (chunks from [`SendQueue::take`]).
-    pub(crate) fn complete(&self, done: &mut Vec<Chunk>) {
-        if done.is_empty() {
+    /// Core: the kernel took all of `done` (chunks from [`SendQueue::take`]); `idle` says the
+    /// core holds nothing more (it sends again only after another `take`).
+    pub(crate) fn complete(&self, done: &mut Vec<Chunk>, idle: bool) {
+        if done.is_empty() && !idle {
             return;
         }
         let bytes: usize = done.iter().map(Chunk::held).sum();
         {
             let mut ctl = self.lock();
             ctl.held = ctl.held.saturating_sub(bytes);
+            if idle && ctl.sender == Sender::Core {
+                ctl.sender = Sender::Nobody;
+            }
+            ctl.direct_blocked = false;
             self.notify(&mut ctl);
         }
         for chunk in done.drain(..) {
@@ -487,12 +624,18 @@ impl SendQueue {
         let returned = out.take_all();
         let mut ctl = self.lock();
         ctl.slot = None;
+        ctl.fd = None;
+        ctl.direct_blocked = false;
+        if ctl.sender == Sender::Core {
+            ctl.sender = Sender::Nobody;
+        }
         for chunk in returned.into_iter().rev() {
             ctl.chunks.push_front(chunk);
         }
         // The chunk a send was in the middle of starts again at the frame the kernel was in.
         let dropped = self.rewind_all(&mut ctl.chunks);
         ctl.held = ctl.held.saturating_sub(dropped);
+        ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
         let mut reconnect = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
             match reason {

@@ -49,7 +49,9 @@ struct ListenerSlot {
 }
 
 struct ConnSlot {
-    fd: OwnedFd,
+    /// Shared with the send queue while attached (for producers' direct sends): the socket
+    /// closes when the last holder lets go.
+    fd: Arc<OwnedFd>,
     session: Option<Box<dyn Session>>,
     sendq: Arc<SendQueue>,
     /// The chunks the kernel is sending from; they stay here, unmoved, until the send
@@ -476,7 +478,8 @@ impl Core {
                 (self.conns.len() - 1) as u32
             }
         };
-        sendq.attach(slot);
+        let fd = Arc::new(fd);
+        sendq.attach(slot, fd.clone());
         self.conns[slot as usize] = Some(ConnSlot {
             fd,
             session: Some(session),
@@ -748,7 +751,7 @@ impl Core {
         }
         self.local.bytes_sent += res as u64;
         c.out.advance(res as usize, &mut self.done);
-        c.sendq.complete(&mut self.done);
+        c.sendq.complete(&mut self.done, c.out.is_empty());
         if c.closing.is_some() {
             self.maybe_finalize(slot);
         } else {
