@@ -4,7 +4,7 @@
 usage: cargo bench --bench throughput | python3 ci/plot.py -o bench.svg
        python3 ci/plot.py bench.txt -o bench.svg [--title TEXT]
 
-One panel per (workload, unit): stream, stream-server and churn in msgs/s (churn's are
+One panel per (workload, unit): stream, stream-server, stream-client and churn in msgs/s (churn's are
 connections/s), pingpong latency (p50/p99 in microseconds) and pingpong round trips/s.
 Bars are grouped by configuration (size, connections, server cores), one colour per
 contender. A panel whose values span more than 50x uses a logarithmic axis.
@@ -26,7 +26,7 @@ COLOURS = {
     "raw": "#7f7f7f",
 }
 EXTRA_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
-WORKLOADS = ["stream", "stream-server", "churn", "pingpong"]
+WORKLOADS = ["stream", "stream-server", "stream-client", "churn", "pingpong"]
 UNIT_TITLES = {
     "msgs_per_s": "messages/s (higher is better)",
     "rtts_per_s": "round trips/s (higher is better)",

@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 
 use crate::channel::{ChannelSender, Message};
 use crate::config::{HandlerErrorPolicy, MessageHandler};
-use crate::engine::core::Command;
 use crate::engine::send::{FrameIndex, Link, PushError, SendQueue};
 use crate::engine::session::{ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError, FrameError, WriteError};
@@ -141,18 +140,12 @@ impl Conn {
 
     /// Asks the owning core to read this connection again: its channel has room.
     pub(crate) fn resume(&self) {
-        let sendq = &self.inner.sendq;
-        sendq.core().send(Command::Resume(sendq.clone()));
+        self.inner.sendq.request_resume();
     }
 
     /// Sends what is queued, then closes the connection. Returns at once.
     pub fn close(&self) {
-        let sendq = &self.inner.sendq;
-        sendq.core().send(Command::CloseConn {
-            sendq: sendq.clone(),
-            force: false,
-            ack: None,
-        });
+        self.inner.sendq.request_close(false, false);
     }
 
     /// Whether the connection is still open for writing.

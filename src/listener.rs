@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::channel::{ChannelSender, ChannelSource};
 use crate::config::{Delivery, HandlerErrorPolicy, ListenerConfig, MessageHandler};
 use crate::conn::{CloseHook, Conn, FramedSession};
-use crate::engine::core::{Command, CoreShared};
+use crate::engine::core::CoreShared;
 use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::{CoreStats, Runtime};
@@ -229,14 +229,7 @@ impl Listener {
         let id = next_listener_id();
         let mut acks = Vec::with_capacity(sockets.len());
         for (core, socket) in runtime.all_cores().iter().zip(sockets) {
-            let (ack, done) = std::sync::mpsc::sync_channel(1);
-            core.send(Command::AddListener {
-                id,
-                fd: OwnedFd::from(socket),
-                acceptor: acceptor.clone(),
-                ack,
-            });
-            acks.push(done);
+            acks.push(core.add_listener(id, OwnedFd::from(socket), acceptor.clone()));
         }
         let listener = Listener {
             inner: Arc::new(ListenerInner {
@@ -389,11 +382,7 @@ impl ListenerInner {
             .runtime
             .all_cores()
             .iter()
-            .map(|core| {
-                let (ack, done) = std::sync::mpsc::sync_channel(1);
-                core.send(Command::RemoveListener { id: self.id, ack });
-                done
-            })
+            .map(|core| core.remove_listener(self.id))
             .collect();
         for done in waits {
             // Err: that core already ended, and with it the socket.
@@ -416,12 +405,8 @@ impl Drop for ListenerInner {
     fn drop(&mut self) {
         if self.on_own_core() {
             // Dropped inside a handler: ask the cores to close without waiting for them.
-            let (ack, _) = std::sync::mpsc::sync_channel(1);
             for core in self.runtime.all_cores() {
-                core.send(Command::RemoveListener {
-                    id: self.id,
-                    ack: ack.clone(),
-                });
+                drop(core.remove_listener(self.id));
             }
             return;
         }

@@ -19,7 +19,7 @@ use crate::engine::{Backend, RuntimeConfig};
 use crate::error::StartError;
 
 /// Work handed to a core by other threads.
-pub(crate) enum Command {
+pub(in crate::engine) enum Command {
     /// Start accepting on a listening socket bound for this core.
     AddListener {
         id: u64,
@@ -134,10 +134,11 @@ impl CoreShared {
         self.counters.snapshot(self.index)
     }
 
-    /// Queues `cmd` and wakes the core if it sleeps. A command sent to a core that has ended is
+    /// Queues `cmd` (engine-internal: upper layers use the methods above and the send queue's)
+    /// and wakes the core if it sleeps. A command sent to a core that has ended is
     /// dropped, which drops any ack sender inside it, so a waiter sees a disconnected channel;
     /// returns whether the core took it.
-    pub(crate) fn send(&self, cmd: Command) -> bool {
+    pub(in crate::engine) fn send(&self, cmd: Command) -> bool {
         {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             if !self.alive.load(Ordering::Acquire) {
@@ -157,8 +158,53 @@ impl CoreShared {
         true
     }
 
+    // ---- the door for upper layers: they call these, never build commands --------------
+
+    /// Asks this core to accept on `fd` (a socket bound for it) for listener `id`; the
+    /// receiver hears once it does (a disconnect means it could not).
+    pub(crate) fn add_listener(
+        &self,
+        id: u64,
+        fd: OwnedFd,
+        acceptor: Arc<dyn Acceptor>,
+    ) -> std::sync::mpsc::Receiver<()> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Command::AddListener {
+            id,
+            fd,
+            acceptor,
+            ack,
+        });
+        done
+    }
+
+    /// Asks this core to close listener `id` and its connections; the receiver hears once it
+    /// has (or disconnects if the core has ended).
+    pub(crate) fn remove_listener(&self, id: u64) -> std::sync::mpsc::Receiver<()> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Command::RemoveListener { id, ack });
+        done
+    }
+
+    /// Hands a connected socket to this core, draining `sendq` and feeding `session`. `false`
+    /// if the core has ended.
+    pub(crate) fn adopt(
+        &self,
+        fd: OwnedFd,
+        info: ConnInfo,
+        sendq: Arc<SendQueue>,
+        session: Box<dyn Session>,
+    ) -> bool {
+        self.send(Command::AddConn {
+            fd,
+            info,
+            sendq,
+            session,
+        })
+    }
+
     /// Driver: takes the queued commands, if any were sent since the last call.
-    pub(crate) fn take_commands(&self) -> Option<Vec<Command>> {
+    pub(in crate::engine) fn take_commands(&self) -> Option<Vec<Command>> {
         if !self.pending.swap(false, Ordering::SeqCst) {
             return None;
         }
@@ -236,7 +282,7 @@ fn conn_slot<D: Commands>(driver: &D, sendq: &Arc<SendQueue>) -> Option<u32> {
 }
 
 /// Carries out one command on a driver.
-pub(crate) fn dispatch<D: Commands>(driver: &mut D, cmd: Command) {
+pub(in crate::engine) fn dispatch<D: Commands>(driver: &mut D, cmd: Command) {
     match cmd {
         Command::AddListener {
             id,

@@ -19,7 +19,7 @@ pub use future::WriteFuture;
 
 use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{split_frames, Conn, FramedSession};
-use crate::engine::core::{next_conn_id, Command, CoreShared};
+use crate::engine::core::{next_conn_id, CoreShared};
 use crate::engine::dialer::{Next, Redial};
 use crate::engine::send::{Link, PushError, SendQueue};
 use crate::engine::session::ConnInfo;
@@ -331,13 +331,12 @@ impl WriterInner {
         let conn = Conn::new(info, self.codec, self.sendq.clone());
         let session = FramedSession::new(conn, self.handler.clone(), self.policy, None);
         self.sendq.relink();
-        let sent = self.core.send(Command::AddConn {
-            fd: OwnedFd::from(stream),
+        if !self.core.adopt(
+            OwnedFd::from(stream),
             info,
-            sendq: self.sendq.clone(),
-            session: Box::new(session),
-        });
-        if !sent {
+            self.sendq.clone(),
+            Box::new(session),
+        ) {
             return Err(DialError::RuntimeClosed);
         }
         tracing::debug!(conn = info.id, %addr, "writer connected");
@@ -412,13 +411,7 @@ impl WriterInner {
         }
         // Whatever is still queued now could not be sent in time: cut the connection (the
         // kernel gives back the buffer in flight) and collect the rest.
-        let (ack, done) = std::sync::mpsc::sync_channel(1);
-        let sent = self.core.send(Command::CloseConn {
-            sendq: self.sendq.clone(),
-            force: true,
-            ack: Some(ack),
-        });
-        if sent && !on_core {
+        if let Some(done) = self.sendq.request_close(true, !on_core) {
             let _ = done.recv_timeout(Duration::from_secs(5));
         }
         let unsent = split_frames(&self.codec, self.sendq.close());
@@ -492,11 +485,7 @@ impl Drop for WriterInner {
             Link::Up => {
                 // Last handle gone without close(): send what is queued, then close, without
                 // blocking here. If that connection fails, the down hook reports the rest.
-                self.core.send(Command::CloseConn {
-                    sendq: self.sendq.clone(),
-                    force: false,
-                    ack: None,
-                });
+                self.sendq.request_close(false, false);
             }
             Link::Reconnecting | Link::Down(_) => {
                 let rest = self

@@ -464,6 +464,34 @@ impl SendQueue {
         }
     }
 
+    /// Asks the core to read the connection draining this queue again (its consumer has room).
+    pub(crate) fn request_resume(self: &Arc<Self>) {
+        self.core.send(Command::Resume(self.clone()));
+    }
+
+    /// Asks the core to close the connection draining this queue: after sending what is
+    /// queued, or at once (`force`: what was not sent comes back to the queue). With `wait`,
+    /// returns a receiver that hears once it is closed (`None` if the core has ended).
+    pub(crate) fn request_close(
+        self: &Arc<Self>,
+        force: bool,
+        wait: bool,
+    ) -> Option<std::sync::mpsc::Receiver<()>> {
+        let (ack, done) = match wait {
+            true => {
+                let (ack, done) = std::sync::mpsc::sync_channel(1);
+                (Some(ack), Some(done))
+            }
+            false => (None, None),
+        };
+        let sent = self.core.send(Command::CloseConn {
+            sendq: self.clone(),
+            force,
+            ack,
+        });
+        done.filter(|_| sent)
+    }
+
     /// Waits until everything accepted so far was handed to the kernel (`Ok(true)`), or until
     /// `deadline` (`Ok(false)`). Errors when the link is down or closed with bytes still queued.
     pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> Result<bool, Link> {
