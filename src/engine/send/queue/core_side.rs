@@ -1,0 +1,142 @@
+//! The core's side of a send queue: attaching to a connection, taking chunks for a send,
+//! retiring what the kernel took, and handing back what it did not when the connection ends.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{SendQueue, Sender, CLOSED, DOWN, RECONNECTING};
+use crate::engine::send::chunk::Chunk;
+use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
+use crate::error::ConnError;
+
+impl SendQueue {
+    /// Core: the queue now drains into connection `slot`. Returns whether bytes are waiting.
+    pub(crate) fn attach(&self, slot: u32, fd: Arc<OwnedFd>) -> bool {
+        let mut ctl = self.lock();
+        ctl.slot = Some(slot);
+        ctl.fd = Some(fd);
+        // A flush announced while detached went nowhere: make the next push tell the core
+        // again (the caller starts a send if this returns true).
+        ctl.armed = true;
+        ctl.chunks.iter().any(|c| !c.unsent().is_empty())
+    }
+
+    /// Core: the slot of the connection this queue drains into, if any.
+    pub(crate) fn attached_slot(&self) -> Option<u32> {
+        self.lock().slot
+    }
+
+    /// Core: moves every waiting chunk (at most a send's worth) into `out`. Returns `false` if
+    /// there was nothing; then the next push tells the core.
+    pub(crate) fn take(&self, out: &mut Outbox) -> bool {
+        let mut ctl = self.lock();
+        if ctl.sender == Sender::Producer {
+            // A producer is sending; it tells the core if it leaves anything.
+            ctl.armed = true;
+            return false;
+        }
+        let mut taken = 0;
+        while taken < MAX_CHUNKS_PER_SEND {
+            match ctl.chunks.front() {
+                Some(front) if !front.unsent().is_empty() => {}
+                _ => break,
+            }
+            if let Some(chunk) = ctl.chunks.pop_front() {
+                ctl.queued -= chunk.unsent().len();
+                out.chunks_mut().push_back(chunk);
+                taken += 1;
+            }
+        }
+        if taken > 0 {
+            ctl.sender = Sender::Core;
+        } else {
+            if ctl.sender == Sender::Core {
+                ctl.sender = Sender::Nobody;
+            }
+            ctl.armed = true;
+            // Idle: an empty open chunk goes back to the pool, so idle connections hold none.
+            if let Some(chunk) = ctl.chunks.pop_front() {
+                self.core.pool().put(chunk);
+            }
+        }
+        taken > 0
+    }
+
+    /// Core: the kernel took all of `done` (chunks from [`SendQueue::take`]); `idle` says the
+    /// core holds nothing more (it sends again only after another `take`).
+    pub(crate) fn complete(&self, done: &mut Vec<Chunk>, idle: bool) {
+        if done.is_empty() && !idle {
+            return;
+        }
+        let bytes: usize = done.iter().map(Chunk::held).sum();
+        {
+            let mut ctl = self.lock();
+            ctl.held = ctl.held.saturating_sub(bytes);
+            if idle && ctl.sender == Sender::Core {
+                ctl.sender = Sender::Nobody;
+            }
+            ctl.direct_blocked = false;
+            self.notify(&mut ctl);
+        }
+        for chunk in done.drain(..) {
+            self.core.pool().put(chunk);
+        }
+    }
+
+    /// Rewinds every chunk to the start of the frame its connection was sending (a new
+    /// connection must send those frames whole). Returns the bytes known sent that were dropped.
+    pub(super) fn rewind_all(&self, chunks: &mut VecDeque<Chunk>) -> usize {
+        let mut dropped = 0;
+        for chunk in chunks.iter_mut() {
+            let before = chunk.held();
+            chunk.rewind(|buf, off| self.frames.frame_start(buf, off));
+            dropped += before - chunk.held();
+        }
+        dropped
+    }
+
+    /// Core: the connection is gone. `out` holds what was being sent; the frames the kernel did
+    /// not take in full are kept to be sent first next time. The link becomes
+    /// `Reconnecting`/`Down` (`reason` given and `reusable`) or `Closed`.
+    pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
+        let returned = out.take_all();
+        let mut ctl = self.lock();
+        ctl.slot = None;
+        ctl.fd = None;
+        ctl.direct_blocked = false;
+        if ctl.sender == Sender::Core {
+            ctl.sender = Sender::Nobody;
+        }
+        for chunk in returned.into_iter().rev() {
+            ctl.chunks.push_front(chunk);
+        }
+        // The chunk a send was in the middle of starts again at the frame the kernel was in.
+        let dropped = self.rewind_all(&mut ctl.chunks);
+        ctl.held = ctl.held.saturating_sub(dropped);
+        ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
+        let mut reconnect = false;
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            match reason {
+                Some(err) if reusable => {
+                    ctl.error = Some(err);
+                    reconnect = self.auto_reconnect;
+                    let next = if reconnect { RECONNECTING } else { DOWN };
+                    self.state.store(next, Ordering::Release);
+                }
+                _ => self.state.store(CLOSED, Ordering::Release),
+            }
+        }
+        self.changed.notify_all();
+        for waker in ctl.wakers.drain(..) {
+            waker.wake();
+        }
+        drop(ctl);
+        if reconnect {
+            if let Some(hook) = self.on_down.get() {
+                hook();
+            }
+        }
+    }
+}

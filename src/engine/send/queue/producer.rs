@@ -1,0 +1,248 @@
+//! The producers' side of a send queue: framing into the open chunk, batches, a
+//! `BufferedWriter`'s chunks, the direct send from a producer thread, and telling the core.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
+
+use super::{Ctl, SendQueue, Sender, CLOSED, DOWN, UP};
+use crate::engine::core::{defer_flush, Command};
+use crate::engine::send::chunk::Chunk;
+use crate::engine::send::{direct, PushError};
+use crate::error::ConnError;
+use crate::frame::Frame;
+
+impl SendQueue {
+    /// Queues one frame, waiting (until `deadline`, if any) for room.
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        frame: &Frame<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        self.push_with(frame.len(), deadline, |dst| {
+            frame.write_to(dst);
+            true
+        })
+        .map(|_| ())
+    }
+
+    /// Reserves `len` bytes in the open chunk (waiting until `deadline`, if any, for room) and
+    /// lets `fill` write a whole frame into them, under the queue's lock: `fill` must not write
+    /// to this queue. The frame is queued if `fill` returns `true` (`Ok(true)`); otherwise
+    /// nothing is (`Ok(false)`).
+    pub(crate) fn push_with(
+        self: &Arc<Self>,
+        len: usize,
+        deadline: Option<Instant>,
+        fill: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Result<bool, PushError> {
+        let mut ctl = self.room_for(self.lock(), len, deadline)?;
+        if !self.append(&mut ctl, len, fill) {
+            return Ok(false);
+        }
+        self.announce(ctl);
+        Ok(true)
+    }
+
+    /// Queues `frames` in order, waiting (until `deadline`, if any) for room whenever the queue
+    /// is full; the lock is taken once unless it has to wait. Returns how many were queued and
+    /// why the rest were not.
+    pub(crate) fn push_frames(
+        self: &Arc<Self>,
+        frames: &[Frame<'_>],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), PushError>) {
+        let mut ctl = self.lock();
+        for (done, frame) in frames.iter().enumerate() {
+            if !self.fits(&ctl, frame.len()) || self.state.load(Ordering::Acquire) >= DOWN {
+                if done > 0 {
+                    // Let the core start on what is queued while this thread waits.
+                    ctl = self.announce_keep(ctl);
+                }
+                ctl = match self.room_for(ctl, frame.len(), deadline) {
+                    Ok(ctl) => ctl,
+                    Err(err) => return (done, Err(err)),
+                };
+            }
+            self.append(&mut ctl, frame.len(), |dst| {
+                frame.write_to(dst);
+                true
+            });
+        }
+        if !frames.is_empty() {
+            self.announce(ctl);
+        }
+        (frames.len(), Ok(()))
+    }
+
+    /// Waits (until `deadline`) until the link accepts writes and a `len`-byte frame fits.
+    fn room_for<'a>(
+        &self,
+        mut ctl: MutexGuard<'a, Ctl>,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<MutexGuard<'a, Ctl>, PushError> {
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                CLOSED => return Err(PushError::Closed),
+                DOWN => {
+                    let err = ctl.error.clone().unwrap_or_else(|| {
+                        Arc::new(ConnError::Io(std::io::Error::from(
+                            std::io::ErrorKind::NotConnected,
+                        )))
+                    });
+                    return Err(PushError::Down(err));
+                }
+                _ => {}
+            }
+            if self.fits(&ctl, len) {
+                return Ok(ctl);
+            }
+            ctl = self.wait(ctl, deadline).ok_or(PushError::TimedOut)?;
+        }
+    }
+
+    /// Appends one `len`-byte frame written by `fill` (see `push_with`).
+    fn append(&self, ctl: &mut Ctl, len: usize, fill: impl FnOnce(&mut [u8]) -> bool) -> bool {
+        if ctl.chunks.back().map_or(true, |c| c.room() < len) {
+            ctl.chunks.push_back(self.core.pool().get(len));
+        }
+        let Some(chunk) = ctl.chunks.back_mut() else {
+            return false;
+        };
+        if !fill(chunk.spare(len)) {
+            return false;
+        }
+        chunk.commit(len);
+        ctl.held += len;
+        ctl.queued += len;
+        true
+    }
+
+    /// Appends whole chunks of frames built elsewhere (a [`BufferedWriter`]'s), waiting (until
+    /// `deadline`, if any) for room, then sends what is queued: from a producer thread, straight
+    /// away with one nonblocking syscall if nobody else is sending (as `BufWriter::flush`
+    /// does), else through the core. On an error the chunks stay in `chunks`.
+    ///
+    /// [`BufferedWriter`]: crate::BufferedWriter
+    pub(crate) fn push_chunks(
+        self: &Arc<Self>,
+        chunks: &mut VecDeque<Chunk>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        let bytes: usize = chunks.iter().map(Chunk::held).sum();
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut ctl = self.room_for(self.lock(), bytes, deadline)?;
+        ctl.held += bytes;
+        ctl.queued += bytes;
+        ctl.chunks.extend(chunks.drain(..));
+        let ctl = self.send_direct(ctl);
+        self.announce(ctl);
+        Ok(())
+    }
+
+    /// From a producer thread (not the core's): if nobody is sending, sends what is queued now
+    /// with one nonblocking syscall. What the kernel does not take (its buffer is full, or the
+    /// connection failed) stays first in the queue, and the core is told.
+    fn send_direct<'a>(self: &'a Arc<Self>, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+        if ctl.queued == 0
+            || ctl.sender != Sender::Nobody
+            || ctl.direct_blocked
+            || self.state.load(Ordering::Acquire) != UP
+            || self.core.is_current()
+        {
+            return ctl;
+        }
+        let Some(fd) = ctl.fd.clone() else {
+            return ctl;
+        };
+        ctl.sender = Sender::Producer;
+        let mut out = std::mem::take(&mut ctl.direct);
+        while ctl.chunks.front().is_some_and(|c| !c.unsent().is_empty()) {
+            if let Some(chunk) = ctl.chunks.pop_front() {
+                ctl.queued -= chunk.unsent().len();
+                out.push_back(chunk);
+            }
+        }
+        drop(ctl);
+        // An error leaves everything queued: the core's own send meets it and closes.
+        let mut sent = direct::send_chunks(&fd, &out).unwrap_or(0);
+        let mut ctl = self.lock();
+        let same_conn = ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, &fd));
+        drop(fd);
+        let mut freed = 0;
+        while let Some(front) = out.front_mut() {
+            let take = sent.min(front.unsent().len());
+            front.advance(take);
+            sent -= take;
+            if !front.is_sent() {
+                break;
+            }
+            if let Some(chunk) = out.pop_front() {
+                freed += chunk.held();
+                self.core.pool().put(chunk);
+            }
+        }
+        ctl.held = ctl.held.saturating_sub(freed);
+        ctl.sender = Sender::Nobody;
+        if !same_conn {
+            // The connection went away meanwhile: what is left starts again at a frame.
+            let dropped = self.rewind_all(&mut out);
+            ctl.held = ctl.held.saturating_sub(dropped);
+        }
+        if !out.is_empty() {
+            // Leftovers go first; the core must send them (announce tells it), and producers
+            // leave the socket to it until it has made progress.
+            ctl.armed = true;
+            ctl.direct_blocked = true;
+        }
+        while let Some(chunk) = out.pop_back() {
+            ctl.queued += chunk.unsent().len();
+            ctl.chunks.push_front(chunk);
+        }
+        ctl.direct = out;
+        // Room may have freed, and a closer may be waiting for the token to come back.
+        self.notify(&mut ctl);
+        ctl
+    }
+
+    /// After an append: tells the core if it waits to be told, and lets go of the lock.
+    fn announce(self: &Arc<Self>, mut ctl: MutexGuard<'_, Ctl>) {
+        if !ctl.armed || ctl.queued == 0 {
+            // Told already, or a direct send took everything: nothing for the core.
+            return;
+        }
+        ctl.armed = false;
+        let slot = ctl.slot;
+        drop(ctl);
+        self.tell_core(slot);
+    }
+
+    /// `announce`, keeping the lock (re-taken if a command had to be sent).
+    fn announce_keep<'a>(self: &'a Arc<Self>, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+        if !ctl.armed {
+            return ctl;
+        }
+        ctl.armed = false;
+        let slot = ctl.slot;
+        drop(ctl);
+        self.tell_core(slot);
+        self.lock()
+    }
+
+    /// Asks the core to take from this queue (it said it waits to be told).
+    fn tell_core(self: &Arc<Self>, slot: Option<u32>) {
+        if self.core.is_current() {
+            // On the owning core's thread: no command, no wake-up; the loop looks at its local
+            // list before it next enters the kernel. (Detached: `attach` looks.)
+            if let Some(slot) = slot {
+                defer_flush(slot, Arc::as_ptr(self));
+            }
+        } else {
+            self.core.send(Command::Flush(self.clone()));
+        }
+    }
+}
