@@ -10,7 +10,9 @@
 //!   receive buffer without a copy when the frame lies in one buffer).
 //! - A [`Writer`] dials an address and writes messages from any number of threads; frames never
 //!   interleave, and many small frames share one `send`. After a failure the next write
-//!   reconnects; nothing accepted is dropped silently.
+//!   reconnects; nothing accepted is dropped silently. [`Writer::write_with`] encodes in place,
+//!   [`Writer::write_batch`] frames many messages at once, and a [`BufferedWriter`] batches
+//!   like `std::io::BufWriter` and sends from its own thread: the fastest way to stream.
 //! - A [`Manager`] keeps listeners and writers by address on one shared [`Runtime`], with
 //!   writers sharded to cores by a hash of their address, retries ([`RetryPolicy`]) and failed
 //!   messages handed back ([`WriterConfig::on_failed`]).
