@@ -103,6 +103,17 @@ fn retry_delays_grow_and_respect_the_cap() {
 /// handed back as failed, never both, never lost, never duplicated.
 #[test]
 fn listener_restart_during_stream_loses_nothing() {
+    restart_during_stream(false);
+}
+
+/// The same with a `BufferedWriter`, whose batches are sent straight from the writing thread:
+/// a direct send cut by the failure hands its rest back at a frame boundary.
+#[test]
+fn listener_restart_during_buffered_stream_loses_nothing() {
+    restart_during_stream(true);
+}
+
+fn restart_during_stream(buffered: bool) {
     common::init_tracing();
     const TOTAL: u32 = 300_000;
     let received: Arc<Mutex<Vec<u32>>> = Arc::default();
@@ -137,9 +148,20 @@ fn listener_restart_during_stream_loses_nothing() {
     let w = writer.clone();
     let streamer = std::thread::spawn(move || {
         let mut msg = [7u8; 64];
+        let mut out = buffered.then(|| w.buffered());
         for seq in 0..TOTAL {
             msg[..4].copy_from_slice(&seq.to_be_bytes());
-            w.write(&msg).unwrap();
+            match out.as_mut() {
+                Some(out) => {
+                    out.write(&msg).unwrap();
+                }
+                None => {
+                    w.write(&msg).unwrap();
+                }
+            }
+        }
+        if let Some(mut out) = out {
+            out.flush().unwrap();
         }
     });
     assert!(wait_until(Duration::from_secs(10), || received
