@@ -4,7 +4,11 @@
 //! ```text
 //! cargo run --release --example stream -- [--messages N] [--size BYTES] [--writers W]
 //!                                           [--cores C] [--backend auto|uring|epoll]
+//!                                           [--write buffered|plain]
 //! ```
+//!
+//! Each writer thread streams through a `BufferedWriter` (batches of 64 KiB sent from the
+//! writing thread, the way to stream) or, with `--write plain`, `Writer::write` per message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +24,7 @@ struct Args {
     writers: usize,
     cores: usize,
     backend: Backend,
+    buffered: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         writers: 4,
         cores: 1,
         backend: Backend::Auto,
+        buffered: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,9 +52,16 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("unknown backend {other}")),
                 }
             }
+            "--write" => {
+                args.buffered = match value()?.as_str() {
+                    "buffered" => true,
+                    "plain" => false,
+                    other => return Err(format!("unknown write mode {other}")),
+                }
+            }
             "-h" | "--help" => {
                 return Err("usage: stream [--messages N] [--size BYTES] [--writers W] \
-                            [--cores C] [--backend auto|uring|epoll]"
+                            [--cores C] [--backend auto|uring|epoll] [--write buffered|plain]"
                     .into())
             }
             other => return Err(format!("unknown argument {other}")),
@@ -125,17 +138,25 @@ fn main() {
     let senders: Vec<_> = (0..args.writers)
         .map(|w| {
             let rt = client_rt.clone();
-            let size = args.size;
+            let (size, buffered) = (args.size, args.buffered);
             std::thread::spawn(move || {
                 let writer = Writer::dial_on(&rt, WriterConfig::new(addr.to_string()))
                     .unwrap_or_else(|e| fail("dial", e));
+                let mut out = buffered.then(|| writer.buffered());
                 let mut msg = vec![0u8; size];
                 let mut sent_sum = 0u64;
                 for i in 0..per_writer {
                     msg[..4].copy_from_slice(&(w as u32).to_le_bytes());
                     msg[4..8].copy_from_slice(&(i as u32).to_le_bytes());
                     sent_sum = sent_sum.wrapping_add(checksum(&msg));
-                    writer.write(&msg).unwrap_or_else(|e| fail("write", e));
+                    match out.as_mut() {
+                        Some(out) => out.write(&msg),
+                        None => writer.write(&msg),
+                    }
+                    .unwrap_or_else(|e| fail("write", e));
+                }
+                if let Some(mut out) = out {
+                    out.flush().unwrap_or_else(|e| fail("flush", e));
                 }
                 writer.close().unwrap_or_else(|e| fail("close", e));
                 sent_sum
