@@ -165,18 +165,10 @@ impl Writer {
     /// and sent once connected. If the link is down (the retry policy gave up, or it is
     /// [`RetryPolicy::never`]), this reconnects first; if that fails it returns
     /// [`WriteError::Reconnect`] and `msg` is not queued.
+    #[inline]
     pub fn write(&self, msg: &[u8]) -> Result<usize, WriteError> {
-        let inner = &*self.inner;
-        let frame = inner.codec.prepare(msg)?;
-        // On the owning core (inside a handler) waiting would stall the core that drains it.
-        let deadline = inner.core.is_current().then(Instant::now);
-        loop {
-            match inner.sendq.push(&frame, deadline) {
-                Ok(()) => return Ok(frame.len()),
-                Err(PushError::Down(_)) => inner.reconnect().map_err(WriteError::Reconnect)?,
-                Err(err) => return Err(push_error(err)),
-            }
-        }
+        // Framed straight into the send memory: the header, then one copy of the payload.
+        self.write_with(msg.len(), |payload| payload.copy_from_slice(msg))
     }
 
     /// Queues `msg` if there is room now; never waits or dials. A full queue (or any other
