@@ -95,7 +95,7 @@ pub(crate) struct CoreShared {
 }
 
 impl CoreShared {
-    fn new(index: usize) -> io::Result<CoreShared> {
+    pub(in crate::engine) fn new(index: usize) -> io::Result<CoreShared> {
         // SAFETY: eventfd has no memory preconditions; the result is checked below.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {

@@ -35,6 +35,8 @@ use crate::error::ConnError;
 
 mod core_side;
 mod producer;
+#[cfg(test)]
+mod tests;
 
 const UP: u8 = 0;
 const RECONNECTING: u8 = 1;

@@ -1,0 +1,132 @@
+//! The queue's protocols without a core thread or a ring: the "tell the core once" flag, a send
+//! cut mid-frame rewound to the frame, the queue bound, and a producer's direct send on a
+//! socket pair.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::SendQueue;
+use crate::engine::core::{Command, CoreShared};
+use crate::engine::send::outbox::Outbox;
+use crate::engine::send::PushError;
+use crate::frame::{Codec, Framing};
+
+fn queue(limit: usize) -> (Arc<CoreShared>, Arc<SendQueue>) {
+    let core = Arc::new(CoreShared::new(0).expect("eventfd"));
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let q = SendQueue::new(core.clone(), limit, Box::new(codec), false);
+    (core, q)
+}
+
+fn flushes(core: &CoreShared) -> usize {
+    core.take_commands()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| matches!(c, Command::Flush(_)))
+        .count()
+}
+
+fn frame(q: &Arc<SendQueue>, byte: u8, len: usize) {
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let payload = vec![byte; len];
+    let f = codec.prepare(&payload).expect("frame");
+    q.push(&f, None).expect("push");
+}
+
+#[test]
+fn the_core_is_told_once_per_idle_period() {
+    let (core, q) = queue(1 << 20);
+    let (a, _b) = UnixStream::pair().expect("pair");
+    q.attach(0, Arc::new(OwnedFd::from(a)));
+    frame(&q, 1, 10);
+    frame(&q, 2, 10);
+    assert_eq!(flushes(&core), 1, "one Flush for the first frame only");
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out));
+    frame(&q, 3, 10);
+    assert_eq!(flushes(&core), 0, "the core is busy: nobody tells it");
+    let mut done = Vec::new();
+    out.advance(out.unsent_len(), &mut done);
+    q.complete(&mut done, true);
+    assert!(q.take(&mut out), "takes what came meanwhile");
+    out.advance(out.unsent_len(), &mut done);
+    q.complete(&mut done, true);
+    assert!(!q.take(&mut out));
+    frame(&q, 4, 10);
+    assert_eq!(flushes(&core), 1, "idle again: the next frame tells it");
+    assert!(q.wait_drained(Some(Instant::now())).is_ok());
+}
+
+#[test]
+fn a_send_cut_mid_frame_resends_that_frame_whole() {
+    let (_core, q) = queue(1 << 20);
+    let (a, _b) = UnixStream::pair().expect("pair");
+    q.attach(0, Arc::new(OwnedFd::from(a)));
+    for (byte, len) in [(1u8, 100), (2, 200), (3, 300)] {
+        frame(&q, byte, len);
+    }
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out));
+    let mut done = Vec::new();
+    // The kernel took the first frame (104 bytes) and 50 bytes of the second.
+    out.advance(154, &mut done);
+    q.complete(&mut done, false);
+    q.detach(&mut out, None, false);
+    let rest = q.close();
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let messages = crate::conn::split_frames(&codec, rest);
+    assert_eq!(
+        messages.len(),
+        2,
+        "the cut frame and the next one come back"
+    );
+    assert_eq!(messages[0].as_ref(), &[2u8; 200][..]);
+    assert_eq!(messages[1].as_ref(), &[3u8; 300][..]);
+}
+
+#[test]
+fn the_bound_holds_and_a_full_queue_times_out() {
+    let (_core, q) = queue(1000);
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let big = vec![0u8; 5000];
+    // One frame over the bound is accepted into an empty queue...
+    q.push(&codec.prepare(&big).expect("frame"), None)
+        .expect("first");
+    // ...but nothing more fits until it is sent.
+    let small = codec.prepare(b"x").expect("frame");
+    assert!(matches!(
+        q.push(&small, Some(Instant::now())),
+        Err(PushError::TimedOut)
+    ));
+}
+
+#[test]
+fn a_producer_sends_a_full_batch_itself() {
+    let (core, q) = queue(1 << 20);
+    let (a, mut b) = UnixStream::pair().expect("pair");
+    q.attach(0, Arc::new(OwnedFd::from(a)));
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let mut chunks = std::collections::VecDeque::new();
+    let mut chunk = core.pool().get(1000);
+    codec
+        .encode_with(996, chunk.spare(1000), |p| p.fill(7))
+        .expect("frame");
+    chunk.commit(1000);
+    chunks.push_back(chunk);
+    q.push_chunks(&mut chunks, None).expect("push");
+    let mut got = vec![0u8; 1000];
+    b.read_exact(&mut got).expect("read");
+    assert_eq!(&got[..4], &996u32.to_be_bytes());
+    assert!(got[4..].iter().all(|&x| x == 7));
+    assert_eq!(
+        flushes(&core),
+        0,
+        "sent from this thread: the core was not told"
+    );
+    let mut out = Outbox::new();
+    assert!(!q.take(&mut out), "nothing left for the core");
+    assert!(matches!(q.wait_drained(Some(Instant::now())), Ok(true)));
+}
