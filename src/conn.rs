@@ -182,6 +182,7 @@ pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Resu
 
 /// Queues a `len`-byte message that `fill` (taken out of the option when it runs) encodes in
 /// place; returns the frame's length. Waits for room, except on the queue's own core.
+#[inline]
 pub(crate) fn enqueue_with<F: FnOnce(&mut [u8])>(
     codec: &Codec,
     sendq: &Arc<SendQueue>,

@@ -120,6 +120,7 @@ impl CoreShared {
     }
 
     /// Whether the calling thread is this core's thread.
+    #[inline]
     pub(crate) fn is_current(&self) -> bool {
         CURRENT_CORE.with(|c| std::ptr::eq(c.get(), self))
     }

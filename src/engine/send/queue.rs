@@ -135,6 +135,7 @@ impl SendQueue {
         let _ = self.on_down.set(hook);
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Ctl> {
         // Every update under this lock completes before any call out of this module (a
         // producer's fill runs before its bytes are committed), so a panic while holding it
@@ -179,6 +180,7 @@ impl SendQueue {
         }
     }
 
+    #[inline]
     fn fits(&self, ctl: &Ctl, len: usize) -> bool {
         ctl.held == 0 || ctl.held + len <= self.limit
     }

@@ -31,6 +31,7 @@ impl SendQueue {
     /// lets `fill` write a whole frame into them, under the queue's lock: `fill` must not write
     /// to this queue. The frame is queued if `fill` returns `true` (`Ok(true)`); otherwise
     /// nothing is (`Ok(false)`).
+    #[inline]
     pub(crate) fn push_with(
         self: &Arc<Self>,
         len: usize,
@@ -77,6 +78,7 @@ impl SendQueue {
     }
 
     /// Waits (until `deadline`) until the link accepts writes and a `len`-byte frame fits.
+    #[inline]
     fn room_for<'a>(
         &self,
         mut ctl: MutexGuard<'a, Ctl>,
@@ -104,6 +106,7 @@ impl SendQueue {
     }
 
     /// Appends one `len`-byte frame written by `fill` (see `push_with`).
+    #[inline]
     fn append(&self, ctl: &mut Ctl, len: usize, fill: impl FnOnce(&mut [u8]) -> bool) -> bool {
         if ctl.chunks.back().map_or(true, |c| c.room() < len) {
             ctl.chunks.push_back(self.core.pool().get(len));
@@ -210,6 +213,7 @@ impl SendQueue {
     }
 
     /// After an append: tells the core if it waits to be told, and lets go of the lock.
+    #[inline]
     fn announce(self: &Arc<Self>, mut ctl: MutexGuard<'_, Ctl>) {
         if !ctl.armed || ctl.queued == 0 {
             // Told already, or a direct send took everything: nothing for the core.
