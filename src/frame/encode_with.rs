@@ -41,10 +41,10 @@ impl Codec {
                 got: dst.len(),
             });
         };
-        if let Some(wide) = dst.get_mut(..MAX_HEADER_LEN) {
-            // One fixed-size copy (two moves) instead of a variable-length one; the payload
-            // below overwrites what lies past the header.
-            wide.copy_from_slice(&header);
+        if total >= MAX_HEADER_LEN {
+            // One fixed-size copy (two moves) instead of a variable-length one, inside this
+            // frame's bytes; the payload below overwrites what lies past the header.
+            dst[..MAX_HEADER_LEN].copy_from_slice(&header);
         } else {
             dst[..header_len].copy_from_slice(&header[..header_len]);
         }

@@ -438,15 +438,22 @@ impl Frame<'_> {
     /// Writes nothing and returns 0 if `dst` is shorter.
     #[inline]
     pub fn write_to(&self, dst: &mut [u8]) -> usize {
-        let (h, p, t) = (self.header(), self.payload, self.trailer());
-        let Some(dst) = dst.get_mut(..self.len()) else {
+        let len = self.len();
+        let Some(dst) = dst.get_mut(..len) else {
             return 0;
         };
-        let (dh, rest) = dst.split_at_mut(h.len());
-        let (dp, dt) = rest.split_at_mut(p.len());
-        dh.copy_from_slice(h);
-        dp.copy_from_slice(p);
-        dt.copy_from_slice(t);
-        self.len()
+        let h = usize::from(self.header_len);
+        if len >= MAX_HEADER_LEN {
+            // One fixed-size copy instead of a variable-length one (a call to memcpy), inside
+            // this frame's bytes; the payload overwrites what lies past the header.
+            dst[..MAX_HEADER_LEN].copy_from_slice(&self.header);
+        } else {
+            dst[..h].copy_from_slice(self.header());
+        }
+        dst[h..h + self.payload.len()].copy_from_slice(self.payload);
+        if self.trailer_len > 0 {
+            dst[len - 1] = self.trailer[0];
+        }
+        len
     }
 }
