@@ -209,8 +209,8 @@ impl Core {
     fn enter(&mut self, want: u32) -> io::Result<()> {
         let to_submit = self.ring.submission().len() as u32;
         self.local.enters += 1;
-        // SAFETY: no extra argument is passed; every SQE queued points at memory owned by a slot
-        // (send buffers, the wake buffer, the timer spec) that lives until its completion.
+        // SAFETY: no extra argument is passed; every SQE queued points at memory owned by `self`
+        // (a slot's outbox, the wake buffer, the timer spec) that lives until its completion.
         let res = unsafe {
             self.ring.submitter().enter::<libc::sigset_t>(
                 to_submit,
@@ -281,9 +281,11 @@ impl Core {
             self.backlog.push(sqe);
             return;
         }
-        // SAFETY: every SQE built in this file points only at memory owned by `self` (a slot's
-        // send buffer, `wake_buf`, `timer_spec`) that stays alive and unmoved until the final
-        // completion for that SQE is reaped, or is leaked in `teardown` if it never arrives.
+        // SAFETY: every SQE built in this file points only at memory owned by `self` that stays
+        // alive and unmoved until the final completion for that SQE is reaped, or is leaked in
+        // `teardown` if it never arrives: a slot's outbox (its boxed msghdr, iovec array and
+        // chunks, heap memory that does not move with the slot, changed only between sends),
+        // `wake_buf`, `timer_spec`.
         if unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.backlog.push(sqe);
         }
