@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use crate::engine::send::chunk::Chunk;
 
 /// At most this many chunks (256 KiB) go into one direct send.
-const MAX_IOV: usize = 16;
+pub(crate) const MAX_IOV: usize = 16;
 
 /// One `sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL)` of the unsent bytes of the first chunks of
 /// `chunks`; returns how many bytes the kernel took.

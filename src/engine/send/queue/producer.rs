@@ -164,7 +164,9 @@ impl SendQueue {
         };
         ctl.sender = Sender::Producer;
         let mut out = std::mem::take(&mut ctl.direct);
-        while ctl.chunks.front().is_some_and(|c| !c.unsent().is_empty()) {
+        while out.len() < direct::MAX_IOV
+            && ctl.chunks.front().is_some_and(|c| !c.unsent().is_empty())
+        {
             if let Some(chunk) = ctl.chunks.pop_front() {
                 ctl.queued -= chunk.unsent().len();
                 out.push_back(chunk);
