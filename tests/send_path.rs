@@ -319,6 +319,13 @@ fn buffered_handle_holds_until_flushed() {
         assert_eq!(count.load(Ordering::Relaxed), 0, "nothing before flush");
         out.flush().expect("flush");
         assert_eq!(out.buffered_bytes(), 0);
+        // Over the maximum: refused before any memory is set aside (setting aside this much
+        // would abort the test).
+        let err = out.write_with(usize::MAX / 4, |_| panic!("fill must not run"));
+        assert!(matches!(
+            err,
+            Err(WriteError::Frame(FrameError::TooLarge { .. }))
+        ));
         assert!(wait_until(Duration::from_secs(10), || count
             .load(Ordering::Relaxed)
             == 1));

@@ -74,8 +74,15 @@ impl BufferedWriter<'_> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
+        if len > self.codec.max_message_size() {
+            // Refused before any memory is set aside for it.
+            return Err(WriteError::Frame(crate::error::FrameError::TooLarge {
+                len: len as u64,
+                max: self.codec.max_message_size(),
+            }));
+        }
         // Room for the longest header (and a delimiter) is enough whatever the framing.
-        let room = len.saturating_add(self.codec.max_overhead());
+        let room = len + self.codec.max_overhead();
         let codec = self.codec;
         let chunk = match &mut self.open {
             Some(open) if open.room() >= room => open,
