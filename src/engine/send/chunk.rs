@@ -121,18 +121,32 @@ impl std::fmt::Debug for Chunk {
     }
 }
 
-/// The chunks a core keeps for reuse. Taken once per chunk (every ~16 KiB of frames), never per
-/// message.
+/// The chunks a core keeps for reuse: at most 256 standard ones (4 MiB) and 8 large ones of up
+/// to 1 MiB each. Taken once per chunk (every ~16 KiB of frames, or per large frame), never per
+/// small message.
 #[derive(Default)]
 pub(crate) struct ChunkPool {
     free: Mutex<Vec<Chunk>>,
+    /// Chunks sized for one large frame (up to [`BIG_MAX`]), kept a few at a time so that a
+    /// stream of large messages does not allocate and zero one per message.
+    big: Mutex<Vec<Chunk>>,
 }
+
+/// Large-frame chunks above this size are freed after use, not kept.
+const BIG_MAX: usize = 1 << 20;
+/// Large-frame chunks a core keeps.
+const BIG_POOL_MAX: usize = 8;
 
 impl ChunkPool {
     /// A chunk that can hold a `len`-byte frame: a pooled standard one, a new one, or (for a
-    /// frame over [`CHUNK_SIZE`]) one of its own size.
+    /// frame over [`CHUNK_SIZE`]) a pooled large one that fits, or one of its own size.
     pub(crate) fn get(&self, len: usize) -> Chunk {
         if len > CHUNK_SIZE {
+            let mut big = self.big.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = big.iter().position(|c| c.buf.len() >= len) {
+                return big.swap_remove(i);
+            }
+            drop(big);
             return Chunk::with_capacity(len);
         }
         let pooled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -141,10 +155,16 @@ impl ChunkPool {
 
     /// Returns a chunk whose bytes are no longer needed.
     pub(crate) fn put(&self, mut chunk: Chunk) {
+        chunk.reset();
         if !chunk.is_standard() {
+            if chunk.buf.len() <= BIG_MAX {
+                let mut big = self.big.lock().unwrap_or_else(|e| e.into_inner());
+                if big.len() < BIG_POOL_MAX {
+                    big.push(chunk);
+                }
+            }
             return;
         }
-        chunk.reset();
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         if free.len() < POOL_MAX {
             free.push(chunk);
@@ -180,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn pool_reuses_standard_chunks_only() {
+    fn pool_reuses_chunks_by_kind() {
         let pool = ChunkPool::default();
         let mut c = pool.get(100);
         c.commit(100);
@@ -190,6 +210,20 @@ mod tests {
         let big = pool.get(CHUNK_SIZE + 1);
         assert_eq!(big.room(), CHUNK_SIZE + 1);
         pool.put(big);
-        assert_eq!(pool.free.lock().unwrap().len(), 0);
+        assert_eq!(
+            pool.free.lock().unwrap().len(),
+            0,
+            "not mixed with standard chunks"
+        );
+        assert_eq!(pool.big.lock().unwrap().len(), 1);
+        let again = pool.get(CHUNK_SIZE + 1);
+        assert_eq!(
+            again.room(),
+            CHUNK_SIZE + 1,
+            "a large chunk is reused, emptied"
+        );
+        let huge = Chunk::with_capacity(BIG_MAX + 1);
+        pool.put(huge);
+        assert_eq!(pool.big.lock().unwrap().len(), 0, "over BIG_MAX is freed");
     }
 }
