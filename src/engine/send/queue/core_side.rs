@@ -39,9 +39,20 @@ impl SendQueue {
         }
         let mut taken = 0;
         while taken < MAX_CHUNKS_PER_SEND {
-            match ctl.chunks.front() {
-                Some(front) if !front.unsent().is_empty() => {}
-                _ => break,
+            let Some(front) = ctl.chunks.front() else {
+                break;
+            };
+            if front.unsent().is_empty() {
+                // An empty chunk (a refused frame's, or the open one): the last one stays for
+                // producers; one with chunks behind it (a batch appended after it) goes back to
+                // the pool so that what follows is not left waiting.
+                if ctl.chunks.len() == 1 {
+                    break;
+                }
+                if let Some(empty) = ctl.chunks.pop_front() {
+                    self.core.pool().put(empty);
+                }
+                continue;
             }
             if let Some(chunk) = ctl.chunks.pop_front() {
                 ctl.queued -= chunk.unsent().len();

@@ -130,3 +130,25 @@ fn a_producer_sends_a_full_batch_itself() {
     assert!(!q.take(&mut out), "nothing left for the core");
     assert!(matches!(q.wait_drained(Some(Instant::now())), Ok(true)));
 }
+
+#[test]
+fn a_batch_behind_an_empty_chunk_is_still_taken() {
+    let (_core, q) = queue(1 << 20);
+    // Not attached: no direct send, everything waits for the core.
+    assert!(matches!(q.push_with(10, None, |_| false), Ok(false)));
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let mut chunks = std::collections::VecDeque::new();
+    let mut chunk = q.core().pool().get(100);
+    codec
+        .encode_with(96, chunk.spare(100), |p| p.fill(1))
+        .expect("frame");
+    chunk.commit(100);
+    chunks.push_back(chunk);
+    q.push_chunks(&mut chunks, None).expect("push");
+    let mut out = Outbox::new();
+    assert!(
+        q.take(&mut out),
+        "the batch behind the refused frame's chunk"
+    );
+    assert_eq!(out.unsent_len(), 100);
+}
