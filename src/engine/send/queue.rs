@@ -69,7 +69,6 @@ struct Ctl {
     fd: Option<Arc<OwnedFd>>,
     /// Chunks out for a direct send (kept to reuse the allocation).
     direct: VecDeque<Chunk>,
-
     /// The core found nothing to send and waits to be told.
     armed: bool,
     /// The slot of the connection that drains this queue on its core, if attached.
