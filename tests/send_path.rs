@@ -9,21 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use buffstreams::{
-    Backend, FrameError, Framing, Listener, ListenerConfig, RuntimeConfig, WriteError, Writer,
-    WriterConfig, BUFFERED_WRITER_BYTES,
+    Backend, FrameError, Framing, Listener, ListenerConfig, WriteError, Writer, WriterConfig,
+    BUFFERED_WRITER_BYTES,
 };
 use common::{fill, wait_until, Digest, Rng};
 
-const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
-
-fn rt(backend: Backend, cores: usize) -> RuntimeConfig {
-    RuntimeConfig {
-        cores,
-        backend,
-        pin: false,
-        ..RuntimeConfig::default()
-    }
-}
+use common::{runtime_on as rt, BACKENDS};
 
 /// A listener that digests what each connection sends; returns it with its digest and count.
 fn collector(

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use buffstreams::Framing;
+use buffstreams::{Backend, Framing, RuntimeConfig};
 
 /// Polls `cond` every millisecond until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -100,4 +100,17 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Both engine backends, for tests that run on each.
+pub const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
+
+/// An unpinned runtime of `cores` cores on `backend` (tests share the machine's CPUs).
+pub fn runtime_on(backend: Backend, cores: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        cores,
+        backend,
+        pin: false,
+        ..RuntimeConfig::default()
+    }
 }
