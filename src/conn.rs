@@ -14,7 +14,7 @@ use crate::channel::{ChannelSender, Message};
 use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::engine::send::{FrameIndex, Link, PushError, SendQueue};
 use crate::engine::session::{ConnInfo, Delivered, Session};
-use crate::error::{CloseReason, ConnError, FrameError, WriteError};
+use crate::error::{CloseReason, ConnError, WriteError};
 use crate::frame::{Codec, Decoder, Frame, Parse};
 
 /// A connection as seen by a message handler, cloneable to write from any thread later.
@@ -181,7 +181,9 @@ pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Resu
 }
 
 /// Queues a `len`-byte message that `fill` (taken out of the option when it runs) encodes in
-/// place; returns the frame's length. Waits for room, except on the queue's own core.
+/// place; returns the frame's length. Waits for room, except on the queue's own core. `fill`
+/// stays in the option when the push is refused before it runs (so a caller may reconnect and
+/// retry).
 #[inline]
 pub(crate) fn enqueue_with<F: FnOnce(&mut [u8])>(
     codec: &Codec,
@@ -189,31 +191,25 @@ pub(crate) fn enqueue_with<F: FnOnce(&mut [u8])>(
     len: usize,
     fill: &mut Option<F>,
 ) -> Result<usize, Enqueue> {
-    let total = codec
-        .frame_len(len)
-        .ok_or(Enqueue::Frame(FrameError::TooLarge {
-            len: len as u64,
-            max: codec.max_message_size(),
-        }))?;
+    codec.check_len(len).map_err(Enqueue::Frame)?;
+    // Room for the longest header (and a delimiter): the exact length comes from the encoder.
+    let room = len + codec.max_overhead();
     let deadline = sendq.core().is_current().then(Instant::now);
     let mut refused = None;
-    let pushed = sendq
-        .push_with(total, deadline, |dst| match fill.take() {
-            Some(fill) => match codec.encode_with(len, dst, fill) {
-                Ok(_) => true,
-                Err(err) => {
-                    refused = Some(err);
-                    false
-                }
-            },
-            None => false,
+    let written = sendq
+        .push_with(room, deadline, |dst| {
+            let fill = fill.take()?;
+            codec
+                .encode_with(len, dst, fill)
+                .map_err(|err| refused = Some(err))
+                .ok()
         })
         .map_err(Enqueue::Push)?;
-    match (pushed, refused) {
-        (true, _) => Ok(total),
-        (false, Some(err)) => Err(Enqueue::Frame(err)),
-        // `fill` was used up by an earlier attempt (a caller retrying after an error).
-        (false, None) => Err(Enqueue::Push(PushError::Closed)),
+    match (written, refused) {
+        (Some(n), _) => Ok(n),
+        (None, Some(err)) => Err(Enqueue::Frame(err)),
+        // Only if `fill` was already used by an earlier call, which no caller does.
+        (None, None) => Err(Enqueue::Push(PushError::Closed)),
     }
 }
 

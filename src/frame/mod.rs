@@ -293,8 +293,9 @@ impl Codec {
         })
     }
 
+    /// `Err(TooLarge)` if a payload of `len` bytes is over the maximum.
     #[inline]
-    fn check_len(&self, len: usize) -> Result<(), FrameError> {
+    pub(crate) fn check_len(&self, len: usize) -> Result<(), FrameError> {
         if len > self.max {
             return Err(FrameError::TooLarge {
                 len: len as u64,

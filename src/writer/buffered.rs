@@ -74,13 +74,8 @@ impl BufferedWriter<'_> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
-        if len > self.codec.max_message_size() {
-            // Refused before any memory is set aside for it.
-            return Err(WriteError::Frame(crate::error::FrameError::TooLarge {
-                len: len as u64,
-                max: self.codec.max_message_size(),
-            }));
-        }
+        // Refused before any memory is set aside for it.
+        self.codec.check_len(len)?;
         // Room for the longest header (and a delimiter) is enough whatever the framing.
         let room = len + self.codec.max_overhead();
         let codec = self.codec;
@@ -100,15 +95,15 @@ impl BufferedWriter<'_> {
     /// Seals the open chunk and opens one with at least `room` bytes free.
     #[cold]
     fn open_chunk(&mut self, room: usize) -> &mut Chunk {
-        let fresh = self.writer.inner.core.pool().get(room);
-        if let Some(full) = self.open.replace(fresh) {
+        let pool = self.writer.inner.core.pool();
+        if let Some(full) = self.open.take() {
             if full.held() > 0 {
                 self.full.push_back(full);
             } else {
-                self.writer.inner.core.pool().put(full);
+                pool.put(full);
             }
         }
-        self.open.get_or_insert_with(|| Chunk::with_capacity(room))
+        self.open.insert(pool.get(room))
     }
 
     /// Bytes framed and not yet handed on.

@@ -26,8 +26,9 @@ pub(super) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// One nonblocking `sendmsg` of every unsent byte of `out` (as much as the kernel takes), with
-/// `MSG_NOSIGNAL` as for [`send`].
+/// One nonblocking `sendmsg` of every unsent byte of `out` (as much as the kernel takes).
+/// `MSG_NOSIGNAL`: a peer that went away gives `EPIPE`, never a `SIGPIPE` that would kill the
+/// process.
 pub(super) fn sendmsg(fd: BorrowedFd<'_>, out: &mut Outbox) -> io::Result<usize> {
     let msg = out.msghdr();
     // SAFETY: `msg` points at a msghdr owned by `out` whose iovecs cover live chunk memory

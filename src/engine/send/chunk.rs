@@ -8,17 +8,17 @@
 use std::sync::Mutex;
 
 /// Bytes in a standard chunk. Frames never straddle two chunks; a frame larger than this gets a
-/// chunk of its own, sized for it (and freed, not pooled, after its send).
+/// chunk of its own, sized for it (pooled apart, see [`ChunkPool`]).
 pub(crate) const CHUNK_SIZE: usize = 16 * 1024;
 
-/// Standard chunks a core keeps for reuse (1 MiB per core): enough for every busy queue on the
+/// Standard chunks a core keeps for reuse (4 MiB per core): enough for the busy queues on the
 /// core to swap chunks without the allocator; idle connections hold none.
 const POOL_MAX: usize = 256;
 
 /// One chunk of send memory. `head <= sent <= len <= buf.len()`:
-/// - `[0, head)` was sent and is no longer needed;
-/// - `[head, sent)` was taken by the kernel, but `head` is the start of the frame that `sent`
-///   falls in, so that a failed connection can re-send that frame whole;
+/// - `[0, head)` was dropped by a [`rewind`](Chunk::rewind) (taken whole by a failed
+///   connection's kernel);
+/// - `[head, sent)` was taken by the kernel on the current connection;
 /// - `[sent, len)` is waiting to be sent.
 pub(crate) struct Chunk {
     buf: Box<[u8]>,
@@ -78,8 +78,7 @@ impl Chunk {
         self.len - self.head
     }
 
-    /// The kernel took `n` more bytes; `frame_start` finds the start of the frame that contains
-    /// a given offset of the resendable bytes (frames start at `head`).
+    /// The kernel took `n` more bytes.
     pub(crate) fn advance(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.len);
     }

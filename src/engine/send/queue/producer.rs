@@ -20,30 +20,27 @@ impl SendQueue {
         frame: &Frame<'_>,
         deadline: Option<Instant>,
     ) -> Result<(), PushError> {
-        self.push_with(frame.len(), deadline, |dst| {
-            frame.write_to(dst);
-            true
-        })
-        .map(|_| ())
+        self.push_with(frame.len(), deadline, |dst| Some(frame.write_to(dst)))
+            .map(|_| ())
     }
 
-    /// Reserves `len` bytes in the open chunk (waiting until `deadline`, if any, for room) and
-    /// lets `fill` write a whole frame into them, under the queue's lock: `fill` must not write
-    /// to this queue. The frame is queued if `fill` returns `true` (`Ok(true)`); otherwise
-    /// nothing is (`Ok(false)`).
+    /// Reserves `room` bytes in the open chunk (waiting until `deadline`, if any, for room) and
+    /// lets `fill` write one whole frame at their start, under the queue's lock: `fill` must not
+    /// write to this queue. `fill` returns the frame's length (at most `room`), which is queued
+    /// (`Ok(Some(len))`), or `None` to queue nothing (`Ok(None)`).
     #[inline]
     pub(crate) fn push_with(
         self: &Arc<Self>,
-        len: usize,
+        room: usize,
         deadline: Option<Instant>,
-        fill: impl FnOnce(&mut [u8]) -> bool,
-    ) -> Result<bool, PushError> {
-        let mut ctl = self.room_for(self.lock(), len, deadline)?;
-        if !self.append(&mut ctl, len, fill) {
-            return Ok(false);
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<Option<usize>, PushError> {
+        let mut ctl = self.room_for(self.lock(), room, deadline)?;
+        let written = self.append(&mut ctl, room, fill);
+        if written.is_some() {
+            self.announce(ctl);
         }
-        self.announce(ctl);
-        Ok(true)
+        Ok(written)
     }
 
     /// Queues `frames` in order, waiting (until `deadline`, if any) for room whenever the queue
@@ -66,10 +63,7 @@ impl SendQueue {
                     Err(err) => return (done, Err(err)),
                 };
             }
-            self.append(&mut ctl, frame.len(), |dst| {
-                frame.write_to(dst);
-                true
-            });
+            self.append(&mut ctl, frame.len(), |dst| Some(frame.write_to(dst)));
         }
         if !frames.is_empty() {
             self.announce(ctl);
@@ -105,22 +99,23 @@ impl SendQueue {
         }
     }
 
-    /// Appends one `len`-byte frame written by `fill` (see `push_with`).
+    /// Appends one frame that `fill` writes into at most `room` bytes (see `push_with`).
     #[inline]
-    fn append(&self, ctl: &mut Ctl, len: usize, fill: impl FnOnce(&mut [u8]) -> bool) -> bool {
-        if ctl.chunks.back().map_or(true, |c| c.room() < len) {
-            ctl.chunks.push_back(self.core.pool().get(len));
+    fn append(
+        &self,
+        ctl: &mut Ctl,
+        room: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<usize> {
+        if ctl.chunks.back().map_or(true, |c| c.room() < room) {
+            ctl.chunks.push_back(self.core.pool().get(room));
         }
-        let Some(chunk) = ctl.chunks.back_mut() else {
-            return false;
-        };
-        if !fill(chunk.spare(len)) {
-            return false;
-        }
+        let chunk = ctl.chunks.back_mut()?;
+        let len = fill(chunk.spare(room))?.min(room);
         chunk.commit(len);
         ctl.held += len;
         ctl.queued += len;
-        true
+        Some(len)
     }
 
     /// Appends whole chunks of frames built elsewhere (a [`BufferedWriter`]'s), waiting (until

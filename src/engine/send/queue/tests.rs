@@ -36,6 +36,18 @@ fn frame(q: &Arc<SendQueue>, byte: u8, len: usize) {
     q.push(&f, None).expect("push");
 }
 
+/// Queues one `len`-byte frame of `byte`s the way a `BufferedWriter` hands on a batch.
+fn push_batch(q: &Arc<SendQueue>, len: usize, byte: u8) {
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let mut chunk = q.core().pool().get(len);
+    codec
+        .encode_with(len - 4, chunk.spare(len), |p| p.fill(byte))
+        .expect("frame");
+    chunk.commit(len);
+    let mut chunks = std::collections::VecDeque::from([chunk]);
+    q.push_chunks(&mut chunks, None).expect("push");
+}
+
 #[test]
 fn the_core_is_told_once_per_idle_period() {
     let (core, q) = queue(1 << 20);
@@ -108,15 +120,7 @@ fn a_producer_sends_a_full_batch_itself() {
     let (core, q) = queue(1 << 20);
     let (a, mut b) = UnixStream::pair().expect("pair");
     q.attach(0, Arc::new(OwnedFd::from(a)));
-    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
-    let mut chunks = std::collections::VecDeque::new();
-    let mut chunk = core.pool().get(1000);
-    codec
-        .encode_with(996, chunk.spare(1000), |p| p.fill(7))
-        .expect("frame");
-    chunk.commit(1000);
-    chunks.push_back(chunk);
-    q.push_chunks(&mut chunks, None).expect("push");
+    push_batch(&q, 1000, 7);
     let mut got = vec![0u8; 1000];
     b.read_exact(&mut got).expect("read");
     assert_eq!(&got[..4], &996u32.to_be_bytes());
@@ -135,16 +139,8 @@ fn a_producer_sends_a_full_batch_itself() {
 fn a_batch_behind_an_empty_chunk_is_still_taken() {
     let (_core, q) = queue(1 << 20);
     // Not attached: no direct send, everything waits for the core.
-    assert!(matches!(q.push_with(10, None, |_| false), Ok(false)));
-    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
-    let mut chunks = std::collections::VecDeque::new();
-    let mut chunk = q.core().pool().get(100);
-    codec
-        .encode_with(96, chunk.spare(100), |p| p.fill(1))
-        .expect("frame");
-    chunk.commit(100);
-    chunks.push_back(chunk);
-    q.push_chunks(&mut chunks, None).expect("push");
+    assert!(matches!(q.push_with(10, None, |_| None), Ok(None)));
+    push_batch(&q, 100, 1);
     let mut out = Outbox::new();
     assert!(
         q.take(&mut out),
