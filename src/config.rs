@@ -13,9 +13,28 @@ use crate::frame::Framing;
 
 /// The default maximum message size: 8 MiB (as tokio-util's `LengthDelimitedCodec`).
 ///
+/// A framing whose header cannot express it (`U16Be`, `U16Le`) defaults to its own largest
+/// length instead (65 535); see [`default_max_message_size`].
+///
 /// Go BuffStreams defaults to 4096; set [`ListenerConfig::max_message_size`] to the Go side's
 /// `MaxMessageSize` when using [`Framing::BuffStreams`], since its header size depends on it.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
+
+/// The maximum message size a listener or writer using `framing` gets when none is set:
+/// [`DEFAULT_MAX_MESSAGE_SIZE`], or the framing's largest length if that is smaller.
+///
+/// ```
+/// use buffstreams::config::default_max_message_size;
+/// use buffstreams::Framing;
+/// assert_eq!(default_max_message_size(Framing::U32Be), 8 << 20);
+/// assert_eq!(default_max_message_size(Framing::U16Be), 65_535);
+/// ```
+pub fn default_max_message_size(framing: Framing) -> usize {
+    match framing.largest_len() {
+        Some(largest) => largest.min(DEFAULT_MAX_MESSAGE_SIZE),
+        None => DEFAULT_MAX_MESSAGE_SIZE,
+    }
+}
 
 /// The default bound on bytes queued per writer: 256 KiB. Beyond that a writer waits for the
 /// kernel's socket buffer (itself several MiB) instead of running ahead through memory that
@@ -75,7 +94,8 @@ pub(crate) enum Delivery {
 pub struct ListenerConfig {
     pub(crate) address: String,
     pub(crate) framing: Framing,
-    pub(crate) max_message_size: usize,
+    /// `None`: [`default_max_message_size`] of the framing.
+    pub(crate) max_message_size: Option<usize>,
     pub(crate) runtime: RuntimeConfig,
     pub(crate) delivery: Delivery,
     pub(crate) policy: HandlerErrorPolicy,
@@ -136,7 +156,7 @@ impl ListenerConfig {
         ListenerConfig {
             address,
             framing: Framing::default(),
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: None,
             runtime: RuntimeConfig::default(),
             delivery,
             policy: HandlerErrorPolicy::default(),
@@ -153,10 +173,17 @@ impl ListenerConfig {
     }
 
     /// The largest payload accepted; a peer announcing more is disconnected before anything is
-    /// allocated for it.
+    /// allocated for it. Default: [`default_max_message_size`] of the framing (8 MiB, or 65 535
+    /// for the 16-bit framings).
     pub fn max_message_size(mut self, max: usize) -> Self {
-        self.max_message_size = max;
+        self.max_message_size = Some(max);
         self
+    }
+
+    /// The maximum message size in effect.
+    pub(crate) fn max_len(&self) -> usize {
+        self.max_message_size
+            .unwrap_or_else(|| default_max_message_size(self.framing))
     }
 
     /// Number of cores (one listening socket and thread each); 0 means one per CPU. Used when

@@ -185,7 +185,7 @@ impl Listener {
 
     /// Binds on an existing runtime: one listening socket per core of `runtime`.
     pub fn bind_on(runtime: &Runtime, config: ListenerConfig) -> Result<Listener, ListenError> {
-        let codec = Codec::new(config.framing, config.max_message_size)?;
+        let codec = Codec::new(config.framing, config.max_len())?;
         let mut addr =
             resolve(&config.address).ok_or_else(|| ListenError::Resolve(config.address.clone()))?;
         let mut sockets = Vec::with_capacity(runtime.cores());

@@ -417,14 +417,8 @@ fn spawn_with<D: Driver>(
 }
 
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it (cpu is bounded by the caller to
-    // the online CPUs, far below CPU_SETSIZE); sched_setaffinity(0) applies to this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::debug!(cpu, "could not pin core thread");
-        }
+    if !crate::engine::cpus::pin_current_thread(cpu) {
+        tracing::debug!(cpu, "could not pin core thread");
     }
 }
 

@@ -2,6 +2,7 @@
 //! accepted or dialed.
 
 pub(crate) mod core;
+pub(crate) mod cpus;
 pub(crate) mod dialer;
 pub(crate) mod epoll;
 pub(crate) mod probe;
@@ -32,7 +33,8 @@ pub enum Backend {
     Epoll,
 }
 
-/// How a [`Runtime`] is set up. `Default` gives one core per online CPU, each pinned.
+/// How a [`Runtime`] is set up. `Default` gives one core per CPU the process may run on, each
+/// pinned to its own CPU of that set.
 ///
 /// ```
 /// use buffstreams::RuntimeConfig;
@@ -41,13 +43,16 @@ pub enum Backend {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Number of core threads; 0 means one per online CPU.
+    /// Number of core threads; 0 means one per CPU the process may run on (its
+    /// `sched_getaffinity` set: `taskset`, a cgroup cpuset).
     pub cores: usize,
     /// io_uring, epoll, or io_uring with an epoll fallback (the default).
     pub backend: Backend,
-    /// Pin core `i` to CPU `(first_cpu + i) % online CPUs`.
+    /// Pin core `i` to the `(first_cpu + i) % n`-th of the `n` CPUs the process may run on (in
+    /// ascending order): under `taskset -c 2,3`, core 0 runs on CPU 2.
     pub pin: bool,
-    /// The CPU core 0 is pinned to.
+    /// Where in the process's CPU set core 0 is pinned (an index into the allowed CPUs, which is
+    /// the CPU number itself when every CPU is allowed).
     pub first_cpu: usize,
     /// Submission queue entries per ring (the completion queue gets 8 times as many).
     pub ring_entries: u32,
@@ -97,14 +102,15 @@ impl RuntimeConfig {
     }
 
     pub(crate) fn cpu_for(&self, core: usize) -> Option<usize> {
+        let cpus = cpus::allowed_cpus();
         self.pin
-            .then(|| (self.first_cpu + core) % online_cpus().max(1))
+            .then(|| cpus[(self.first_cpu.wrapping_add(core)) % cpus.len()])
     }
 }
 
 /// Number of CPUs this process may run on.
 pub(crate) fn online_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    cpus::allowed_cpus().len()
 }
 
 struct RuntimeInner {

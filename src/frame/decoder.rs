@@ -1,18 +1,30 @@
 //! Streaming decoder: turns a byte stream received in arbitrary chunks into payloads.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::task::Waker;
 
-use super::{delimited, Codec, FrameError, Framing, Head, MAX_HEADER_LEN};
+use super::{delimited, AssemblyBudget, Codec, FrameError, Framing, Head, MAX_HEADER_LEN};
 
-/// Capacity of the assembly buffer kept after a frame has been delivered; more is freed.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// Capacity of the assembly buffer kept after a frame has been delivered; more is freed. This
+/// (plus the header bytes) is all a decoder holds between frames.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// The first allocation for a frame being assembled (less if the frame is smaller); it then
+/// doubles as bytes arrive, never past the announced length.
+const FIRST_CAPACITY: usize = 4 * 1024;
 
 /// Decodes one connection's byte stream, fed in chunks cut at any byte.
 ///
 /// A frame lying wholly inside a chunk is passed to the callback as a sub-slice of that chunk,
-/// without copying. A frame split across chunks is assembled in an internal buffer, allocated
-/// once at the announced size after that size has been checked against the maximum. For
-/// [`Framing::Delimited`] no byte is scanned twice and no more than the maximum is held.
+/// without copying. A frame split across chunks is assembled in an internal buffer that grows
+/// with the bytes received (doubling, never past the announced length, which was checked
+/// against the maximum first): a peer that announces a large frame and sends little of it gets
+/// little memory. For [`Framing::Delimited`] no byte is scanned twice and no more than the
+/// maximum is held.
+///
+/// With an [`AssemblyBudget`] ([`Decoder::with_budget`]), a frame is assembled only once the
+/// budget covers it; see there.
 #[derive(Debug)]
 pub struct Decoder {
     codec: Codec,
@@ -27,6 +39,18 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// The error that killed the stream, returned by every later call.
     error: Option<FrameError>,
+    /// The shared budget and the waker to call when it has room again.
+    budget: Option<(Arc<AssemblyBudget>, Waker)>,
+    /// Bytes reserved from the budget for the frame in progress.
+    reserved: usize,
+    /// Stopped in front of a frame the budget could not cover.
+    waiting: bool,
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Decoder {
@@ -39,6 +63,53 @@ impl Decoder {
             want: None,
             buf: Vec::new(),
             error: None,
+            budget: None,
+            reserved: 0,
+            waiting: false,
+        }
+    }
+
+    /// A decoder whose partly received frames are paid for from `budget`.
+    ///
+    /// Before assembling a frame that does not lie inside one chunk, the decoder reserves its
+    /// announced length (for [`Framing::Delimited`]: the bytes held, as they arrive); it returns
+    /// them when the frame is delivered or the decoder dropped. If the budget cannot cover the
+    /// frame, [`decode`](Decoder::decode) stops in front of it (returning how far it got),
+    /// [`waiting_for_budget`](Decoder::waiting_for_budget) turns true, and `waker` is woken once
+    /// memory is returned: feed the rest of the chunk again then. Frames that lie inside one
+    /// chunk are delivered from it and need no budget.
+    pub fn with_budget(codec: Codec, budget: Arc<AssemblyBudget>, waker: Waker) -> Decoder {
+        let mut decoder = Decoder::new(codec);
+        decoder.budget = Some((budget, waker));
+        decoder
+    }
+
+    /// Whether the last [`decode`](Decoder::decode) stopped because the budget could not cover
+    /// the next frame (its waker will be woken when it can).
+    #[inline]
+    pub fn waiting_for_budget(&self) -> bool {
+        self.waiting
+    }
+
+    /// Reserves `bytes` more for the frame in progress; false (and waiting) if the budget is
+    /// short.
+    fn admit(&mut self, bytes: usize) -> bool {
+        let Some((budget, waker)) = &self.budget else {
+            return true;
+        };
+        let admitted =
+            bytes == 0 || budget.try_reserve(bytes) || budget.reserve_or_wait(bytes, waker);
+        if admitted {
+            self.reserved += bytes;
+        }
+        self.waiting = !admitted;
+        admitted
+    }
+
+    /// Returns what the frame in progress had reserved.
+    fn release(&mut self) {
+        if let Some((budget, _)) = &self.budget {
+            budget.release(std::mem::take(&mut self.reserved));
         }
     }
 
@@ -53,7 +124,9 @@ impl Decoder {
     ///
     /// Returns how many bytes of `chunk` were consumed: all of them, unless `on_frame` returned
     /// [`ControlFlow::Break`], in which case decoding stops just past that frame and the offset
-    /// of its end is returned; feed the rest of the chunk later.
+    /// of its end is returned, or the decoder's budget could not cover the next frame
+    /// ([`waiting_for_budget`](Decoder::waiting_for_budget)), in which case it stops in front
+    /// of it. Either way, feed the rest of the chunk later.
     ///
     /// An error means the stream is corrupt (frames before the bad one have been delivered);
     /// every later call returns the same error.
@@ -65,6 +138,7 @@ impl Decoder {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
+        self.waiting = false;
         let result = match self.codec.framing() {
             Framing::Delimited(delimiter) => self.decode_delimited(delimiter, chunk, &mut on_frame),
             _ => self.decode_prefixed(chunk, &mut on_frame),
@@ -99,7 +173,10 @@ impl Decoder {
     {
         let mut pos = 0;
         if self.head_len > 0 {
-            pos = self.continue_prefixed(chunk)?;
+            let Some(used) = self.continue_prefixed(chunk)? else {
+                return Ok(0); // waiting for the budget
+            };
+            pos = used;
             if self.want != Some(self.buf.len()) {
                 return Ok(chunk.len());
             }
@@ -124,9 +201,11 @@ impl Decoder {
                             }
                         }
                         None => {
+                            if !self.admit(payload_len) {
+                                return Ok(pos);
+                            }
                             self.start_payload(rest.get(..header_len).unwrap_or(&[]), payload_len);
-                            self.buf
-                                .extend_from_slice(rest.get(header_len..).unwrap_or(&[]));
+                            self.append(rest.get(header_len..).unwrap_or(&[]));
                             return Ok(chunk.len());
                         }
                     }
@@ -147,8 +226,10 @@ impl Decoder {
         Ok(chunk.len())
     }
 
-    /// Continue the frame in progress with the front of `chunk`; returns the bytes used.
-    fn continue_prefixed(&mut self, chunk: &[u8]) -> Result<usize, FrameError> {
+    /// Continue the frame in progress with the front of `chunk`; returns the bytes used, or
+    /// `None` if its header is now complete but the budget cannot cover it (nothing of `chunk`
+    /// is used then).
+    fn continue_prefixed(&mut self, chunk: &[u8]) -> Result<Option<usize>, FrameError> {
         let mut used = 0;
         let want = match self.want {
             Some(want) => want,
@@ -166,12 +247,15 @@ impl Decoder {
                     Ok(Head::Incomplete) => {
                         // `take` is all of the chunk: a full MAX_HEADER_LEN is never incomplete
                         self.head_len = old + take;
-                        return Ok(take);
+                        return Ok(Some(take));
                     }
                     Ok(Head::Known {
                         header_len,
                         payload_len,
                     }) => {
+                        if !self.admit(payload_len) {
+                            return Ok(None);
+                        }
                         used = header_len.saturating_sub(old);
                         self.head_len = header_len;
                         self.start_payload(&[], payload_len);
@@ -185,9 +269,26 @@ impl Decoder {
             }
         };
         let take = (want - self.buf.len()).min(chunk.len() - used);
-        self.buf
-            .extend_from_slice(chunk.get(used..used + take).unwrap_or(&[]));
-        Ok(used + take)
+        self.append(chunk.get(used..used + take).unwrap_or(&[]));
+        Ok(Some(used + take))
+    }
+
+    /// Appends payload bytes of the frame in progress (never more than it announced), growing
+    /// the buffer by doubling but never past the announced length.
+    fn append(&mut self, bytes: &[u8]) {
+        let needed = self.buf.len() + bytes.len();
+        if needed > self.buf.capacity() {
+            let want = self.want.unwrap_or(needed);
+            let target = self
+                .buf
+                .capacity()
+                .saturating_mul(2)
+                .max(FIRST_CAPACITY)
+                .min(want)
+                .max(needed);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Begin assembling a frame whose header (`head`, unless already stored) announced
@@ -200,14 +301,11 @@ impl Decoder {
             }
         }
         self.want = Some(payload_len);
-        if self.buf.capacity() < payload_len {
-            // One allocation of exactly the announced size (the buffer is empty here).
-            self.buf = Vec::with_capacity(payload_len);
-        }
     }
 
     /// Forget the delivered frame, keeping a moderate buffer for the next one.
     fn reset(&mut self) {
+        self.release();
         self.head_len = 0;
         self.want = None;
         if self.buf.capacity() > KEEP_CAPACITY {
@@ -241,7 +339,9 @@ impl Decoder {
                     }
                 }
                 None => {
-                    self.hold(chunk);
+                    if !self.hold(chunk) {
+                        return Ok(0);
+                    }
                     return Ok(chunk.len());
                 }
             }
@@ -255,7 +355,9 @@ impl Decoder {
                     }
                 }
                 None => {
-                    self.hold(rest);
+                    if !self.hold(rest) {
+                        return Ok(pos);
+                    }
                     return Ok(chunk.len());
                 }
             }
@@ -264,8 +366,12 @@ impl Decoder {
     }
 
     /// Append delimiter-free bytes (the total staying within the maximum) to the message in
-    /// progress, growing the buffer geometrically but never past the maximum.
-    fn hold(&mut self, bytes: &[u8]) {
+    /// progress, growing the buffer geometrically but never past the maximum. False (nothing
+    /// appended) if the budget cannot cover them.
+    fn hold(&mut self, bytes: &[u8]) -> bool {
+        if !self.admit(bytes.len()) {
+            return false;
+        }
         let needed = self.buf.len() + bytes.len();
         if needed > self.buf.capacity() {
             let target = self
@@ -278,6 +384,7 @@ impl Decoder {
             self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.extend_from_slice(bytes);
+        true
     }
 }
 
@@ -292,22 +399,27 @@ mod tests {
     }
 
     #[test]
-    fn assembly_allocates_once_and_releases_large_buffers() {
+    fn assembly_grows_with_bytes_received_and_releases_large_buffers() {
         let codec = Codec::new(Framing::U32Be, 1 << 20).unwrap();
         let big = frame(&codec, &vec![7; 1 << 20]);
         let mut d = Decoder::new(codec);
         d.decode(&big[..3], |_| panic!()).unwrap();
         assert_eq!(d.buf.capacity(), 0); // header incomplete: nothing allocated
         d.decode(&big[3..10], |_| panic!()).unwrap();
-        assert_eq!(d.buf.capacity(), 1 << 20);
+        assert_eq!(d.buf.capacity(), FIRST_CAPACITY); // 1 MiB announced, 6 bytes received
         let mut seen = 0;
+        let mut received = 6;
         for chunk in big[10..].chunks(4096) {
             d.decode(chunk, |p| {
                 seen = p.len();
                 ControlFlow::Continue(())
             })
             .unwrap();
-            assert!(d.buf.capacity() == 1 << 20 || seen == 1 << 20);
+            received += chunk.len();
+            if seen == 0 {
+                assert!(d.buf.capacity() <= (2 * received).max(FIRST_CAPACITY));
+                assert!(d.buf.capacity() <= 1 << 20);
+            }
         }
         assert_eq!(seen, 1 << 20);
         assert_eq!(d.buf.capacity(), 0);
@@ -319,6 +431,105 @@ mod tests {
             .unwrap();
         assert_eq!(d.buf.capacity(), 1000);
         assert_eq!(d.buffered(), 0);
+    }
+
+    struct Wakes(std::sync::atomic::AtomicU32);
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn wakes() -> (Arc<Wakes>, Waker) {
+        let w = Arc::new(Wakes(Default::default()));
+        (w.clone(), Waker::from(w))
+    }
+
+    #[test]
+    fn budget_admits_whole_frames_and_wakes_the_waiting() {
+        let codec = Codec::new(Framing::U16Be, 1000).unwrap();
+        let budget = Arc::new(AssemblyBudget::new(1000));
+        let (wa, a_waker) = wakes();
+        let (wb, b_waker) = wakes();
+        let mut a = Decoder::with_budget(codec, budget.clone(), a_waker);
+        let mut b = Decoder::with_budget(codec, budget.clone(), b_waker);
+        let fa = frame(&codec, &[1; 700]);
+        let fb = frame(&codec, &[2; 400]);
+
+        // A frame inside one chunk needs no budget.
+        let mut n = 0;
+        b.decode(&fb, |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!((n, budget.used()), (1, 0));
+
+        assert_eq!(a.decode(&fa[..100], |_| panic!()).unwrap(), 100);
+        assert_eq!(budget.used(), 700);
+        // b: a small frame first (delivered from the chunk), then one the budget cannot cover:
+        // it stops in front of that one's header.
+        let mut chunk = frame(&codec, b"ok");
+        chunk.extend_from_slice(&fb[..50]);
+        let mut got = Vec::new();
+        let used = b
+            .decode(&chunk, |p| {
+                got.push(p.to_vec());
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!((used, got.len()), (4, 1));
+        assert!(b.waiting_for_budget());
+        assert_eq!(b.buffered(), 0);
+        assert_eq!(wb.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+        // a completes: its 700 bytes come back and b is woken.
+        let mut done = 0;
+        a.decode(&fa[100..], |p| {
+            done = p.len();
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!((done, budget.used()), (700, 0));
+        assert_eq!(wb.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(wa.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(b.decode(&chunk[used..], |_| panic!()).unwrap(), 50);
+        assert!(!b.waiting_for_budget());
+        assert_eq!(budget.used(), 400);
+
+        // A header split across chunks is admitted when it completes; dropping the decoder
+        // mid-frame returns its reservation.
+        let mut c = Decoder::with_budget(codec, budget.clone(), wakes().1);
+        assert_eq!(c.decode(&fa[..1], |_| panic!()).unwrap(), 1);
+        assert_eq!(c.decode(&fa[1..3], |_| panic!()).unwrap(), 0);
+        assert!(c.waiting_for_budget());
+        drop(b);
+        assert_eq!(budget.used(), 0);
+        assert_eq!(c.decode(&fa[1..3], |_| panic!()).unwrap(), 2);
+        assert_eq!(budget.used(), 700);
+        drop(c);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn budget_pays_for_delimited_bytes_as_they_arrive() {
+        let codec = Codec::new(Framing::Delimited(b'\n'), 10_000).unwrap();
+        let budget = Arc::new(AssemblyBudget::new(250));
+        let mut d = Decoder::with_budget(codec, budget.clone(), wakes().1);
+        assert_eq!(d.decode(&[b'x'; 200], |_| panic!()).unwrap(), 200);
+        assert_eq!(budget.used(), 200);
+        assert_eq!(d.decode(&[b'x'; 100], |_| panic!()).unwrap(), 0);
+        assert!(d.waiting_for_budget());
+        let mut n = 0;
+        assert_eq!(
+            d.decode(b"x\nyy", |p| {
+                n = p.len();
+                ControlFlow::Continue(())
+            })
+            .unwrap(),
+            4
+        );
+        assert_eq!((n, budget.used()), (201, 2));
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //! # Ok::<(), buffstreams::frame::FrameError>(())
 //! ```
 
+mod budget;
 mod buffstreams;
 mod decoder;
 mod delimited;
@@ -50,6 +51,7 @@ pub mod varint;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+pub use budget::AssemblyBudget;
 pub use decoder::Decoder;
 pub use error::FrameError;
 use fixed::Fixed;
@@ -86,6 +88,23 @@ pub enum Framing {
 }
 
 impl Framing {
+    /// The longest payload this framing's header can announce: 65 535 for `U16*`, `u32::MAX`
+    /// for `U32*`; `None` when the header sets no practical bound (64-bit, varint, BuffStreams,
+    /// delimited).
+    ///
+    /// ```
+    /// use buffstreams::Framing;
+    /// assert_eq!(Framing::U16Le.largest_len(), Some(65_535));
+    /// assert_eq!(Framing::Varint.largest_len(), None);
+    /// ```
+    pub const fn largest_len(self) -> Option<usize> {
+        match self {
+            Framing::U16Be | Framing::U16Le => Some(u16::MAX as usize),
+            Framing::U32Be | Framing::U32Le if usize::BITS > 32 => Some(u32::MAX as usize),
+            _ => None,
+        }
+    }
+
     #[inline]
     const fn fixed(self) -> Option<Fixed> {
         match self {

@@ -7,7 +7,7 @@ mod future;
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,13 @@ pub struct Writer {
     inner: Arc<WriterInner>,
 }
 
+/// [`WriterInner::outage`]: connected, or nothing logged yet.
+const OUTAGE_NONE: u8 = 0;
+/// The outage's start was logged.
+const OUTAGE_LOGGED: u8 = 1;
+/// The policy's giving up was logged (writes keep retrying, quietly).
+const OUTAGE_GAVE_UP: u8 = 2;
+
 struct WriterInner {
     addr: SocketAddr,
     codec: Codec,
@@ -70,6 +77,9 @@ struct WriterInner {
     current: Mutex<Option<ConnInfo>>,
     /// Failed attempts in the current outage.
     attempts: AtomicU32,
+    /// What was logged of the current outage: one event when it starts, one when it ends or
+    /// the policy gives up, never one per write.
+    outage: AtomicU8,
     me: Weak<WriterInner>,
     // Declared last: dropped after the queue's close command was sent.
     runtime: Runtime,
@@ -97,7 +107,7 @@ impl Writer {
     /// Fails if the first connection attempt fails, unless
     /// [`background_connect`](WriterConfig::background_connect) is set.
     pub fn dial_on(runtime: &Runtime, config: WriterConfig) -> Result<Writer, DialError> {
-        let codec = Codec::new(config.framing, config.max_message_size)?;
+        let codec = Codec::new(config.framing, config.max_len())?;
         let addr =
             resolve(&config.address).ok_or_else(|| DialError::Resolve(config.address.clone()))?;
         let core = runtime.core(runtime.core_for(&addr)).clone();
@@ -115,6 +125,7 @@ impl Writer {
             on_failed: config.on_failed,
             current: Mutex::new(None),
             attempts: AtomicU32::new(0),
+            outage: AtomicU8::new(OUTAGE_NONE),
             me: me.clone(),
             runtime: runtime.clone(),
         });
@@ -273,6 +284,7 @@ impl WriterInner {
         let (codec, addr, on_failed) = (self.codec, self.addr, self.on_failed.clone());
         self.sendq.set_on_down(Box::new(move || {
             if let Some(writer) = writer.upgrade() {
+                writer.outage_started();
                 writer.schedule_redial(Duration::ZERO);
             } else if let Some(sendq) = sendq.upgrade() {
                 let rest = sendq.give_up(Arc::new(ConnError::Io(std::io::Error::from(
@@ -339,15 +351,39 @@ impl WriterInner {
     fn reconnect(&self) -> Result<(), DialError> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Link::Down(err) = self.sendq.link() {
-            tracing::info!(addr = %self.addr, error = %err, "writer reconnecting");
+            tracing::debug!(addr = %self.addr, error = %err, "writer reconnecting");
             *current = Some(self.connect()?);
             self.attempts.store(0, Ordering::Relaxed);
+            self.outage_ended();
         }
         Ok(())
     }
 
+    /// The connection was lost: log it, once per outage.
+    fn outage_started(&self) {
+        let was = self.outage.swap(OUTAGE_LOGGED, Ordering::Relaxed);
+        if was == OUTAGE_NONE {
+            tracing::info!(addr = %self.addr, "writer lost its connection; reconnecting");
+        } else {
+            // A give-up already reported stays reported until the outage ends.
+            self.outage.store(was, Ordering::Relaxed);
+        }
+    }
+
+    /// Connected again: log the end of the outage, if its start was logged.
+    fn outage_ended(&self) {
+        if self.outage.swap(OUTAGE_NONE, Ordering::Relaxed) != OUTAGE_NONE {
+            tracing::info!(addr = %self.addr, "writer reconnected");
+        }
+    }
+
     fn give_up(&self, attempts: u32, err: DialError) {
-        tracing::warn!(addr = %self.addr, attempts, error = %err, "writer gave up reconnecting");
+        if self.outage.swap(OUTAGE_GAVE_UP, Ordering::Relaxed) != OUTAGE_GAVE_UP {
+            tracing::warn!(addr = %self.addr, attempts, error = %err,
+                "writer gave up reconnecting; writes retry the connection themselves");
+        } else {
+            tracing::debug!(addr = %self.addr, attempts, error = %err, "reconnecting failed again");
+        }
         let rest = self
             .sendq
             .give_up(Arc::new(ConnError::Io(std::io::Error::other(
@@ -425,7 +461,7 @@ impl Redial for WriterInner {
             Ok(info) => {
                 *current = Some(info);
                 self.attempts.store(0, Ordering::Relaxed);
-                tracing::info!(addr = %self.addr, "writer reconnected");
+                self.outage_ended();
                 Next::Done
             }
             Err(err) => {
