@@ -1,6 +1,7 @@
 //! Configuration of listeners and writers: builders with sensible defaults.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -9,7 +10,9 @@ use crate::conn::Conn;
 use crate::engine::session::ConnInfo;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, HandlerError};
-use crate::frame::Framing;
+use crate::frame::{AssemblyBudget, Framing};
+use crate::framed::watchdog::Timeouts;
+use crate::framed::SessionLimits;
 
 /// The default maximum message size: 8 MiB (as tokio-util's `LengthDelimitedCodec`).
 ///
@@ -44,6 +47,12 @@ pub const DEFAULT_SEND_QUEUE_BYTES: usize = 256 << 10;
 /// The default bound on bytes queued per accepted connection (allocated on its first write):
 /// 1 MiB.
 pub const DEFAULT_CONN_SEND_QUEUE_BYTES: usize = 1 << 20;
+
+/// The default [`ListenerConfig::partial_frame_budget`]: 64 MiB per listener.
+pub const DEFAULT_PARTIAL_FRAME_BUDGET: usize = 64 << 20;
+
+/// The default [`ListenerConfig::frame_timeout`]: 30 s.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A message handler: called on the owning core with each complete payload (borrowed from the
 /// kernel-filled receive buffer when the frame lies in one buffer) and the connection.
@@ -102,6 +111,9 @@ pub struct ListenerConfig {
     pub(crate) on_close: Option<CloseHookFn>,
     pub(crate) backlog: i32,
     pub(crate) send_queue_bytes: usize,
+    pub(crate) partial_frame_budget: usize,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) max_connections: Option<usize>,
 }
 
 impl ListenerConfig {
@@ -163,6 +175,12 @@ impl ListenerConfig {
             on_close: None,
             backlog: 1024,
             send_queue_bytes: DEFAULT_CONN_SEND_QUEUE_BYTES,
+            partial_frame_budget: DEFAULT_PARTIAL_FRAME_BUDGET,
+            timeouts: Timeouts {
+                idle: None,
+                frame: Some(DEFAULT_FRAME_TIMEOUT),
+            },
+            max_connections: None,
         }
     }
 
@@ -227,5 +245,76 @@ impl ListenerConfig {
     pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
         self.send_queue_bytes = bytes;
         self
+    }
+
+    /// The memory all of this listener's connections together may hold in partly received
+    /// frames (default [`DEFAULT_PARTIAL_FRAME_BUDGET`], 64 MiB; raised to the maximum message
+    /// size if smaller, so that every frame can be received).
+    ///
+    /// A frame that arrives whole in one receive buffer is delivered from it and costs nothing.
+    /// A frame split across receives is assembled, and its announced length is reserved from
+    /// this budget first (memory itself grows only with the bytes that arrive). When the budget
+    /// cannot cover it, that connection stops reading (TCP then slows its peer down) until
+    /// frames in progress on other connections complete or their connections close; frames
+    /// already admitted always complete. Per connection, besides its share of the budget, at
+    /// most about one receive buffer of received bytes waits while it is stopped.
+    ///
+    /// The [`frame_timeout`](ListenerConfig::frame_timeout) bounds how long a peer can hold
+    /// budget without finishing its frame.
+    pub fn partial_frame_budget(mut self, bytes: usize) -> Self {
+        self.partial_frame_budget = bytes;
+        self
+    }
+
+    /// Close connections that receive nothing for `timeout` with
+    /// [`CloseReason::IdleTimeout`] (counted in [`CoreStats::idle_timeouts`]).
+    ///
+    /// Default: none. Long-lived connections that stay quiet between bursts are normal for
+    /// message streams (and Go BuffStreams had no such limit), so turning it on is the
+    /// application's call. Time spent with reading stopped by this side (a full channel, a
+    /// short budget) does not count. Checked every 50 ms.
+    ///
+    /// [`CoreStats::idle_timeouts`]: crate::CoreStats::idle_timeouts
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeouts.idle = timeout.into();
+        self
+    }
+
+    /// Close connections that start a frame and do not finish it within `timeout` with
+    /// [`CloseReason::FrameTimeout`] (counted in [`CoreStats::frame_timeouts`]); `None` turns it
+    /// off.
+    ///
+    /// Default: [`DEFAULT_FRAME_TIMEOUT`] (30 s). On by default because a peer that trickles a
+    /// frame holds memory of the listener's [`partial_frame_budget`](Self::partial_frame_budget)
+    /// that others are waiting for; 30 s lets an 8 MiB frame through a link of about 300 KB/s.
+    /// Time spent with reading stopped by this side does not count. Checked every 50 ms.
+    ///
+    /// [`CoreStats::frame_timeouts`]: crate::CoreStats::frame_timeouts
+    pub fn frame_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeouts.frame = timeout.into();
+        self
+    }
+
+    /// At most `max` connections open at once on this listener, across all its cores.
+    /// Connections over it are accepted and closed at once (the peer sees its connection
+    /// closed), counted in [`CoreStats::refused`], with at most one `tracing` warning per
+    /// second. Existing connections are unaffected.
+    ///
+    /// Default: no cap (the process's descriptor limit, `RLIMIT_NOFILE`, is the bound then).
+    ///
+    /// [`CoreStats::refused`]: crate::CoreStats::refused
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// The per-connection limits this configuration asks for, for messages of up to `max`.
+    pub(crate) fn session_limits(&self, max: usize) -> SessionLimits {
+        SessionLimits {
+            budget: Some(Arc::new(AssemblyBudget::new(
+                self.partial_frame_budget.max(max),
+            ))),
+            timeouts: self.timeouts,
+        }
     }
 }

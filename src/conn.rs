@@ -1,21 +1,17 @@
-//! A connection: the handle users write back through, and the framed session that runs on the
-//! owning core (decoding received bytes and calling the user's handler).
+//! A connection: the handle users write back through (the session that reads it lives in
+//! [`crate::framed`]).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::task::{Wake, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::channel::{ChannelSender, Message};
-use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::engine::send::{FrameIndex, Link, PushError, SendQueue};
-use crate::engine::session::{ConnInfo, Delivered, Session};
-use crate::error::{CloseReason, ConnError, WriteError};
-use crate::frame::{Codec, Decoder, Frame, Parse};
+use crate::engine::session::ConnInfo;
+use crate::error::{CloseReason, WriteError};
+use crate::frame::{Codec, Frame, Parse};
 
 /// A connection as seen by a message handler, cloneable to write from any thread later.
 ///
@@ -143,6 +139,22 @@ impl Conn {
         self.inner.sendq.request_resume();
     }
 
+    /// A waker that makes the owning core read this connection again (its session stopped
+    /// reading and can take more now). Holds the connection weakly.
+    pub(crate) fn resume_waker(&self) -> Waker {
+        Waker::from(Arc::new(ResumeOnWake(Arc::downgrade(&self.inner.sendq))))
+    }
+
+    /// The connection's codec.
+    pub(crate) fn codec(&self) -> &Codec {
+        &self.inner.codec
+    }
+
+    /// Closes the send queue and returns what it held, split back into messages.
+    pub(crate) fn take_unsent(&self) -> Vec<Bytes> {
+        split_frames(&self.inner.codec, self.inner.sendq.close())
+    }
+
     /// Sends what is queued, then closes the connection. Returns at once.
     pub fn close(&self) {
         self.inner.sendq.request_close(false, false);
@@ -158,6 +170,17 @@ impl Conn {
 pub(crate) enum Enqueue {
     Frame(crate::error::FrameError),
     Push(PushError),
+}
+
+/// Wakes a paused connection: its core resumes reading it (nothing if it is gone).
+struct ResumeOnWake(Weak<SendQueue>);
+
+impl Wake for ResumeOnWake {
+    fn wake(self: Arc<Self>) {
+        if let Some(sendq) = self.0.upgrade() {
+            sendq.request_resume();
+        }
+    }
 }
 
 impl From<Enqueue> for WriteError {
@@ -242,308 +265,3 @@ pub(crate) fn split_frames(codec: &Codec, mut frames: BytesMut) -> Vec<Bytes> {
 
 /// Called when a connection ends, with the messages that were queued but never sent.
 pub(crate) type CloseHook = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
-
-/// The session every connection runs: decode frames in place and hand each to the handler, or
-/// to a channel (pausing the connection while the channel is full).
-pub(crate) struct FramedSession {
-    decoder: Decoder,
-    conn: Conn,
-    sink: Sink,
-    policy: HandlerErrorPolicy,
-    on_close: Option<CloseHook>,
-}
-
-/// Where decoded messages go.
-enum Sink {
-    /// Called with each message on the owning core (or nothing: messages are dropped).
-    Handler(Option<MessageHandler>),
-    /// Queued on a bounded channel.
-    Channel(ChannelSink),
-}
-
-/// Per-connection state of channel delivery.
-struct ChannelSink {
-    sender: ChannelSender,
-    /// The channel was full: the connection waits for `resume`.
-    paused: bool,
-    /// Received bytes not yet decoded because the channel was full: the rest of the chunk that
-    /// filled it, then the chunks already in flight when reading stopped, each kept at its
-    /// exact size (no copying as it grows, no slack).
-    backlog: VecDeque<Vec<u8>>,
-    /// Bytes of the backlog's first chunk already decoded.
-    backlog_head: usize,
-    /// The batch being decoded (kept to reuse its allocation).
-    batch: Vec<Message>,
-    /// Every receiver is gone and that was logged.
-    warned: bool,
-}
-
-impl FramedSession {
-    pub(crate) fn new(
-        conn: Conn,
-        handler: Option<MessageHandler>,
-        policy: HandlerErrorPolicy,
-        on_close: Option<CloseHook>,
-    ) -> FramedSession {
-        FramedSession {
-            decoder: Decoder::new(conn.inner.codec),
-            conn,
-            sink: Sink::Handler(handler),
-            policy,
-            on_close,
-        }
-    }
-
-    /// A session that queues every message on `sender`'s channel. `policy` says what to do
-    /// once every receiver is gone (discard and log, or close).
-    pub(crate) fn with_channel(
-        conn: Conn,
-        sender: ChannelSender,
-        policy: HandlerErrorPolicy,
-        on_close: Option<CloseHook>,
-    ) -> FramedSession {
-        FramedSession {
-            decoder: Decoder::new(conn.inner.codec),
-            conn,
-            sink: Sink::Channel(ChannelSink {
-                sender,
-                paused: false,
-                backlog: VecDeque::new(),
-                backlog_head: 0,
-                batch: Vec::new(),
-                warned: false,
-            }),
-            policy,
-            on_close,
-        }
-    }
-}
-
-fn call_handler(
-    decoder: &mut Decoder,
-    handler: Option<&MessageHandler>,
-    conn: &Conn,
-    policy: HandlerErrorPolicy,
-    data: &[u8],
-) -> Result<Delivered, ConnError> {
-    let mut count = 0u64;
-    let mut failure = None;
-    decoder.decode(data, |msg| {
-        count += 1;
-        let Some(handler) = handler else {
-            return ControlFlow::Continue(());
-        };
-        match catch_unwind(AssertUnwindSafe(|| handler(msg, conn))) {
-            Ok(Ok(())) => ControlFlow::Continue(()),
-            Ok(Err(err)) => match policy {
-                HandlerErrorPolicy::LogAndContinue => {
-                    tracing::warn!(conn = conn.id(), error = %err, "message handler failed");
-                    ControlFlow::Continue(())
-                }
-                HandlerErrorPolicy::Close => {
-                    failure = Some(ConnError::Handler(err.into_inner()));
-                    ControlFlow::Break(())
-                }
-            },
-            Err(_) => {
-                failure = Some(ConnError::HandlerPanic);
-                ControlFlow::Break(())
-            }
-        }
-    })?;
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(Delivered {
-            messages: count,
-            paused: false,
-        }),
-    }
-}
-
-impl ChannelSink {
-    /// Bytes arrived: decode them into the channel, or keep them if paused.
-    fn on_data(
-        &mut self,
-        decoder: &mut Decoder,
-        conn: &Conn,
-        policy: HandlerErrorPolicy,
-        data: &[u8],
-    ) -> Result<Delivered, ConnError> {
-        if self.paused {
-            // In flight when reading stopped: keep it for `resume`.
-            if !data.is_empty() {
-                self.backlog.push_back(data.to_vec());
-            }
-            return Ok(Delivered {
-                messages: 0,
-                paused: true,
-            });
-        }
-        let (used, messages) = self.feed(decoder, conn, policy, data)?;
-        if self.paused {
-            if let Some(rest) = data.get(used..).filter(|rest| !rest.is_empty()) {
-                self.backlog.push_back(rest.to_vec());
-            }
-        }
-        Ok(Delivered {
-            messages,
-            paused: self.paused,
-        })
-    }
-
-    /// The channel has room: feed the backlog through the decoder (pausing again if it fills).
-    fn resume(
-        &mut self,
-        decoder: &mut Decoder,
-        conn: &Conn,
-        policy: HandlerErrorPolicy,
-    ) -> Result<Delivered, ConnError> {
-        if !self.paused {
-            return Ok(Delivered::default());
-        }
-        self.paused = false;
-        let mut backlog = std::mem::take(&mut self.backlog);
-        let mut head = self.backlog_head;
-        let mut messages = 0;
-        while let Some(chunk) = backlog.front() {
-            let (used, delivered) =
-                self.feed(decoder, conn, policy, chunk.get(head..).unwrap_or_default())?;
-            messages += delivered;
-            head += used;
-            if head >= chunk.len() {
-                backlog.pop_front();
-                head = 0;
-            }
-            if self.paused {
-                break;
-            }
-        }
-        self.backlog = backlog;
-        self.backlog_head = head;
-        Ok(Delivered {
-            messages,
-            paused: self.paused,
-        })
-    }
-
-    /// Decodes `data` into the channel, a batch at a time within the room reserved for it, until
-    /// the data is used up or the channel is full (then `self.paused` is set). Returns the bytes
-    /// used and the messages queued.
-    fn feed(
-        &mut self,
-        decoder: &mut Decoder,
-        conn: &Conn,
-        policy: HandlerErrorPolicy,
-        data: &[u8],
-    ) -> Result<(usize, u64), ConnError> {
-        let mut pos = 0;
-        let mut messages = 0u64;
-        loop {
-            let rest = data.get(pos..).unwrap_or_default();
-            let Some(room) = self.sender.reserve() else {
-                return self
-                    .discard(decoder, conn, policy, rest)
-                    .map(|n| (data.len(), messages + n));
-            };
-            let mut batch = std::mem::take(&mut self.batch);
-            let decoded = decoder.decode(rest, |payload| {
-                batch.push(Message {
-                    payload: Bytes::copy_from_slice(payload),
-                    conn: conn.clone(),
-                });
-                if batch.len() >= room {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            });
-            messages += batch.len() as u64;
-            // Messages decoded before a corrupt frame are delivered, as with a handler.
-            let full = self.sender.commit(&mut batch, room, conn);
-            self.batch = batch;
-            pos += decoded?;
-            if full {
-                self.paused = true;
-                return Ok((pos, messages));
-            }
-            if pos >= data.len() {
-                return Ok((data.len(), messages));
-            }
-        }
-    }
-
-    /// Every receiver is gone: decode and drop `data`, or fail under [`HandlerErrorPolicy::Close`].
-    fn discard(
-        &mut self,
-        decoder: &mut Decoder,
-        conn: &Conn,
-        policy: HandlerErrorPolicy,
-        data: &[u8],
-    ) -> Result<u64, ConnError> {
-        let mut count = 0u64;
-        decoder.decode(data, |_| {
-            count += 1;
-            ControlFlow::Continue(())
-        })?;
-        if count > 0 {
-            if policy == HandlerErrorPolicy::Close {
-                return Err(ConnError::Handler(
-                    "every MessageReceiver was dropped: nobody takes the messages".into(),
-                ));
-            }
-            if !self.warned {
-                self.warned = true;
-                tracing::warn!(
-                    conn = conn.id(),
-                    "every MessageReceiver was dropped: discarding this connection's messages"
-                );
-            }
-        }
-        Ok(count)
-    }
-}
-
-impl Session for FramedSession {
-    fn on_data(&mut self, data: &[u8]) -> Result<Delivered, ConnError> {
-        match &mut self.sink {
-            Sink::Handler(handler) => call_handler(
-                &mut self.decoder,
-                handler.as_ref(),
-                &self.conn,
-                self.policy,
-                data,
-            ),
-            Sink::Channel(sink) => sink.on_data(&mut self.decoder, &self.conn, self.policy, data),
-        }
-    }
-
-    fn resume(&mut self) -> Result<Delivered, ConnError> {
-        match &mut self.sink {
-            Sink::Handler(_) => Ok(Delivered::default()),
-            Sink::Channel(sink) => sink.resume(&mut self.decoder, &self.conn, self.policy),
-        }
-    }
-
-    fn on_eof(&mut self) -> Result<(), ConnError> {
-        self.decoder.finish().map_err(ConnError::from)
-    }
-
-    fn on_close(self: Box<Self>, reason: &CloseReason) {
-        if let CloseReason::Error(err) = reason {
-            tracing::info!(conn = self.conn.id(), peer = %self.conn.peer_addr(), error = %err,
-                "connection closed with an error");
-        } else {
-            tracing::debug!(conn = self.conn.id(), %reason, "connection closed");
-        }
-        if let Sink::Channel(sink) = &self.sink {
-            // Closed while paused: it no longer waits for room. Messages it already queued stay
-            // queued for the receiver.
-            sink.sender.forget(self.conn.id());
-        }
-        if let Some(hook) = &self.on_close {
-            // An accepted connection is never reused: what is still queued comes back here.
-            let unsent = split_frames(&self.conn.inner.codec, self.conn.inner.sendq.close());
-            hook(&self.conn.inner.info, reason, unsent);
-        }
-    }
-}

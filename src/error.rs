@@ -210,6 +210,12 @@ pub enum CloseReason {
     Local,
     /// Closed because of an error.
     Error(Arc<ConnError>),
+    /// No byte arrived for this long (the listener's
+    /// [`idle_timeout`](crate::ListenerConfig::idle_timeout)).
+    IdleTimeout(Duration),
+    /// A frame was started and not finished within this long (the listener's
+    /// [`frame_timeout`](crate::ListenerConfig::frame_timeout)).
+    FrameTimeout(Duration),
 }
 
 impl fmt::Display for CloseReason {
@@ -218,6 +224,8 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerClosed => f.write_str("closed by peer"),
             CloseReason::Local => f.write_str("closed locally"),
             CloseReason::Error(e) => write!(f, "error: {e}"),
+            CloseReason::IdleTimeout(t) => write!(f, "nothing received for {t:?}"),
+            CloseReason::FrameTimeout(t) => write!(f, "a frame was not finished within {t:?}"),
         }
     }
 }

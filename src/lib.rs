@@ -49,7 +49,9 @@ mod conn;
 mod engine;
 pub mod error;
 pub mod frame;
+mod framed;
 mod listener;
+mod log_limit;
 mod manager;
 mod writer;
 

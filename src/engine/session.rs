@@ -4,9 +4,10 @@
 //! codec and the user's handler) turns received bytes into messages. The engine never sees a
 //! frame format.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::engine::core::{next_conn_id, CoreShared};
 use crate::engine::send::SendQueue;
@@ -39,25 +40,29 @@ pub(crate) struct Delivered {
 
 impl ConnInfo {
     /// The identity of a socket a listener on `core` just accepted, giving it a new id; `peer`
-    /// when accept already reported it. `None` if the peer already went away (then nothing was
-    /// received and nothing is owed).
-    pub(crate) fn accepted(
-        fd: &OwnedFd,
-        peer: Option<SocketAddr>,
-        core: usize,
-    ) -> Option<ConnInfo> {
+    /// when accept already reported it.
+    ///
+    /// A connection reset before this runs has no peer address any more (io_uring's multishot
+    /// accept does not report it, and `getpeername` then fails): its `peer` is the unspecified
+    /// address of `local`'s family, port 0. It is still accepted and counted, and its first
+    /// receive reports the reset, as on epoll.
+    pub(crate) fn accepted(fd: &OwnedFd, peer: Option<SocketAddr>, core: usize) -> ConnInfo {
         let sock = socket2::SockRef::from(fd);
-        let peer = match peer {
-            Some(peer) => peer,
-            None => sock.peer_addr().ok()?.as_socket()?,
+        let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+        let peer = peer.or_else(|| sock.peer_addr().ok().and_then(|a| a.as_socket()));
+        let unspecified = |like: Option<SocketAddr>| {
+            let ip = match like {
+                Some(SocketAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            };
+            SocketAddr::new(ip, 0)
         };
-        let local = sock.local_addr().ok()?.as_socket()?;
-        Some(ConnInfo {
+        ConnInfo {
             id: next_conn_id(),
-            peer,
-            local,
+            peer: peer.unwrap_or_else(|| unspecified(local)),
+            local: local.unwrap_or_else(|| unspecified(peer)),
             core,
-        })
+        }
     }
 }
 
@@ -76,12 +81,32 @@ pub(crate) trait Session: Send {
     /// The peer closed its side. Returns an error if that cut a message short.
     fn on_eof(&mut self) -> Result<(), ConnError>;
 
+    /// The core's periodic tick (about every [`TICK`], only for connections of listeners whose
+    /// [`Acceptor::ticks`] is true): returns why to close the connection, if it should.
+    fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
+        let _ = now;
+        None
+    }
+
     /// The connection is gone and its queue detached (called once, last).
     fn on_close(self: Box<Self>, reason: &CloseReason);
 }
 
+/// How often the cores tick sessions that asked for it.
+pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Builds the session and queue for each connection a listener accepts.
 pub(crate) trait Acceptor: Send + Sync {
-    /// A connection was accepted on `core`.
-    fn open(&self, info: ConnInfo, core: &Arc<CoreShared>) -> (Arc<SendQueue>, Box<dyn Session>);
+    /// A connection was accepted on `core`; `None` refuses it (the core closes it at once and
+    /// counts it in [`CoreStats::refused`](crate::CoreStats::refused)).
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &Arc<CoreShared>,
+    ) -> Option<(Arc<SendQueue>, Box<dyn Session>)>;
+
+    /// Whether this listener's sessions want [`Session::on_tick`].
+    fn ticks(&self) -> bool {
+        false
+    }
 }

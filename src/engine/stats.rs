@@ -1,6 +1,10 @@
 //! Per-core counters: kept in plain integers by the core and published once per loop turn.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::error::{CloseReason, ConnError};
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
@@ -41,6 +45,13 @@ counters! {
     connections,
     /// Connections closed with an error (bad frame, socket error, handler failure).
     conn_errors,
+    /// Connections closed by the listener's idle timeout.
+    idle_timeouts,
+    /// Connections closed by the listener's frame timeout.
+    frame_timeouts,
+    /// Connections accepted over the listener's `max_connections` and closed at once (not in
+    /// `accepted`).
+    refused,
     /// Messages delivered to handlers.
     messages_received,
     /// Payload and framing bytes received.
@@ -59,4 +70,31 @@ counters! {
     enters,
     /// Loop turns.
     turns,
+}
+
+impl CoreStats {
+    /// Counts a connection that ended for `reason`; returns the error its send queue reports to
+    /// later writes (`None`: plainly closed).
+    pub(crate) fn count_close(&mut self, reason: &CloseReason) -> Option<Arc<ConnError>> {
+        self.connections = self.connections.saturating_sub(1);
+        match reason {
+            CloseReason::Error(err) => {
+                self.conn_errors += 1;
+                Some(err.clone())
+            }
+            CloseReason::PeerClosed => Some(Arc::new(ConnError::Io(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the peer closed the connection",
+            )))),
+            CloseReason::IdleTimeout(_) => {
+                self.idle_timeouts += 1;
+                None
+            }
+            CloseReason::FrameTimeout(_) => {
+                self.frame_timeouts += 1;
+                None
+            }
+            CloseReason::Local => None,
+        }
+    }
 }

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{
-    HandlerErrorPolicy, MessageHandler, DEFAULT_SEND_QUEUE_BYTES,
-};
+use crate::config::{HandlerErrorPolicy, MessageHandler, DEFAULT_SEND_QUEUE_BYTES};
 use crate::conn::Conn;
 use crate::engine::RuntimeConfig;
 use crate::error::{Failed, HandlerError};

@@ -18,7 +18,7 @@ pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
 
 use crate::config::{HandlerErrorPolicy, MessageHandler};
-use crate::conn::{split_frames, Conn, FramedSession};
+use crate::conn::{split_frames, Conn};
 use crate::engine::core::{next_conn_id, CoreShared};
 use crate::engine::dialer::{Next, Redial};
 use crate::engine::send::{Link, PushError, SendQueue};
@@ -28,6 +28,7 @@ use crate::error::{
     CloseReason, ConnError, DialError, FailReason, Failed, TryWriteError, Unsent, WriteError,
 };
 use crate::frame::Codec;
+use crate::framed::{Deliver, FramedSession, SessionLimits};
 use crate::listener::resolve;
 use config::FailedHandler;
 
@@ -333,7 +334,13 @@ impl WriterInner {
             core: self.core.index(),
         };
         let conn = Conn::new(info, self.codec, self.sendq.clone());
-        let session = FramedSession::new(conn, self.handler.clone(), self.policy, None);
+        let session = FramedSession::new(
+            conn,
+            Deliver::Handler(self.handler.clone()),
+            self.policy,
+            None,
+            SessionLimits::default(),
+        );
         self.sendq.relink();
         if !self.core.adopt(
             OwnedFd::from(stream),

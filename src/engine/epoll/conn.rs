@@ -244,18 +244,7 @@ impl Core {
         if c.queued {
             self.ready.retain(|&s| s != slot);
         }
-        self.local.connections = self.local.connections.saturating_sub(1);
-        let err = match &reason {
-            CloseReason::Error(err) => {
-                self.local.conn_errors += 1;
-                Some(err.clone())
-            }
-            CloseReason::PeerClosed => Some(Arc::new(ConnError::Io(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "the peer closed the connection",
-            )))),
-            CloseReason::Local => None,
-        };
+        let err = self.local.count_close(&reason);
         let ConnSlot {
             fd,
             registered,

@@ -27,7 +27,7 @@ use crate::engine::epoll::listener::ListenerSlot;
 use crate::engine::epoll::sys;
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::SendQueue;
-use crate::engine::session::{Acceptor, Session};
+use crate::engine::session::{Acceptor, Session, TICK};
 use crate::engine::stats::CoreStats;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, StartError};
@@ -62,6 +62,8 @@ pub(crate) struct Core {
     pub(super) local: CoreStats,
     /// Chunks a send finished with, on their way back to their queue.
     pub(super) done: Vec<Chunk>,
+    /// When sessions are ticked next (while a listener wants ticks).
+    next_tick: Instant,
 }
 
 impl Driver for Core {
@@ -87,6 +89,7 @@ impl Driver for Core {
             ready: Vec::new(),
             serving: Vec::new(),
             stopping: None,
+            next_tick: Instant::now(),
         })
     }
 
@@ -226,17 +229,35 @@ impl Core {
         }
     }
 
-    /// Runs due timers (accept retries, the shutdown deadline); returns when the next is due.
+    /// Runs due timers (accept retries, session ticks, the shutdown deadline); returns when the
+    /// next is due.
     fn run_timers(&mut self) -> Option<Instant> {
         let any_retry = self
             .listeners
             .iter()
             .flatten()
             .any(|l| l.retry_at.is_some());
-        if !any_retry && self.stopping.is_none() {
+        let ticking = self
+            .listeners
+            .iter()
+            .flatten()
+            .any(|l| l.ticks && l.closing.is_none());
+        if !any_retry && !ticking && self.stopping.is_none() {
             return None;
         }
         let now = Instant::now();
+        if ticking && now >= self.next_tick {
+            self.next_tick = now + TICK;
+            for slot in 0..self.conns.len() as u32 {
+                let reason = match &mut self.conns[slot as usize] {
+                    Some(c) => c.session.on_tick(now),
+                    None => None,
+                };
+                if let Some(reason) = reason {
+                    self.close_conn(slot, reason);
+                }
+            }
+        }
         for slot in 0..self.listeners.len() as u32 {
             let due = match &mut self.listeners[slot as usize] {
                 Some(l) if l.retry_at.is_some_and(|at| at <= now) => {
@@ -262,6 +283,7 @@ impl Core {
             .flatten()
             .filter_map(|l| l.retry_at)
             .chain(self.stopping)
+            .chain(ticking.then_some(self.next_tick))
             .min()
     }
 
@@ -313,6 +335,7 @@ impl Commands for Core {
             tracing::error!(core = self.shared.index(), %err, "cannot register a listening socket");
             return false;
         }
+        let acceptor_ticks = acceptor.ticks();
         self.listeners[slot] = Some(ListenerSlot {
             id,
             fd,
@@ -320,6 +343,7 @@ impl Commands for Core {
             retry_at: None,
             closing: None,
             conns: 0,
+            ticks: acceptor_ticks,
         });
         self.accept_all(slot as u32);
         true

@@ -27,6 +27,8 @@ pub(super) struct ListenerSlot {
     pub(super) closing: Option<Option<SyncSender<()>>>,
     /// Connections accepted here and still open.
     pub(super) conns: usize,
+    /// Its sessions want the periodic tick (timeouts).
+    pub(super) ticks: bool,
 }
 
 impl Core {
@@ -71,13 +73,13 @@ impl Core {
         let Some(Some(l)) = self.listeners.get_mut(lslot as usize) else {
             return;
         };
-        let Some(info) = ConnInfo::accepted(&fd, peer, self.shared.index()) else {
-            return;
+        let info = ConnInfo::accepted(&fd, peer, self.shared.index());
+        let Some((sendq, session)) = l.acceptor.open(info, &self.shared) else {
+            self.local.refused += 1;
+            return; // dropping `fd` closes it
         };
         l.conns += 1;
-        let acceptor = l.acceptor.clone();
         self.local.accepted += 1;
-        let (sendq, session) = acceptor.open(info, &self.shared);
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
         self.insert_conn(fd, sendq, session, Some(lslot), false);
     }

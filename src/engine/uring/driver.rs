@@ -13,7 +13,7 @@ use crate::engine::core::{dispatch, run_deferred, Commands, CoreShared, Driver};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::outbox::Outbox;
 use crate::engine::send::SendQueue;
-use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::engine::session::{Acceptor, ConnInfo, Session, TICK};
 use crate::engine::stats::CoreStats;
 use crate::engine::uring::bufring::BufRing;
 use crate::engine::uring::build_ring;
@@ -35,7 +35,8 @@ fn user_data(op: u64, slot: u32) -> u64 {
 /// `IORING_ENTER_GETEVENTS` (the crate keeps its `sys` module private).
 const IORING_ENTER_GETEVENTS: u32 = 1;
 
-const TIMER_PERIOD: Duration = Duration::from_millis(50);
+/// The timer's period: the session tick, accept retries, the shutdown deadline.
+const TIMER_PERIOD: Duration = TICK;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 struct ListenerSlot {
@@ -46,6 +47,8 @@ struct ListenerSlot {
     retry_at: Option<Instant>,
     closing: Option<Option<SyncSender<()>>>,
     conns: usize,
+    /// Its sessions want the periodic tick (timeouts).
+    ticks: bool,
 }
 
 struct ConnSlot {
@@ -539,19 +542,8 @@ impl Core {
             return;
         };
         self.free_conns.push(slot);
-        self.local.connections = self.local.connections.saturating_sub(1);
         let reason = c.closing.unwrap_or(CloseReason::Local);
-        let err = match &reason {
-            CloseReason::Error(err) => {
-                self.local.conn_errors += 1;
-                Some(err.clone())
-            }
-            CloseReason::PeerClosed => Some(Arc::new(ConnError::Io(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "the peer closed the connection",
-            )))),
-            CloseReason::Local => None,
-        };
+        let err = self.local.count_close(&reason);
         c.sendq.detach(&mut c.out, err, c.reconnectable);
         drop(c.fd);
         if let Some(session) = c.session {
@@ -572,13 +564,13 @@ impl Core {
         let Some(Some(l)) = self.listeners.get_mut(lslot as usize) else {
             return;
         };
-        let Some(info) = ConnInfo::accepted(&fd, None, self.shared.index()) else {
-            return;
+        let info = ConnInfo::accepted(&fd, None, self.shared.index());
+        let Some((sendq, session)) = l.acceptor.open(info, &self.shared) else {
+            self.local.refused += 1;
+            return; // dropping `fd` closes it
         };
         l.conns += 1;
-        let acceptor = l.acceptor.clone();
         self.local.accepted += 1;
-        let (sendq, session) = acceptor.open(info, &self.shared);
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
         self.insert_conn(fd, sendq, session, Some(lslot), false);
     }
@@ -819,6 +811,25 @@ impl Core {
                 self.arm_accept(slot);
             }
         }
+        let ticking = self
+            .listeners
+            .iter()
+            .flatten()
+            .any(|l| l.ticks && l.closing.is_none());
+        if ticking {
+            again = true;
+            for slot in 0..self.conns.len() as u32 {
+                let reason = match &mut self.conns[slot as usize] {
+                    Some(c) if c.closing.is_none() => {
+                        c.session.as_mut().and_then(|s| s.on_tick(now))
+                    }
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    self.close_conn(slot, reason);
+                }
+            }
+        }
         if let Some(deadline) = self.stopping {
             if now >= deadline {
                 for slot in 0..self.conns.len() as u32 {
@@ -847,6 +858,7 @@ impl Commands for Core {
                 self.listeners.len() - 1
             }
         };
+        let ticks = acceptor.ticks();
         self.listeners[slot] = Some(ListenerSlot {
             id,
             fd,
@@ -855,8 +867,12 @@ impl Commands for Core {
             retry_at: None,
             closing: None,
             conns: 0,
+            ticks,
         });
         self.arm_accept(slot as u32);
+        if ticks {
+            self.arm_timer();
+        }
         true
     }
 

@@ -1,5 +1,7 @@
 //! A listener: one `SO_REUSEPORT` socket per core on the same address; each core accepts and
-//! owns its connections for their whole life.
+//! owns its connections for their whole life. `acceptor` builds each connection's session.
+
+mod acceptor;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -10,15 +12,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use bytes::Bytes;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::channel::{ChannelSender, ChannelSource};
-use crate::config::{Delivery, HandlerErrorPolicy, ListenerConfig, MessageHandler};
-use crate::conn::{CloseHook, Conn, FramedSession};
-use crate::engine::core::CoreShared;
-use crate::engine::send::SendQueue;
-use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::channel::ChannelSender;
+use crate::config::{Delivery, ListenerConfig};
+use crate::conn::{CloseHook, Conn};
+use crate::engine::session::{Acceptor, ConnInfo};
 use crate::engine::{CoreStats, Runtime};
 use crate::error::{CloseReason, FrameError, ListenError, WriteError};
 use crate::frame::Codec;
+use crate::log_limit::LogLimit;
+
+use self::acceptor::{FramedAcceptor, Sink};
 
 /// A running listener. Cheap to clone: one clone can [`wait`](Listener::wait) while another
 /// [`close`](Listener::close)s. Dropping the last clone closes it.
@@ -108,45 +111,6 @@ impl std::fmt::Debug for Listener {
     }
 }
 
-/// Where an acceptor's sessions deliver messages.
-enum Sink {
-    Handler(MessageHandler),
-    Channel(ChannelSource),
-}
-
-struct FramedAcceptor {
-    codec: Codec,
-    sink: Sink,
-    policy: HandlerErrorPolicy,
-    /// The user's close hook, preceded by removal from `registry`.
-    on_close: CloseHook,
-    send_queue_bytes: usize,
-    registry: Arc<Registry>,
-}
-
-impl Acceptor for FramedAcceptor {
-    fn open(&self, info: ConnInfo, core: &Arc<CoreShared>) -> (Arc<SendQueue>, Box<dyn Session>) {
-        let sendq = SendQueue::new(
-            core.clone(),
-            self.send_queue_bytes,
-            Box::new(self.codec),
-            false,
-        );
-        let conn = Conn::new(info, self.codec, sendq.clone());
-        self.registry.lock().insert(info.id, conn.clone());
-        let on_close = Some(self.on_close.clone());
-        let session = match &self.sink {
-            Sink::Handler(handler) => {
-                FramedSession::new(conn, Some(handler.clone()), self.policy, on_close)
-            }
-            Sink::Channel(source) => {
-                FramedSession::with_channel(conn, source.sender(), self.policy, on_close)
-            }
-        };
-        (sendq, Box::new(session))
-    }
-}
-
 fn log_unsent(info: &ConnInfo, _reason: &CloseReason, unsent: Vec<Bytes>) {
     if !unsent.is_empty() {
         tracing::warn!(
@@ -225,6 +189,9 @@ impl Listener {
             on_close,
             send_queue_bytes: config.send_queue_bytes,
             registry: registry.clone(),
+            limits: config.session_limits(codec.max_message_size()),
+            max_connections: config.max_connections,
+            refused_log: LogLimit::default(),
         });
         let id = next_listener_id();
         let mut acks = Vec::with_capacity(sockets.len());

@@ -1,0 +1,115 @@
+//! Delivery to a bounded channel: messages are copied out as `Bytes` and queued in batches.
+
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+
+use crate::channel::{ChannelSender, Message};
+use crate::config::HandlerErrorPolicy;
+use crate::conn::Conn;
+use crate::error::ConnError;
+use crate::frame::Decoder;
+
+use super::Fed;
+
+/// Per-connection state of channel delivery.
+pub(super) struct ChannelSink {
+    pub(super) sender: ChannelSender,
+    /// The batch being decoded (kept to reuse its allocation).
+    batch: Vec<Message>,
+    /// Every receiver is gone and that was logged.
+    warned: bool,
+}
+
+impl ChannelSink {
+    pub(super) fn new(sender: ChannelSender) -> ChannelSink {
+        ChannelSink {
+            sender,
+            batch: Vec::new(),
+            warned: false,
+        }
+    }
+
+    /// Decodes `data` into the channel, a batch at a time within the room reserved for it, until
+    /// the data is used up, the channel is full (`full`: the channel resumes the connection when
+    /// it has room), or the decoder's budget is short.
+    pub(super) fn feed(
+        &mut self,
+        decoder: &mut Decoder,
+        conn: &Conn,
+        policy: HandlerErrorPolicy,
+        data: &[u8],
+    ) -> Result<Fed, ConnError> {
+        let mut pos = 0;
+        let mut messages = 0u64;
+        loop {
+            let rest = data.get(pos..).unwrap_or_default();
+            let Some(room) = self.sender.reserve() else {
+                let fed = self.discard(decoder, conn, policy, rest)?;
+                return Ok(Fed {
+                    used: pos + fed.used,
+                    messages: messages + fed.messages,
+                    full: false,
+                });
+            };
+            let mut batch = std::mem::take(&mut self.batch);
+            let decoded = decoder.decode(rest, |payload| {
+                batch.push(Message {
+                    payload: Bytes::copy_from_slice(payload),
+                    conn: conn.clone(),
+                });
+                if batch.len() >= room {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            messages += batch.len() as u64;
+            // Messages decoded before a corrupt frame are delivered, as with a handler.
+            let full = self.sender.commit(&mut batch, room, conn);
+            self.batch = batch;
+            pos += decoded?;
+            if full || pos >= data.len() || decoder.waiting_for_budget() {
+                return Ok(Fed {
+                    used: pos.min(data.len()),
+                    messages,
+                    full,
+                });
+            }
+        }
+    }
+
+    /// Every receiver is gone: decode and drop `data`, or fail under [`HandlerErrorPolicy::Close`].
+    fn discard(
+        &mut self,
+        decoder: &mut Decoder,
+        conn: &Conn,
+        policy: HandlerErrorPolicy,
+        data: &[u8],
+    ) -> Result<Fed, ConnError> {
+        let mut messages = 0u64;
+        let used = decoder.decode(data, |_| {
+            messages += 1;
+            ControlFlow::Continue(())
+        })?;
+        if messages > 0 {
+            if policy == HandlerErrorPolicy::Close {
+                return Err(ConnError::Handler(
+                    "every MessageReceiver was dropped: nobody takes the messages".into(),
+                ));
+            }
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(
+                    conn = conn.id(),
+                    "every MessageReceiver was dropped: discarding this connection's messages"
+                );
+            }
+        }
+        Ok(Fed {
+            used,
+            messages,
+            full: false,
+        })
+    }
+}

@@ -1,0 +1,226 @@
+//! The session every connection runs on its owning core: decode received bytes into messages
+//! and deliver them to a handler or a channel, holding back what cannot be delivered yet.
+//!
+//! Reading a connection stops (the engine's pause) when its channel is full or when the
+//! listener's [`AssemblyBudget`] cannot cover the next partly received frame; the bytes already
+//! received then wait here, and reading resumes when the channel has room or the budget has
+//! memory again. A [`Watchdog`] closes connections that stay silent or leave a frame unfinished
+//! for too long.
+
+mod channel_sink;
+mod handler;
+pub(crate) mod watchdog;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::channel::ChannelSender;
+use crate::config::{HandlerErrorPolicy, MessageHandler};
+use crate::conn::{CloseHook, Conn};
+use crate::engine::session::{Delivered, Session};
+use crate::error::{CloseReason, ConnError};
+use crate::frame::{AssemblyBudget, Decoder};
+
+use self::channel_sink::ChannelSink;
+use self::watchdog::{Timeouts, Watchdog};
+
+/// Where decoded messages go.
+pub(crate) enum Deliver {
+    /// Called with each message on the owning core (or nothing: messages are dropped).
+    Handler(Option<MessageHandler>),
+    /// Queued on a bounded channel.
+    Channel(ChannelSender),
+}
+
+/// What a listener limits on each of its connections.
+#[derive(Clone, Default)]
+pub(crate) struct SessionLimits {
+    /// Paying for partly received frames, shared by the listener's connections.
+    pub(crate) budget: Option<Arc<AssemblyBudget>>,
+    pub(crate) timeouts: Timeouts,
+}
+
+/// How much of a chunk a sink took.
+pub(super) struct Fed {
+    /// Bytes decoded.
+    pub(super) used: usize,
+    /// Messages delivered.
+    pub(super) messages: u64,
+    /// The channel is full: stop reading until it resumes the connection.
+    pub(super) full: bool,
+}
+
+enum Sink {
+    Handler(Option<MessageHandler>),
+    Channel(ChannelSink),
+}
+
+/// A connection's framed session (see the module docs).
+pub(crate) struct FramedSession {
+    decoder: Decoder,
+    conn: Conn,
+    sink: Sink,
+    policy: HandlerErrorPolicy,
+    on_close: Option<CloseHook>,
+    /// Reading is stopped: the channel is full or the budget short.
+    paused: bool,
+    /// Received bytes not yet decoded while paused: the rest of the chunk that stopped it, then
+    /// the chunks already in flight when reading stopped, each kept at its exact size.
+    held: VecDeque<Vec<u8>>,
+    /// Bytes of the first held chunk already decoded.
+    held_head: usize,
+    /// Messages delivered so far (the watchdog tells frames apart by it).
+    delivered: u64,
+    watchdog: Option<Watchdog>,
+}
+
+impl FramedSession {
+    pub(crate) fn new(
+        conn: Conn,
+        deliver: Deliver,
+        policy: HandlerErrorPolicy,
+        on_close: Option<CloseHook>,
+        limits: SessionLimits,
+    ) -> FramedSession {
+        let codec = *conn.codec();
+        let decoder = match limits.budget {
+            Some(budget) => Decoder::with_budget(codec, budget, conn.resume_waker()),
+            None => Decoder::new(codec),
+        };
+        let sink = match deliver {
+            Deliver::Handler(handler) => Sink::Handler(handler),
+            Deliver::Channel(sender) => Sink::Channel(ChannelSink::new(sender)),
+        };
+        FramedSession {
+            decoder,
+            conn,
+            sink,
+            policy,
+            on_close,
+            paused: false,
+            held: VecDeque::new(),
+            held_head: 0,
+            delivered: 0,
+            watchdog: limits
+                .timeouts
+                .any()
+                .then(|| Watchdog::new(limits.timeouts, Instant::now())),
+        }
+    }
+
+    /// Decodes `data` into the sink; pauses if the sink is full or the budget short.
+    fn feed(&mut self, data: &[u8]) -> Result<Fed, ConnError> {
+        let fed = match &mut self.sink {
+            Sink::Handler(handler) => handler::feed(
+                &mut self.decoder,
+                handler.as_ref(),
+                &self.conn,
+                self.policy,
+                data,
+            ),
+            Sink::Channel(sink) => sink.feed(&mut self.decoder, &self.conn, self.policy, data),
+        }?;
+        self.delivered += fed.messages;
+        if fed.full || self.decoder.waiting_for_budget() {
+            self.paused = true;
+        }
+        Ok(fed)
+    }
+}
+
+impl Session for FramedSession {
+    fn on_data(&mut self, data: &[u8]) -> Result<Delivered, ConnError> {
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.saw_data();
+        }
+        if self.paused {
+            // In flight when reading stopped: keep it for `resume`.
+            if !data.is_empty() {
+                self.held.push_back(data.to_vec());
+            }
+            return Ok(Delivered {
+                messages: 0,
+                paused: true,
+            });
+        }
+        let fed = self.feed(data)?;
+        if self.paused {
+            if let Some(rest) = data.get(fed.used..).filter(|rest| !rest.is_empty()) {
+                self.held.push_back(rest.to_vec());
+            }
+        }
+        Ok(Delivered {
+            messages: fed.messages,
+            paused: self.paused,
+        })
+    }
+
+    fn resume(&mut self) -> Result<Delivered, ConnError> {
+        if !self.paused {
+            return Ok(Delivered::default());
+        }
+        self.paused = false;
+        let mut held = std::mem::take(&mut self.held);
+        let mut head = self.held_head;
+        let mut messages = 0;
+        let result = loop {
+            let Some(chunk) = held.front() else {
+                break Ok(());
+            };
+            let fed = match self.feed(chunk.get(head..).unwrap_or_default()) {
+                Ok(fed) => fed,
+                Err(err) => break Err(err),
+            };
+            messages += fed.messages;
+            head += fed.used;
+            if head >= chunk.len() {
+                held.pop_front();
+                head = 0;
+            }
+            if self.paused {
+                break Ok(());
+            }
+        };
+        self.held = held;
+        self.held_head = head;
+        result.map(|()| Delivered {
+            messages,
+            paused: self.paused,
+        })
+    }
+
+    fn on_eof(&mut self) -> Result<(), ConnError> {
+        self.decoder.finish().map_err(ConnError::from)
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
+        let in_frame = self.decoder.buffered() > 0;
+        self.watchdog
+            .as_mut()?
+            .tick(now, in_frame, self.delivered, self.paused)
+    }
+
+    fn on_close(self: Box<Self>, reason: &CloseReason) {
+        match reason {
+            CloseReason::Error(err) => {
+                tracing::info!(conn = self.conn.id(), peer = %self.conn.peer_addr(), error = %err,
+                    "connection closed with an error")
+            }
+            CloseReason::IdleTimeout(_) | CloseReason::FrameTimeout(_) => {
+                tracing::info!(conn = self.conn.id(), peer = %self.conn.peer_addr(), %reason,
+                    "connection timed out")
+            }
+            _ => tracing::debug!(conn = self.conn.id(), %reason, "connection closed"),
+        }
+        if let Sink::Channel(sink) = &self.sink {
+            // Closed while paused: it no longer waits for room. Messages it already queued stay
+            // queued for the receiver.
+            sink.sender.forget(self.conn.id());
+        }
+        if let Some(hook) = &self.on_close {
+            // An accepted connection is never reused: what is still queued comes back here.
+            hook(&self.conn.info(), reason, self.conn.take_unsent());
+        }
+    }
+}

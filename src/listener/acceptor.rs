@@ -1,0 +1,82 @@
+//! What a listener's cores call for each accepted connection: admit it (under the connection
+//! cap), build its send queue and framed session, and register it for broadcast.
+
+use std::sync::Arc;
+
+use crate::channel::ChannelSource;
+use crate::config::{HandlerErrorPolicy, MessageHandler};
+use crate::conn::{CloseHook, Conn};
+use crate::engine::core::CoreShared;
+use crate::engine::send::SendQueue;
+use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::frame::Codec;
+use crate::framed::{Deliver, FramedSession, SessionLimits};
+use crate::log_limit::LogLimit;
+
+use super::Registry;
+
+/// Where an acceptor's sessions deliver messages.
+pub(super) enum Sink {
+    Handler(MessageHandler),
+    Channel(ChannelSource),
+}
+
+pub(super) struct FramedAcceptor {
+    pub(super) codec: Codec,
+    pub(super) sink: Sink,
+    pub(super) policy: HandlerErrorPolicy,
+    /// The user's close hook, preceded by removal from `registry`.
+    pub(super) on_close: CloseHook,
+    pub(super) send_queue_bytes: usize,
+    pub(super) registry: Arc<Registry>,
+    pub(super) limits: SessionLimits,
+    /// Connections open at once, across all cores (`None`: no cap).
+    pub(super) max_connections: Option<usize>,
+    pub(super) refused_log: LogLimit,
+}
+
+impl Acceptor for FramedAcceptor {
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &Arc<CoreShared>,
+    ) -> Option<(Arc<SendQueue>, Box<dyn Session>)> {
+        // Admission and registration under one lock: the cap holds across cores.
+        let mut registry = self.registry.lock();
+        if let Some(max) = self.max_connections {
+            if registry.len() >= max {
+                drop(registry);
+                if let Some(skipped) = self.refused_log.hit() {
+                    tracing::warn!(peer = %info.peer, max_connections = max, refused_before = skipped,
+                        "connection refused: the listener is at max_connections");
+                }
+                return None;
+            }
+        }
+        let sendq = SendQueue::new(
+            core.clone(),
+            self.send_queue_bytes,
+            Box::new(self.codec),
+            false,
+        );
+        let conn = Conn::new(info, self.codec, sendq.clone());
+        registry.insert(info.id, conn.clone());
+        drop(registry);
+        let deliver = match &self.sink {
+            Sink::Handler(handler) => Deliver::Handler(Some(handler.clone())),
+            Sink::Channel(source) => Deliver::Channel(source.sender()),
+        };
+        let session = FramedSession::new(
+            conn,
+            deliver,
+            self.policy,
+            Some(self.on_close.clone()),
+            self.limits.clone(),
+        );
+        Some((sendq, Box::new(session)))
+    }
+
+    fn ticks(&self) -> bool {
+        self.limits.timeouts.any()
+    }
+}
