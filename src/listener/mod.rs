@@ -18,7 +18,7 @@ use crate::conn::{CloseHook, Conn};
 use crate::engine::session::{Acceptor, ConnInfo};
 use crate::engine::{CoreStats, Runtime};
 use crate::error::{CloseReason, FrameError, ListenError, WriteError};
-use crate::frame::Codec;
+use crate::frame::{AssemblyBudget, Codec};
 use crate::log_limit::LogLimit;
 
 use self::acceptor::{FramedAcceptor, Sink};
@@ -50,6 +50,8 @@ struct ListenerInner {
     /// closed the listener's connections, which ends the receiver (once drained).
     channel: Mutex<Option<ChannelSender>>,
     runtime: Runtime,
+    /// What the connections' partly received frames hold.
+    budget: Option<Arc<AssemblyBudget>>,
     closed: Mutex<bool>,
     closed_cv: Condvar,
 }
@@ -182,6 +184,7 @@ impl Listener {
                 (Sink::Channel(sender.source()), Some(sender))
             }
         };
+        let limits = config.session_limits(codec.max_message_size());
         let acceptor: Arc<dyn Acceptor> = Arc::new(FramedAcceptor {
             codec,
             sink,
@@ -189,7 +192,7 @@ impl Listener {
             on_close,
             send_queue_bytes: config.send_queue_bytes,
             registry: registry.clone(),
-            limits: config.session_limits(codec.max_message_size()),
+            limits: limits.clone(),
             max_connections: config.max_connections,
             refused_log: LogLimit::default(),
         });
@@ -206,6 +209,7 @@ impl Listener {
                 registry,
                 channel: Mutex::new(channel),
                 runtime: runtime.clone(),
+                budget: limits.budget,
                 closed: Mutex::new(false),
                 closed_cv: Condvar::new(),
             }),
@@ -231,6 +235,12 @@ impl Listener {
     /// Per-core counters of the listener's runtime (accepted connections, messages, …).
     pub fn stats(&self) -> Vec<CoreStats> {
         self.inner.runtime.stats()
+    }
+
+    /// Bytes reserved now by the connections' partly received frames (at most the
+    /// [`partial_frame_budget`](ListenerConfig::partial_frame_budget)).
+    pub fn partial_frame_bytes(&self) -> usize {
+        self.inner.budget.as_ref().map_or(0, |b| b.used())
     }
 
     /// The live connections (accepted and not yet closed), by id.
