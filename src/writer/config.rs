@@ -231,3 +231,23 @@ impl WriterConfig {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default policy's documented give-up time: 7 delays of 20…1280 ms, half jitter.
+    #[test]
+    fn default_policy_waits_1_27_to_2_54_seconds_in_all() {
+        let policy = RetryPolicy::default();
+        let total = |unit: f64| -> Duration {
+            (1..)
+                .take_while(|&failed| policy.allows(failed))
+                .map(|failed| policy.delay(failed, unit))
+                .sum()
+        };
+        assert_eq!(total(0.0), Duration::from_millis(2540));
+        assert_eq!(total(1.0), Duration::from_millis(1270));
+        assert!(!policy.allows(8));
+    }
+}
