@@ -10,7 +10,7 @@ use crate::conn::Conn;
 use crate::engine::session::ConnInfo;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, HandlerError};
-use crate::frame::{AssemblyBudget, Framing};
+use crate::frame::{AssemblyBudget, BudgetPolicy, Framing};
 use crate::framed::watchdog::Timeouts;
 use crate::framed::SessionLimits;
 
@@ -112,6 +112,7 @@ pub struct ListenerConfig {
     pub(crate) backlog: i32,
     pub(crate) send_queue_bytes: usize,
     pub(crate) partial_frame_budget: usize,
+    pub(crate) budget_policy: BudgetPolicy,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: Option<usize>,
 }
@@ -176,6 +177,7 @@ impl ListenerConfig {
             backlog: 1024,
             send_queue_bytes: DEFAULT_CONN_SEND_QUEUE_BYTES,
             partial_frame_budget: DEFAULT_PARTIAL_FRAME_BUDGET,
+            budget_policy: BudgetPolicy::Wait,
             timeouts: Timeouts {
                 idle: None,
                 frame: Some(DEFAULT_FRAME_TIMEOUT),
@@ -266,6 +268,17 @@ impl ListenerConfig {
         self
     }
 
+    /// What happens when the [`partial_frame_budget`](Self::partial_frame_budget) cannot cover
+    /// a frame: the connection waits ([`BudgetPolicy::Wait`], the default), or, with
+    /// [`BudgetPolicy::CloseLargest`], it also makes the connection holding the most close
+    /// (with [`ConnError::OverBudget`](crate::ConnError::OverBudget), within about 50 ms),
+    /// which frees its memory. `CloseLargest` favours new frames over old ones: use it when
+    /// peers holding big half-sent frames are more likely hostile than slow.
+    pub fn partial_frame_budget_policy(mut self, policy: BudgetPolicy) -> Self {
+        self.budget_policy = policy;
+        self
+    }
+
     /// Close connections that receive nothing for `timeout` with
     /// [`CloseReason::IdleTimeout`] (counted in [`CoreStats::idle_timeouts`]).
     ///
@@ -311,8 +324,9 @@ impl ListenerConfig {
     /// The per-connection limits this configuration asks for, for messages of up to `max`.
     pub(crate) fn session_limits(&self, max: usize) -> SessionLimits {
         SessionLimits {
-            budget: Some(Arc::new(AssemblyBudget::new(
+            budget: Some(Arc::new(AssemblyBudget::with_policy(
                 self.partial_frame_budget.max(max),
+                self.budget_policy,
             ))),
             timeouts: self.timeouts,
         }

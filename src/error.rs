@@ -198,6 +198,13 @@ pub enum ConnError {
     /// The kernel returned a receive buffer id or length the ring never handed out.
     #[error("io_uring returned an invalid receive buffer")]
     BadBuffer,
+    /// The listener's partial-frame budget ran short and this connection held the most of it
+    /// (under [`BudgetPolicy::CloseLargest`](crate::frame::BudgetPolicy::CloseLargest)).
+    #[error("closed to free the listener's partial-frame budget: it held the most ({held} bytes)")]
+    OverBudget {
+        /// Bytes of the budget the connection held.
+        held: usize,
+    },
 }
 
 /// How a connection ended.

@@ -64,7 +64,7 @@ pub use error::{
     BatchError, CloseReason, ConnError, DialError, FailReason, Failed, FrameError, HandlerError,
     ListenError, StartError, TryWriteError, Unsent, WriteError,
 };
-pub use frame::{Codec, Decoder, Frame, Framing};
+pub use frame::{BudgetPolicy, Codec, Decoder, Frame, Framing};
 pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
 pub use writer::{BufferedWriter, RetryPolicy, Writer, WriterConfig, BUFFERED_WRITER_BYTES};

@@ -211,3 +211,68 @@ fn frames_waiting_for_the_budget_complete_in_turn() {
         listener.close();
     }
 }
+
+/// Under `BudgetPolicy::CloseLargest`, a frame the budget cannot cover makes the connection
+/// holding the most close with `ConnError::OverBudget`; under `Wait` (and no frame timeout) the
+/// new frame waits instead.
+#[test]
+fn close_largest_makes_room_for_new_frames() {
+    use buffstreams::{BudgetPolicy, CloseReason, ConnError};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (backend, policy) in [
+        (BACKENDS[0], BudgetPolicy::CloseLargest),
+        (BACKENDS[1], BudgetPolicy::CloseLargest),
+        (BACKENDS[0], BudgetPolicy::Wait),
+    ] {
+        const BUDGET: usize = 4 * MIB;
+        let done = Arc::new(AtomicU64::new(0));
+        let reasons = Arc::new(Mutex::new(Vec::new()));
+        let (d, r) = (done.clone(), reasons.clone());
+        let listener = Listener::bind(
+            ListenerConfig::new("127.0.0.1:0", move |_, _| {
+                d.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .runtime(runtime_on(backend, 1))
+            .max_message_size(BUDGET)
+            .partial_frame_budget(BUDGET)
+            .partial_frame_budget_policy(policy)
+            .frame_timeout(None)
+            .on_close(move |_, reason, _| r.lock().unwrap().push(reason.clone())),
+        )
+        .unwrap();
+        let addr = listener.local_addr();
+        // The hog: announces the whole budget, sends a little, then stalls.
+        let mut hog = TcpStream::connect(addr).unwrap();
+        hog.write_all(&(BUDGET as u32).to_be_bytes()).unwrap();
+        hog.write_all(&[1; 1000]).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || listener
+            .partial_frame_bytes()
+            == BUDGET));
+        // A newcomer's 1 MiB frame, sent in pieces.
+        let (_sockets, threads) = attackers(addr, 1, MIB, MIB);
+        let completed = wait_until(Duration::from_secs(3), || done.load(Ordering::Relaxed) == 1);
+        let hog_closed = reasons.lock().unwrap().iter().any(|r| {
+            matches!(r, CloseReason::Error(e)
+                if matches!(&**e, ConnError::OverBudget { held } if *held == BUDGET))
+        });
+        match policy {
+            BudgetPolicy::CloseLargest => {
+                assert!(
+                    completed && hog_closed,
+                    "{backend:?}: {:?}",
+                    reasons.lock().unwrap()
+                );
+            }
+            _ => assert!(
+                !completed && !hog_closed,
+                "{backend:?}: the hog was not waited for"
+            ),
+        }
+        drop(hog);
+        for t in threads {
+            t.join().unwrap();
+        }
+        listener.close();
+    }
+}

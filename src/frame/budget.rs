@@ -10,9 +10,51 @@
 //! This knows nothing about sockets: a listener gives one budget to all its connections' decoders,
 //! and turns the wake-up into "read this connection again".
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
+
+/// What happens when an [`AssemblyBudget`] cannot cover a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BudgetPolicy {
+    /// The stream that needs more waits (stops reading) until memory is returned. Frames in
+    /// progress elsewhere finish, or time out, first.
+    #[default]
+    Wait,
+    /// As `Wait`, and the stream holding the most is told to give up
+    /// ([`Decoder::evicted`](super::Decoder::evicted)): its owner closes it, which returns its
+    /// memory.
+    CloseLargest,
+}
+
+/// One decoder's share of a budget: what it holds, and whether it was told to give it up.
+#[derive(Debug)]
+pub(crate) struct Stake {
+    held: AtomicUsize,
+    evicted: AtomicBool,
+    /// Woken when the budget has room again (or this stake was evicted).
+    pub(crate) waker: Waker,
+}
+
+impl Stake {
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, bytes: usize) {
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes everything held (to release it).
+    pub(crate) fn take(&self) -> usize {
+        self.held.swap(0, Ordering::Relaxed)
+    }
+
+    pub(crate) fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
 
 /// Bytes that partly received frames may hold across every decoder sharing it.
 ///
@@ -47,16 +89,49 @@ pub struct AssemblyBudget {
     used: AtomicUsize,
     /// Decoders that found the budget short, woken (all of them) when memory comes back.
     waiters: Mutex<Vec<Waker>>,
+    policy: BudgetPolicy,
+    /// With [`BudgetPolicy::CloseLargest`], every decoder's stake (dead ones pruned now and
+    /// then).
+    stakes: Mutex<Vec<Weak<Stake>>>,
 }
 
 impl AssemblyBudget {
-    /// A budget of `limit` bytes.
+    /// A budget of `limit` bytes; a stream it cannot cover waits.
     pub fn new(limit: usize) -> AssemblyBudget {
+        AssemblyBudget::with_policy(limit, BudgetPolicy::Wait)
+    }
+
+    /// A budget of `limit` bytes with the given policy for streams it cannot cover.
+    pub fn with_policy(limit: usize, policy: BudgetPolicy) -> AssemblyBudget {
         AssemblyBudget {
             limit,
             used: AtomicUsize::new(0),
             waiters: Mutex::new(Vec::new()),
+            policy,
+            stakes: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What happens when the budget cannot cover a frame.
+    pub fn policy(&self) -> BudgetPolicy {
+        self.policy
+    }
+
+    /// A new decoder's stake, woken through `waker`.
+    pub(crate) fn stake(&self, waker: Waker) -> Arc<Stake> {
+        let stake = Arc::new(Stake {
+            held: AtomicUsize::new(0),
+            evicted: AtomicBool::new(false),
+            waker,
+        });
+        if self.policy == BudgetPolicy::CloseLargest {
+            let mut stakes = lock(&self.stakes);
+            if stakes.len() >= 64 && stakes.len().is_power_of_two() {
+                stakes.retain(|s| s.strong_count() > 0);
+            }
+            stakes.push(Arc::downgrade(&stake));
+        }
+        stake
     }
 
     /// The limit in bytes.
@@ -84,31 +159,57 @@ impl AssemblyBudget {
             return;
         }
         self.used.fetch_sub(bytes, Ordering::AcqRel);
-        let waiters = std::mem::take(&mut *self.lock());
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
         for waker in waiters {
             waker.wake();
         }
     }
 
-    /// Registers `waker` to be woken when memory is returned, unless `bytes` fit now; returns
-    /// whether they were reserved after all.
+    /// Registers `stake`'s waker to be woken when memory is returned, unless `bytes` fit now;
+    /// returns whether they were reserved after all. Under [`BudgetPolicy::CloseLargest`], a
+    /// failure also evicts the largest other stake.
     ///
     /// Checking again after registering closes the race with a `release` that ran between the
     /// caller's failed reservation and its registration.
-    pub(crate) fn reserve_or_wait(&self, bytes: usize, waker: &Waker) -> bool {
+    pub(crate) fn reserve_or_wait(&self, bytes: usize, stake: &Arc<Stake>) -> bool {
         {
-            let mut waiters = self.lock();
-            if !waiters.iter().any(|w| w.will_wake(waker)) {
-                waiters.push(waker.clone());
+            let mut waiters = lock(&self.waiters);
+            if !waiters.iter().any(|w| w.will_wake(&stake.waker)) {
+                waiters.push(stake.waker.clone());
             }
         }
-        self.try_reserve(bytes)
+        if self.try_reserve(bytes) {
+            return true;
+        }
+        if self.policy == BudgetPolicy::CloseLargest {
+            self.evict_largest(stake);
+        }
+        false
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
-        // A waker that panicked cannot leave the list inconsistent: it is a plain Vec.
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    /// Tells the stake holding the most (other than `except`, and not already told) to give
+    /// up, and wakes it.
+    fn evict_largest(&self, except: &Arc<Stake>) {
+        let victim = {
+            let mut stakes = lock(&self.stakes);
+            stakes.retain(|s| s.strong_count() > 0);
+            stakes
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|s| !Arc::ptr_eq(s, except) && !s.evicted() && s.held() > 0)
+                .max_by_key(|s| s.held())
+        };
+        if let Some(victim) = victim {
+            victim.evicted.store(true, Ordering::Relaxed);
+            victim.waker.wake_by_ref();
+        }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only plain Vec pushes, retains and takes happen under these locks: a panic cannot leave
+    // one inconsistent.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -131,9 +232,9 @@ mod tests {
         assert!(budget.try_reserve(60));
         assert!(!budget.try_reserve(41));
         let count = Arc::new(Count(AtomicU32::new(0)));
-        let waker = Waker::from(count.clone());
-        assert!(!budget.reserve_or_wait(41, &waker));
-        assert!(!budget.reserve_or_wait(41, &waker)); // registered once
+        let stake = budget.stake(Waker::from(count.clone()));
+        assert!(!budget.reserve_or_wait(41, &stake));
+        assert!(!budget.reserve_or_wait(41, &stake)); // registered once
         budget.release(20);
         assert_eq!(count.0.load(Ordering::Relaxed), 1);
         budget.release(0);
@@ -142,5 +243,34 @@ mod tests {
         assert!(budget.try_reserve(70));
         assert_eq!(budget.used(), 100);
         assert!(!budget.try_reserve(usize::MAX));
+    }
+
+    #[test]
+    fn close_largest_evicts_the_biggest_other_holder_once() {
+        let budget = AssemblyBudget::with_policy(100, BudgetPolicy::CloseLargest);
+        let counts: Vec<Arc<Count>> = (0..3).map(|_| Arc::new(Count(AtomicU32::new(0)))).collect();
+        let stakes: Vec<Arc<Stake>> = counts
+            .iter()
+            .map(|c| budget.stake(Waker::from(c.clone())))
+            .collect();
+        for (stake, bytes) in stakes.iter().zip([30, 60, 0]) {
+            assert!(budget.try_reserve(bytes));
+            stake.add(bytes);
+        }
+        // The third needs 20: the second (60 bytes) is told to go, and woken.
+        assert!(!budget.reserve_or_wait(20, &stakes[2]));
+        assert!(stakes[1].evicted() && !stakes[0].evicted());
+        assert_eq!(counts[1].0.load(Ordering::Relaxed), 1);
+        // Asking again evicts the next largest, not the same one twice.
+        assert!(!budget.reserve_or_wait(20, &stakes[2]));
+        assert!(stakes[0].evicted());
+        // The Wait policy never evicts.
+        let patient = AssemblyBudget::new(10);
+        let a = patient.stake(Waker::from(counts[0].clone()));
+        let b = patient.stake(Waker::from(counts[1].clone()));
+        assert!(patient.try_reserve(10));
+        a.add(10);
+        assert!(!patient.reserve_or_wait(5, &b));
+        assert!(!a.evicted());
     }
 }

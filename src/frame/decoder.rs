@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::task::Waker;
 
+use super::budget::Stake;
 use super::{delimited, AssemblyBudget, Codec, FrameError, Framing, Head, MAX_HEADER_LEN};
 
 /// Capacity of the assembly buffer kept after a frame has been delivered; more is freed. This
@@ -39,10 +40,9 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// The error that killed the stream, returned by every later call.
     error: Option<FrameError>,
-    /// The shared budget and the waker to call when it has room again.
-    budget: Option<(Arc<AssemblyBudget>, Waker)>,
-    /// Bytes reserved from the budget for the frame in progress.
-    reserved: usize,
+    /// The shared budget and this decoder's stake in it (what the frame in progress reserved,
+    /// the waker to call when the budget has room again).
+    budget: Option<(Arc<AssemblyBudget>, Arc<Stake>)>,
     /// Stopped in front of a frame the budget could not cover.
     waiting: bool,
 }
@@ -64,7 +64,6 @@ impl Decoder {
             buf: Vec::new(),
             error: None,
             budget: None,
-            reserved: 0,
             waiting: false,
         }
     }
@@ -80,7 +79,8 @@ impl Decoder {
     /// chunk are delivered from it and need no budget.
     pub fn with_budget(codec: Codec, budget: Arc<AssemblyBudget>, waker: Waker) -> Decoder {
         let mut decoder = Decoder::new(codec);
-        decoder.budget = Some((budget, waker));
+        let stake = budget.stake(waker);
+        decoder.budget = Some((budget, stake));
         decoder
     }
 
@@ -91,16 +91,32 @@ impl Decoder {
         self.waiting
     }
 
+    /// Whether the budget (under [`BudgetPolicy::CloseLargest`](super::BudgetPolicy)) asked
+    /// this stream to give up because it holds the most: close it, which returns its memory.
+    /// Its waker was woken when that happened.
+    #[inline]
+    pub fn evicted(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|(_, stake)| stake.evicted())
+    }
+
+    /// Bytes this decoder has reserved from its budget now.
+    #[inline]
+    pub fn reserved(&self) -> usize {
+        self.budget.as_ref().map_or(0, |(_, stake)| stake.held())
+    }
+
     /// Reserves `bytes` more for the frame in progress; false (and waiting) if the budget is
     /// short.
     fn admit(&mut self, bytes: usize) -> bool {
-        let Some((budget, waker)) = &self.budget else {
+        let Some((budget, stake)) = &self.budget else {
             return true;
         };
         let admitted =
-            bytes == 0 || budget.try_reserve(bytes) || budget.reserve_or_wait(bytes, waker);
+            bytes == 0 || budget.try_reserve(bytes) || budget.reserve_or_wait(bytes, stake);
         if admitted {
-            self.reserved += bytes;
+            stake.add(bytes);
         }
         self.waiting = !admitted;
         admitted
@@ -108,8 +124,8 @@ impl Decoder {
 
     /// Returns what the frame in progress had reserved.
     fn release(&mut self) {
-        if let Some((budget, _)) = &self.budget {
-            budget.release(std::mem::take(&mut self.reserved));
+        if let Some((budget, stake)) = &self.budget {
+            budget.release(stake.take());
         }
     }
 

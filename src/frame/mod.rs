@@ -51,7 +51,7 @@ pub mod varint;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-pub use budget::AssemblyBudget;
+pub use budget::{AssemblyBudget, BudgetPolicy};
 pub use decoder::Decoder;
 pub use error::FrameError;
 use fixed::Fixed;

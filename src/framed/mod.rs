@@ -20,7 +20,7 @@ use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{CloseHook, Conn};
 use crate::engine::session::{Delivered, Session};
 use crate::error::{CloseReason, ConnError};
-use crate::frame::{AssemblyBudget, Decoder};
+use crate::frame::{AssemblyBudget, BudgetPolicy, Decoder};
 
 use self::channel_sink::ChannelSink;
 use self::watchdog::{Timeouts, Watchdog};
@@ -39,6 +39,18 @@ pub(crate) struct SessionLimits {
     /// Paying for partly received frames, shared by the listener's connections.
     pub(crate) budget: Option<Arc<AssemblyBudget>>,
     pub(crate) timeouts: Timeouts,
+}
+
+impl SessionLimits {
+    /// Whether sessions need the core's periodic tick: for timeouts, or to notice that the
+    /// budget evicted them while they were silent.
+    pub(crate) fn ticks(&self) -> bool {
+        self.timeouts.any()
+            || self
+                .budget
+                .as_ref()
+                .is_some_and(|b| b.policy() == BudgetPolicy::CloseLargest)
+    }
 }
 
 /// How much of a chunk a sink took.
@@ -129,10 +141,22 @@ impl FramedSession {
     }
 }
 
+impl FramedSession {
+    /// The budget asked this connection to give up its memory.
+    fn evicted(&self) -> Option<ConnError> {
+        self.decoder.evicted().then(|| ConnError::OverBudget {
+            held: self.decoder.reserved(),
+        })
+    }
+}
+
 impl Session for FramedSession {
     fn on_data(&mut self, data: &[u8]) -> Result<Delivered, ConnError> {
         if let Some(watchdog) = &mut self.watchdog {
             watchdog.saw_data();
+        }
+        if let Some(err) = self.evicted() {
+            return Err(err);
         }
         if self.paused {
             // In flight when reading stopped: keep it for `resume`.
@@ -195,6 +219,9 @@ impl Session for FramedSession {
     }
 
     fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
+        if let Some(err) = self.evicted() {
+            return Some(CloseReason::Error(Arc::new(err)));
+        }
         let in_frame = self.decoder.buffered() > 0;
         self.watchdog
             .as_mut()?

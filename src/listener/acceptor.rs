@@ -77,6 +77,6 @@ impl Acceptor for FramedAcceptor {
     }
 
     fn ticks(&self) -> bool {
-        self.limits.timeouts.any()
+        self.limits.ticks()
     }
 }
