@@ -71,6 +71,7 @@ pub use writer::{BufferedWriter, RetryPolicy, Writer, WriterConfig, BUFFERED_WRI
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.
 pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;
+pub use engine::probe::{probe, KernelReport};
 
 /// The README's examples, compiled as doc tests so they cannot go stale.
 #[doc = include_str!("../README.md")]

@@ -19,6 +19,17 @@ pub(crate) enum SetupFlags {
     Plain,
 }
 
+impl SetupFlags {
+    /// The flags, as the kernel names them.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            SetupFlags::SingleIssuerDeferTaskrun => "SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN",
+            SetupFlags::CoopTaskrun => "COOP_TASKRUN",
+            SetupFlags::Plain => "(none)",
+        }
+    }
+}
+
 /// Creates a ring on the calling thread (it must be the only thread that submits to it).
 ///
 /// Tries `SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN` first and falls back to fewer flags when
