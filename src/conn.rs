@@ -1,9 +1,11 @@
 //! A connection: the handle users write back through (the session that reads it lives in
 //! [`crate::framed`]).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -112,12 +114,25 @@ impl Conn {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
+        self.write_encoded(len, |buf| {
+            fill(buf);
+            true
+        })
+    }
+
+    /// [`write_with`](Conn::write_with) for an encoder that reports whether it wrote exactly
+    /// `len` bytes (nothing is queued if not).
+    pub(crate) fn write_encoded(
+        &self,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Result<usize, WriteError> {
         let inner = &*self.inner;
         Ok(enqueue_with(
             &inner.codec,
             &inner.sendq,
             len,
-            &mut Some(fill),
+            &mut Some(encode),
         )?)
     }
 
@@ -127,11 +142,20 @@ impl Conn {
         self.inner
             .sendq
             .push(frame, Some(Instant::now()))
-            .map_err(|err| match err {
-                PushError::Closed => WriteError::Closed,
-                PushError::TimedOut => WriteError::Full,
-                PushError::Down(err) => WriteError::Failed(err),
-            })
+            .map_err(|err| Enqueue::Push(err).into())
+    }
+
+    /// Queues `msg`, waiting for room without blocking a thread: a plain `Future` for any
+    /// executor (an async task replying to a message taken from a channel). Resolves to the
+    /// number of bytes framed.
+    ///
+    /// ```no_run
+    /// # async fn demo(msg: buffstreams::Message) -> Result<(), buffstreams::WriteError> {
+    /// msg.conn.write_async(b"reply").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn write_async<'a>(&'a self, msg: &'a [u8]) -> ConnWrite<'a> {
+        ConnWrite { conn: self, msg }
     }
 
     /// Asks the owning core to read this connection again: its channel has room.
@@ -170,6 +194,10 @@ impl Conn {
 pub(crate) enum Enqueue {
     Frame(crate::error::FrameError),
     Push(PushError),
+    /// The encoder did not write exactly the `len` bytes it announced.
+    Encoder {
+        announced: usize,
+    },
 }
 
 /// Wakes a paused connection: its core resumes reading it (nothing if it is gone).
@@ -190,6 +218,7 @@ impl From<Enqueue> for WriteError {
             Enqueue::Push(PushError::Closed) => WriteError::Closed,
             Enqueue::Push(PushError::TimedOut) => WriteError::Full,
             Enqueue::Push(PushError::Down(err)) => WriteError::Failed(err),
+            Enqueue::Encoder { announced } => WriteError::EncodedLength { announced },
         }
     }
 }
@@ -199,16 +228,19 @@ impl From<Enqueue> for WriteError {
 pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Result<usize, Enqueue> {
     // Framed in place (header, then one copy of the payload): about half the cost of building
     // a `Frame` and copying it.
-    let fill = |payload: &mut [u8]| payload.copy_from_slice(msg);
+    let fill = |payload: &mut [u8]| {
+        payload.copy_from_slice(msg);
+        true
+    };
     enqueue_with(codec, sendq, msg.len(), &mut Some(fill))
 }
 
 /// Queues a `len`-byte message that `fill` (taken out of the option when it runs) encodes in
-/// place; returns the frame's length. Waits for room, except on the queue's own core. `fill`
-/// stays in the option when the push is refused before it runs (so a caller may reconnect and
-/// retry).
+/// place, returning whether it wrote exactly those bytes (if not, nothing is queued); returns
+/// the frame's length. Waits for room, except on the queue's own core. `fill` stays in the
+/// option when the push is refused before it runs (so a caller may reconnect and retry).
 #[inline]
-pub(crate) fn enqueue_with<F: FnOnce(&mut [u8])>(
+pub(crate) fn enqueue_with<F: FnOnce(&mut [u8]) -> bool>(
     codec: &Codec,
     sendq: &Arc<SendQueue>,
     len: usize,
@@ -222,15 +254,21 @@ pub(crate) fn enqueue_with<F: FnOnce(&mut [u8])>(
     let written = sendq
         .push_with(room, deadline, |dst| {
             let fill = fill.take()?;
-            codec
-                .encode_with(len, dst, fill)
-                .map_err(|err| refused = Some(err))
-                .ok()
+            let mut exact = true;
+            let n = codec
+                .encode_with(len, dst, |payload| exact = fill(payload))
+                .map_err(|err| refused = Some(Enqueue::Frame(err)))
+                .ok()?;
+            if !exact {
+                refused = Some(Enqueue::Encoder { announced: len });
+                return None;
+            }
+            Some(n)
         })
         .map_err(Enqueue::Push)?;
     match (written, refused) {
         (Some(n), _) => Ok(n),
-        (None, Some(err)) => Err(Enqueue::Frame(err)),
+        (None, Some(err)) => Err(err),
         // Only if `fill` was already used by an earlier call, which no caller does.
         (None, None) => Err(Enqueue::Push(PushError::Closed)),
     }
@@ -265,3 +303,32 @@ pub(crate) fn split_frames(codec: &Codec, mut frames: BytesMut) -> Vec<Bytes> {
 
 /// Called when a connection ends, with the messages that were queued but never sent.
 pub(crate) type CloseHook = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
+
+/// The future returned by [`Conn::write_async`]; resolves to the number of bytes framed.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct ConnWrite<'a> {
+    conn: &'a Conn,
+    msg: &'a [u8],
+}
+
+impl Future for ConnWrite<'_> {
+    type Output = Result<usize, WriteError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &*self.conn.inner;
+        let frame = inner.codec.prepare(self.msg)?;
+        loop {
+            match inner.sendq.push(&frame, Some(Instant::now())) {
+                Ok(()) => return Poll::Ready(Ok(frame.len())),
+                Err(PushError::TimedOut) => {
+                    if inner.sendq.register_waker(cx.waker(), frame.len()) {
+                        return Poll::Pending;
+                    }
+                    // Room (or a state change) appeared meanwhile: try again now.
+                }
+                Err(err) => return Poll::Ready(Err(Enqueue::Push(err).into())),
+            }
+        }
+    }
+}

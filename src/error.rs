@@ -177,6 +177,13 @@ pub enum WriteError {
     /// The connection failed and this kind of connection is not reconnected (an accepted one).
     #[error("the connection failed: {0}")]
     Failed(#[source] Arc<ConnError>),
+    /// The message's encoder did not write exactly the length it announced (a `prost` message
+    /// whose `encoded_len` disagrees with its encoding); nothing was queued.
+    #[error("the encoder announced {announced} bytes but wrote a different amount")]
+    EncodedLength {
+        /// The length announced.
+        announced: usize,
+    },
 }
 
 /// Why a connection closed with an error.

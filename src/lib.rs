@@ -40,8 +40,19 @@
 //! listener.close();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Cargo features
+//!
+//! - `prost`: [`Writer::write_message`], [`Conn::write_message`] and
+//!   [`BufferedWriter::write_message`] encode a `prost::Message` straight into the send memory;
+//!   [`Message::decode_as`] decodes one (see [`protobuf`](crate::protobuf)).
+//!
+//! Limits for a server facing untrusted peers (a memory budget for partly received frames,
+//! timeouts, a connection cap) are on [`ListenerConfig`]; what the kernel offers is
+//! [`probe`]'s answer.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod channel;
 pub mod config;
@@ -53,11 +64,14 @@ mod framed;
 mod listener;
 mod log_limit;
 mod manager;
+#[cfg(feature = "prost")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
+pub mod protobuf;
 mod writer;
 
 pub use channel::{Message, MessageReceiver, RecvError, RecvTimeoutError, TryRecvError};
 pub use config::{HandlerErrorPolicy, ListenerConfig};
-pub use conn::Conn;
+pub use conn::{Conn, ConnWrite};
 pub use engine::session::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
@@ -67,7 +81,9 @@ pub use error::{
 pub use frame::{BudgetPolicy, Codec, Decoder, Frame, Framing};
 pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
-pub use writer::{BufferedWriter, RetryPolicy, Writer, WriterConfig, BUFFERED_WRITER_BYTES};
+pub use writer::{
+    BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITER_BYTES,
+};
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.
 pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;

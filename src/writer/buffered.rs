@@ -74,6 +74,20 @@ impl BufferedWriter<'_> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
+        self.write_encoded(len, |buf| {
+            fill(buf);
+            true
+        })
+    }
+
+    /// [`write_with`](BufferedWriter::write_with) for an encoder that reports whether it wrote
+    /// exactly `len` bytes (nothing is framed if not).
+    #[inline]
+    pub(crate) fn write_encoded(
+        &mut self,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Result<usize, WriteError> {
         // Refused before any memory is set aside for it.
         self.codec.check_len(len)?;
         // Room for the longest header (and a delimiter) is enough whatever the framing.
@@ -83,7 +97,12 @@ impl BufferedWriter<'_> {
             Some(open) if open.room() >= room => open,
             _ => self.open_chunk(room),
         };
-        let n = codec.encode_with(len, chunk.spare(chunk.room()), fill)?;
+        let mut exact = true;
+        let n = codec.encode_with(len, chunk.spare(chunk.room()), |buf| exact = encode(buf))?;
+        if !exact {
+            // Not committed: the bytes written are overwritten by the next frame.
+            return Err(WriteError::EncodedLength { announced: len });
+        }
         chunk.commit(n);
         self.bytes += n;
         if self.bytes >= BUFFERED_WRITER_BYTES {

@@ -35,8 +35,21 @@ impl Writer {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
+        self.write_encoded(len, |buf| {
+            fill(buf);
+            true
+        })
+    }
+
+    /// [`write_with`](Writer::write_with) for an encoder that reports whether it wrote exactly
+    /// `len` bytes (nothing is queued if not).
+    pub(crate) fn write_encoded(
+        &self,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Result<usize, WriteError> {
         let inner = &*self.inner;
-        let mut fill = Some(fill);
+        let mut fill = Some(encode);
         loop {
             match enqueue_with(&inner.codec, &inner.sendq, len, &mut fill) {
                 Ok(n) => return Ok(n),
