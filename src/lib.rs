@@ -46,6 +46,8 @@
 //! - `prost`: [`Writer::write_message`], [`Conn::write_message`] and
 //!   [`BufferedWriter::write_message`] encode a `prost::Message` straight into the send memory;
 //!   [`Message::decode_as`] decodes one (see [`protobuf`](crate::protobuf)).
+//! - `tokio-uring`: [`tokio_uring::FramedStream`](crate::tokio_uring::FramedStream), framed
+//!   messages over a `tokio_uring` TCP stream with this crate's codec.
 //!
 //! Limits for a server facing untrusted peers (a memory budget for partly received frames,
 //! timeouts, a connection cap) are on [`ListenerConfig`]; what the kernel offers is
@@ -67,6 +69,9 @@ mod manager;
 #[cfg(feature = "prost")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
 pub mod protobuf;
+#[cfg(feature = "tokio-uring")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-uring")))]
+pub mod tokio_uring;
 mod writer;
 
 pub use channel::{Message, MessageReceiver, RecvError, RecvTimeoutError, TryRecvError};
