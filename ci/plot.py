@@ -16,16 +16,25 @@ import re
 import sys
 from xml.sax.saxutils import escape
 
-CONTENDERS = ["buffstreams-uring", "buffstreams-epoll", "tokio-ct", "tokio-mt", "std", "raw"]
+CONTENDERS = [
+    "buffstreams-uring",
+    "buffstreams-epoll",
+    "tokio-ct",
+    "tokio-mt",
+    "tokio-uring-adapter",
+    "std",
+    "raw",
+]
 COLOURS = {
     "buffstreams-uring": "#d62728",
     "buffstreams-epoll": "#ff9896",
     "tokio-ct": "#1f77b4",
     "tokio-mt": "#aec7e8",
+    "tokio-uring-adapter": "#9467bd",
     "std": "#2ca02c",
     "raw": "#7f7f7f",
 }
-EXTRA_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+EXTRA_COLOURS = ["#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 WORKLOADS = ["stream", "stream-server", "stream-client", "churn", "pingpong"]
 UNIT_TITLES = {
     "msgs_per_s": "messages/s (higher is better)",

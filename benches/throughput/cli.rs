@@ -18,6 +18,8 @@ environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams s
               writes (default buffered: a BufferedWriter per connection, as the std client
               uses a BufWriter; batch: write_batch of 64; plain: Writer::write per message)
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
+            tokio-uring-adapter (this crate's tokio-uring feature; build with
+            --features tokio-uring, else a SKIP)
 workloads:  stream         each contender's client into its own server (end to end)
             stream-server  the common load generator into each contender's server
             stream-client  each contender's stream client into the common std server

@@ -9,16 +9,19 @@ pub enum Contender {
     BuffstreamsEpoll,
     TokioCt,
     TokioMt,
+    /// This crate's `tokio-uring` feature (`FramedStream`); a SKIP unless built with it.
+    TokioUringAdapter,
     Std,
     Raw,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 6] = [
+    pub const ALL: [Contender; 7] = [
         Contender::BuffstreamsUring,
         Contender::BuffstreamsEpoll,
         Contender::TokioCt,
         Contender::TokioMt,
+        Contender::TokioUringAdapter,
         Contender::Std,
         Contender::Raw,
     ];
@@ -29,6 +32,7 @@ impl Contender {
             Contender::BuffstreamsEpoll => "buffstreams-epoll",
             Contender::TokioCt => "tokio-ct",
             Contender::TokioMt => "tokio-mt",
+            Contender::TokioUringAdapter => "tokio-uring-adapter",
             Contender::Std => "std",
             Contender::Raw => "raw",
         }

@@ -9,6 +9,7 @@
 mod raw;
 mod std_net;
 mod tokio_codec;
+mod tokio_uring;
 
 use std::any::Any;
 use std::io;
@@ -77,6 +78,7 @@ pub fn server(contender: Contender, args: &ServerArgs) -> Result<ServerHandle, S
         Contender::BuffstreamsEpoll => buffstreams::server(Backend::Epoll, args),
         Contender::TokioCt => tokio_codec::server(Flavor::CurrentThread, args),
         Contender::TokioMt => tokio_codec::server(Flavor::MultiThread, args),
+        Contender::TokioUringAdapter => tokio_uring::server(args),
         Contender::Std => std_net::server(args),
         Contender::Raw => raw::server(args),
     }
@@ -88,6 +90,7 @@ pub fn client(contender: Contender, args: &ClientArgs) -> Result<ClientHandle, S
         Contender::BuffstreamsEpoll => buffstreams::client(Backend::Epoll, args),
         Contender::TokioCt => tokio_codec::client(Flavor::CurrentThread, args),
         Contender::TokioMt => tokio_codec::client(Flavor::MultiThread, args),
+        Contender::TokioUringAdapter => tokio_uring::client(args),
         Contender::Std => std_net::client(args),
         Contender::Raw => raw::client(args),
     }
