@@ -30,6 +30,13 @@ cargo test
 step "main job (the README's run command, smaller)"
 cargo run --release --example stream -- --messages 1000000
 
+step "soak (1 minute)"
+cargo run --release --example soak -- --seconds 60
+
+step "decoder fuzz driver (60 s) and random bytes on a live listener (30 s)"
+BUFFSTREAMS_FUZZ_SECS=60 BUFFSTREAMS_RANDOM_SECS=30 \
+  cargo test --test fuzz_decoder --test random_bytes -- --nocapture
+
 if [ -f benches/throughput/main.rs ] && grep -q -- "--quick" benches/throughput/*.rs; then
   step "benchmark smoke test"
   timeout 300 cargo bench --bench throughput -- --quick
