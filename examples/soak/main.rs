@@ -29,6 +29,13 @@ mod attackers;
 mod ledger;
 mod report;
 
+/// The listener's partial-frame budget: small enough that attackers' half frames make writers'
+/// split frames wait their turn.
+const LIMIT_BUDGET: usize = 4 << 20;
+/// The listener's connection cap (writers and attackers stay under it; the limit path runs when
+/// attackers burst).
+const LIMIT_CONNECTIONS: usize = 256;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -271,6 +278,11 @@ fn bind(
         Ok(())
     })
     .max_message_size(2 * MAX_MESSAGE)
+    // The limits a server facing untrusted peers sets: the attackers run into them.
+    .partial_frame_budget(LIMIT_BUDGET)
+    .frame_timeout(Duration::from_secs(3))
+    .idle_timeout(Duration::from_secs(2))
+    .max_connections(LIMIT_CONNECTIONS)
     .on_close(move |info, reason, _unsent| on_close.closed(info.peer, reason));
     Listener::bind_on(runtime, config)
 }
@@ -325,15 +337,13 @@ fn buffered_burst(writer: &Writer, stream: u32, seq: &mut u64, buf: &mut Vec<u8>
     let mut out = writer.buffered();
     for _ in 0..32 {
         message(stream, *seq, buf);
-        // `write` frames the message into the batch, then hands the batch on when it is full;
-        // an error from that hand-off leaves the message in the batch, which a later flush sends
-        // or, when `out` drops, `on_failed` hands back. So, unlike after `Writer::write`, a
-        // message whose `write` failed was taken (retrying it would send it twice).
-        let result = out.write(buf);
-        *seq += 1;
-        if result.is_err() {
+        // An error means the message was not taken (a full batch is handed on before the
+        // message is framed); what the batch already held is sent by a later flush or, when
+        // `out` drops, handed back through `on_failed`.
+        if out.write(buf).is_err() {
             return false;
         }
+        *seq += 1;
     }
     out.flush().is_ok()
 }
@@ -449,7 +459,20 @@ fn run(args: &Args) -> Result<bool, Error> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let open_at_end = listener.connections().len();
+    let held_at_end = listener.partial_frame_bytes();
     listener.close();
+    let sum =
+        |f: fn(&buffstreams::CoreStats) -> u64| -> u64 { soak.runtime.stats().iter().map(f).sum() };
+    println!(
+        "limits           {} idle timeouts, {} frame timeouts, {} refused over {} connections; \
+         partial-frame budget {} MiB, {} bytes held at the end",
+        sum(|s| s.idle_timeouts),
+        sum(|s| s.frame_timeouts),
+        sum(|s| s.refused),
+        LIMIT_CONNECTIONS,
+        LIMIT_BUDGET >> 20,
+        held_at_end
+    );
     sampling.store(true, Ordering::Relaxed);
     let (peak_fds, peak_threads) = sampler.join().unwrap();
     let end = report::End {

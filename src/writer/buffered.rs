@@ -15,8 +15,9 @@ use crate::writer::{push_error, report, Writer};
 pub const BUFFERED_WRITER_BYTES: usize = 64 * 1024;
 
 /// A [`Writer`] handle for one thread that batches writes, the way `std::io::BufWriter` does:
-/// each message is framed into memory this handle owns (one copy, no lock, no atomic), and every
-/// [`BUFFERED_WRITER_BYTES`] (64 KiB), or on [`flush`](BufferedWriter::flush), the batch joins
+/// each message is framed into memory this handle owns (one copy, no lock, no atomic), and once
+/// [`BUFFERED_WRITER_BYTES`] (64 KiB) are gathered (on the next write), or on
+/// [`flush`](BufferedWriter::flush), the batch joins
 /// the writer's queue with one lock and is sent at once: straight from this thread with one
 /// nonblocking `sendmsg` when no send is under way on the connection, otherwise by the owning
 /// core. This is the fastest way to stream from a thread that is not the core's.
@@ -60,8 +61,9 @@ impl Writer {
 }
 
 impl BufferedWriter<'_> {
-    /// Frames `msg` into the batch; returns the number of bytes framed. Hands the batch on
-    /// (see [`flush`](BufferedWriter::flush)) once it holds 64 KiB.
+    /// Frames `msg` into the batch; returns the number of bytes framed. If the batch already
+    /// holds 64 KiB, hands it on first (see [`flush`](BufferedWriter::flush)): an error from
+    /// that means `msg` was not taken (the batch stays, for `flush` or the drop).
     #[inline]
     pub fn write(&mut self, msg: &[u8]) -> Result<usize, WriteError> {
         self.write_with(msg.len(), |payload| payload.copy_from_slice(msg))
@@ -90,6 +92,11 @@ impl BufferedWriter<'_> {
     ) -> Result<usize, WriteError> {
         // Refused before any memory is set aside for it.
         self.codec.check_len(len)?;
+        // Hand a full batch on before taking this message, so that an error here means this
+        // message was not taken (the batch before it stays for `flush` or the drop).
+        if self.bytes >= BUFFERED_WRITER_BYTES {
+            self.flush()?;
+        }
         // Room for the longest header (and a delimiter) is enough whatever the framing.
         let room = len + self.codec.max_overhead();
         let codec = self.codec;
@@ -105,9 +112,6 @@ impl BufferedWriter<'_> {
         }
         chunk.commit(n);
         self.bytes += n;
-        if self.bytes >= BUFFERED_WRITER_BYTES {
-            self.flush()?;
-        }
         Ok(n)
     }
 
