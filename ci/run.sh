@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s (%s s)\n' "$*" "$SECONDS"; }
 
 step "toolchain"
 cargo --version
@@ -15,29 +15,42 @@ done
 uname -r
 cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || true
 
+step "python protobuf for the interop tests (a virtual environment under target/)"
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" 2>/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq python3 python3-venv) >/dev/null
+fi
+VENV=target/ci-venv
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check "protobuf>=5.28"
+export BUFFSTREAMS_PYTHON="$PWD/$VENV/bin/python"
+export BUFFSTREAMS_REQUIRE_INTEROP=1
+
 step "format"
 cargo fmt --all -- --check
 
 step "lint"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --all-features -- -D warnings
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
 
 step "tests (the README's test command)"
-cargo test
+cargo test --all-features
 
-step "main job (the README's run command, smaller)"
+step "main job (the README's run command, smaller) and the other examples"
 cargo run --release --example stream -- --messages 1000000
+cargo run --release --features prost --example protobuf -- 100000
+cargo run --release --example tokio_app -- 100000
 
 step "soak (1 minute)"
 cargo run --release --example soak -- --seconds 60
 
 step "decoder fuzz driver (60 s) and random bytes on a live listener (30 s)"
 BUFFSTREAMS_FUZZ_SECS=60 BUFFSTREAMS_RANDOM_SECS=30 \
-  cargo test --test fuzz_decoder --test random_bytes -- --nocapture
+  cargo test --all-features --test fuzz_decoder --test random_bytes -- --nocapture
 
 if [ -f benches/throughput/main.rs ] && grep -q -- "--quick" benches/throughput/*.rs; then
   step "benchmark smoke test"
-  timeout 300 cargo bench --bench throughput -- --quick
+  timeout 300 cargo bench --features tokio-uring --bench throughput -- --quick
 fi
+step "done"

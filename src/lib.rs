@@ -45,8 +45,8 @@
 //!
 //! - `prost`: [`Writer::write_message`], [`Conn::write_message`] and
 //!   [`BufferedWriter::write_message`] encode a `prost::Message` straight into the send memory;
-//!   [`Message::decode_as`] decodes one (see [`protobuf`](crate::protobuf)).
-//! - `tokio-uring`: [`tokio_uring::FramedStream`](crate::tokio_uring::FramedStream), framed
+//!   [`Message::decode_as`] decodes one (see [`protobuf`]).
+//! - `tokio-uring`: [`tokio_uring::FramedStream`], framed
 //!   messages over a `tokio_uring` TCP stream with this crate's codec.
 //!
 //! Limits for a server facing untrusted peers (a memory budget for partly received frames,
