@@ -23,6 +23,9 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// What the reader must say about a header.
+type Expect = fn(&FrameError) -> bool;
+
 #[test]
 fn go_crash_headers_close_one_connection_each() {
     for backend in BACKENDS {
@@ -55,7 +58,7 @@ fn go_crash_headers_close_one_connection_each() {
         // (header, what the reader must say): 824000 announces 4097 bytes (over the maximum),
         // 010000 is zigzag -1, 808080 never ends its varint, and 904e0000 is a 5000-byte
         // header written for a 65536 maximum (4 bytes), read as 3.
-        let cases: [(&str, fn(&FrameError) -> bool); 4] = [
+        let cases: [(&str, Expect); 4] = [
             ("824000", |e| {
                 matches!(e, FrameError::TooLarge { len: 4097, .. })
             }),
