@@ -120,6 +120,15 @@ pub struct ListenerConfig {
 impl ListenerConfig {
     /// Listen on `address` (`"127.0.0.1:0"` picks a free port) and call `handler` with every
     /// message. Defaults: u32 big-endian length prefix, 8 MiB maximum, one core per CPU.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig};
+    /// let listener = Listener::bind(ListenerConfig::new("127.0.0.1:5031", |msg, _conn| {
+    ///     println!("{} bytes", msg.len());
+    ///     Ok(())
+    /// }))?;
+    /// # Ok::<(), buffstreams::ListenError>(())
+    /// ```
     pub fn new<F>(address: impl Into<String>, handler: F) -> ListenerConfig
     where
         F: Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync + 'static,

@@ -108,12 +108,26 @@ impl std::fmt::Debug for Manager {
 
 impl Manager {
     /// Starts the runtime (see [`RuntimeConfig`]; the default is one pinned core per CPU).
+    ///
+    /// ```no_run
+    /// use buffstreams::{Manager, RuntimeConfig};
+    /// let manager = Manager::new(RuntimeConfig::with_cores(2))?;
+    /// # Ok::<(), buffstreams::StartError>(())
+    /// ```
     pub fn new(config: RuntimeConfig) -> Result<Manager, StartError> {
         let grace = config.shutdown_grace;
         Ok(Manager::with_runtime(Runtime::new(config)?, grace))
     }
 
     /// A manager on an existing runtime; `grace` bounds the drain when the last handle drops.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use buffstreams::{Manager, Runtime, RuntimeConfig};
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
+    /// let manager = Manager::with_runtime(runtime, Duration::from_secs(5));
+    /// # Ok::<(), buffstreams::StartError>(())
+    /// ```
     pub fn with_runtime(runtime: Runtime, grace: Duration) -> Manager {
         Manager {
             inner: Arc::new(ManagerInner {
@@ -162,6 +176,14 @@ impl Manager {
     }
 
     /// Dials a writer and keeps it under `config`'s address string (what `write_to` takes).
+    ///
+    /// ```no_run
+    /// use buffstreams::{Manager, RuntimeConfig, WriterConfig};
+    /// let manager = Manager::new(RuntimeConfig::default())?;
+    /// let writer = manager.dial(WriterConfig::new("127.0.0.1:5031"))?;
+    /// writer.write(b"hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dial(&self, config: WriterConfig) -> Result<Writer, ManagerError> {
         let _open = self.check_open()?;
         let address = config.address.clone();

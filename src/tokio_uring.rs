@@ -84,6 +84,18 @@ impl std::fmt::Debug for FramedStream {
 impl FramedStream {
     /// Frames messages on `stream` with `codec` (the peer must use the same framing and
     /// maximum).
+    ///
+    /// ```no_run
+    /// use buffstreams::tokio_uring::FramedStream;
+    /// use buffstreams::{Codec, Framing};
+    /// tokio_uring::start(async {
+    ///     let stream = tokio_uring::net::TcpStream::connect("127.0.0.1:5031".parse()?).await?;
+    ///     let mut framed = FramedStream::new(stream, Codec::new(Framing::Varint, 1 << 20)?);
+    ///     framed.write_message(b"hello").await?;
+    ///     Ok::<(), Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(stream: TcpStream, codec: Codec) -> FramedStream {
         FramedStream {
             stream,

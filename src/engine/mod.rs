@@ -87,6 +87,12 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     /// The configuration with `cores` core threads.
+    ///
+    /// ```
+    /// use buffstreams::RuntimeConfig;
+    /// let cfg = RuntimeConfig::with_cores(4);
+    /// assert!(cfg.cores == 4 && cfg.pin);
+    /// ```
     pub fn with_cores(cores: usize) -> Self {
         RuntimeConfig {
             cores,
@@ -144,6 +150,15 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Starts the core threads; each creates its ring on its own thread. Fails with a typed
     /// error (saying why and what to do) if io_uring is missing, disabled or blocked.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig, Runtime, RuntimeConfig, Writer, WriterConfig};
+    /// let runtime = Runtime::new(RuntimeConfig::with_cores(2))?;
+    /// let listener = Listener::bind_on(&runtime, ListenerConfig::new("127.0.0.1:0", |_, _| Ok(())))?;
+    /// let writer = Writer::dial_on(&runtime, WriterConfig::new(listener.local_addr().to_string()))?;
+    /// println!("running on {:?}", runtime.backend());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(config: RuntimeConfig) -> Result<Runtime, StartError> {
         let n = config.resolved_cores();
         if n > 1024 {

@@ -97,11 +97,23 @@ pub struct AssemblyBudget {
 
 impl AssemblyBudget {
     /// A budget of `limit` bytes; a stream it cannot cover waits.
+    ///
+    /// ```
+    /// use buffstreams::frame::AssemblyBudget;
+    /// let budget = AssemblyBudget::new(64 << 20);
+    /// assert_eq!((budget.limit(), budget.used()), (64 << 20, 0));
+    /// ```
     pub fn new(limit: usize) -> AssemblyBudget {
         AssemblyBudget::with_policy(limit, BudgetPolicy::Wait)
     }
 
     /// A budget of `limit` bytes with the given policy for streams it cannot cover.
+    ///
+    /// ```
+    /// use buffstreams::frame::{AssemblyBudget, BudgetPolicy};
+    /// let budget = AssemblyBudget::with_policy(64 << 20, BudgetPolicy::CloseLargest);
+    /// assert_eq!(budget.policy(), BudgetPolicy::CloseLargest);
+    /// ```
     pub fn with_policy(limit: usize, policy: BudgetPolicy) -> AssemblyBudget {
         AssemblyBudget {
             limit,

@@ -55,6 +55,21 @@ impl Drop for Decoder {
 
 impl Decoder {
     /// A decoder at the start of a stream.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use buffstreams::frame::{Codec, Decoder, Framing};
+    /// let mut decoder = Decoder::new(Codec::new(Framing::U16Be, 100)?);
+    /// let mut got = Vec::new();
+    /// for chunk in [&[0u8, 2, b'h'][..], &[b'i']] {
+    ///     decoder.decode(chunk, |msg| {
+    ///         got.push(msg.to_vec());
+    ///         ControlFlow::Continue(())
+    ///     })?;
+    /// }
+    /// assert_eq!(got, [b"hi"]);
+    /// # Ok::<(), buffstreams::FrameError>(())
+    /// ```
     pub fn new(codec: Codec) -> Decoder {
         Decoder {
             codec,
@@ -77,6 +92,8 @@ impl Decoder {
     /// [`waiting_for_budget`](Decoder::waiting_for_budget) turns true, and `waker` is woken once
     /// memory is returned: feed the rest of the chunk again then. Frames that lie inside one
     /// chunk are delivered from it and need no budget.
+    ///
+    /// See [`AssemblyBudget`] for an example.
     pub fn with_budget(codec: Codec, budget: Arc<AssemblyBudget>, waker: Waker) -> Decoder {
         let mut decoder = Decoder::new(codec);
         let stake = budget.stake(waker);

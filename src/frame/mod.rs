@@ -169,6 +169,17 @@ impl Codec {
     /// the other framings 0 allows only empty messages. Since no buffer can exceed `isize::MAX`
     /// bytes, larger maximums (such as `usize::MAX` for "no limit") are lowered to
     /// `isize::MAX - MAX_HEADER_LEN`.
+    ///
+    /// ```
+    /// use buffstreams::{Codec, FrameError, Framing};
+    /// let codec = Codec::new(Framing::U16Be, 1024)?;
+    /// assert_eq!(codec.max_message_size(), 1024);
+    /// assert!(matches!(
+    ///     Codec::new(Framing::U16Be, 1 << 20),
+    ///     Err(FrameError::MaxTooLarge { .. })
+    /// ));
+    /// # Ok::<(), FrameError>(())
+    /// ```
     pub fn new(framing: Framing, max_message_size: usize) -> Result<Codec, FrameError> {
         let too_large = FrameError::MaxTooLarge {
             framing,

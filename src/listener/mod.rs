@@ -144,12 +144,27 @@ fn bind_socket(addr: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
 impl Listener {
     /// Binds `config.address` with its own runtime (`config`'s core count) and starts accepting
     /// in the background. Returns once every core is accepting.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig};
+    /// let listener = Listener::bind(ListenerConfig::new("127.0.0.1:0", |_msg, _conn| Ok(())))?;
+    /// println!("listening on {}", listener.local_addr());
+    /// # Ok::<(), buffstreams::ListenError>(())
+    /// ```
     pub fn bind(config: ListenerConfig) -> Result<Listener, ListenError> {
         let runtime = Runtime::new(config.runtime.clone())?;
         Listener::bind_on(&runtime, config)
     }
 
     /// Binds on an existing runtime: one listening socket per core of `runtime`.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig, Runtime, RuntimeConfig};
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
+    /// let a = Listener::bind_on(&runtime, ListenerConfig::new("127.0.0.1:5031", |_, _| Ok(())))?;
+    /// let b = Listener::bind_on(&runtime, ListenerConfig::new("127.0.0.1:5032", |_, _| Ok(())))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bind_on(runtime: &Runtime, config: ListenerConfig) -> Result<Listener, ListenError> {
         let codec = Codec::new(config.framing, config.max_len())?;
         let mut addr =

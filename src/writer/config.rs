@@ -60,6 +60,11 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// No background reconnects: the next write reconnects (Go BuffStreams' behaviour).
+    ///
+    /// ```
+    /// use buffstreams::{RetryPolicy, WriterConfig};
+    /// let cfg = WriterConfig::new("127.0.0.1:5031").retry(RetryPolicy::never());
+    /// ```
     pub fn never() -> Self {
         RetryPolicy {
             max_attempts: Some(0),
@@ -68,6 +73,11 @@ impl RetryPolicy {
     }
 
     /// Retry forever (with back-off).
+    ///
+    /// ```
+    /// use buffstreams::RetryPolicy;
+    /// assert_eq!(RetryPolicy::forever().max_attempts, None);
+    /// ```
     pub fn forever() -> Self {
         RetryPolicy {
             max_attempts: None,
@@ -130,6 +140,11 @@ pub struct WriterConfig {
 impl WriterConfig {
     /// Dial `address`. Defaults: u32 big-endian length prefix, 8 MiB maximum, 5 s connect
     /// timeout, 256 KiB send queue.
+    ///
+    /// ```
+    /// use buffstreams::{Framing, WriterConfig};
+    /// let cfg = WriterConfig::new("127.0.0.1:5031").framing(Framing::Varint);
+    /// ```
     pub fn new(address: impl Into<String>) -> WriterConfig {
         WriterConfig {
             address: address.into(),

@@ -97,6 +97,13 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Dials `config.address` on a runtime of its own (one unpinned core by default).
+    ///
+    /// ```no_run
+    /// use buffstreams::{Writer, WriterConfig};
+    /// let writer = Writer::dial(WriterConfig::new("127.0.0.1:5031"))?;
+    /// writer.write(b"hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dial(config: WriterConfig) -> Result<Writer, DialError> {
         let runtime = Runtime::new(config.runtime.clone())?;
         Writer::dial_on(&runtime, config)
@@ -107,6 +114,14 @@ impl Writer {
     ///
     /// Fails if the first connection attempt fails, unless
     /// [`background_connect`](WriterConfig::background_connect) is set.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Runtime, RuntimeConfig, Writer, WriterConfig};
+    /// let runtime = Runtime::new(RuntimeConfig::with_cores(1))?;
+    /// let a = Writer::dial_on(&runtime, WriterConfig::new("127.0.0.1:5031"))?;
+    /// let b = Writer::dial_on(&runtime, WriterConfig::new("127.0.0.1:5032"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dial_on(runtime: &Runtime, config: WriterConfig) -> Result<Writer, DialError> {
         let codec = Codec::new(config.framing, config.max_len())?;
         let addr =
