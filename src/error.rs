@@ -205,6 +205,19 @@ pub enum ConnError {
     /// The kernel returned a receive buffer id or length the ring never handed out.
     #[error("io_uring returned an invalid receive buffer")]
     BadBuffer,
+    /// The peer closed its side cleanly: later writes on the connection fail with this.
+    #[error("the peer closed the connection")]
+    PeerClosed,
+    /// The writer has no connection now (it is connecting or reconnecting, or was dropped while
+    /// it had none).
+    #[error("not connected")]
+    NotConnected,
+    /// Reconnecting failed and the retry policy gave up.
+    #[error("reconnecting failed: {0}")]
+    Reconnect(#[source] Arc<DialError>),
+    /// `close` could not send everything within its timeout; the rest was cut.
+    #[error("close timed out after {0:?} before everything was sent")]
+    CloseTimedOut(Duration),
     /// The listener's partial-frame budget ran short and this connection held the most of it
     /// (under [`BudgetPolicy::CloseLargest`](crate::frame::BudgetPolicy::CloseLargest)).
     #[error("closed to free the listener's partial-frame budget: it held the most ({held} bytes)")]

@@ -1,6 +1,5 @@
 //! Per-core counters: kept in plain integers by the core and published once per loop turn.
 
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -82,10 +81,7 @@ impl CoreStats {
                 self.conn_errors += 1;
                 Some(err.clone())
             }
-            CloseReason::PeerClosed => Some(Arc::new(ConnError::Io(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "the peer closed the connection",
-            )))),
+            CloseReason::PeerClosed => Some(Arc::new(ConnError::PeerClosed)),
             CloseReason::IdleTimeout(_) => {
                 self.idle_timeouts += 1;
                 None

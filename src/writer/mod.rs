@@ -149,9 +149,7 @@ impl Writer {
         if config.background_connect {
             inner
                 .sendq
-                .set_reconnecting(Arc::new(ConnError::Io(std::io::Error::from(
-                    std::io::ErrorKind::NotConnected,
-                ))));
+                .set_reconnecting(Arc::new(ConnError::NotConnected));
             inner.schedule_redial(Duration::ZERO);
         } else {
             let info = inner.connect()?;
@@ -303,9 +301,7 @@ impl WriterInner {
                 writer.outage_started();
                 writer.schedule_redial(Duration::ZERO);
             } else if let Some(sendq) = sendq.upgrade() {
-                let rest = sendq.give_up(Arc::new(ConnError::Io(std::io::Error::from(
-                    std::io::ErrorKind::NotConnected,
-                ))));
+                let rest = sendq.give_up(Arc::new(ConnError::NotConnected));
                 report(on_failed.as_ref(), addr, &codec, rest, FailReason::Dropped);
             }
         }));
@@ -406,14 +402,13 @@ impl WriterInner {
         } else {
             tracing::debug!(addr = %self.addr, attempts, error = %err, "reconnecting failed again");
         }
+        let err = Arc::new(err);
         let rest = self
             .sendq
-            .give_up(Arc::new(ConnError::Io(std::io::Error::other(
-                err.to_string(),
-            ))));
+            .give_up(Arc::new(ConnError::Reconnect(err.clone())));
         let reason = FailReason::GaveUp {
             attempts,
-            error: Arc::new(err),
+            error: err,
         };
         report(
             self.on_failed.as_ref(),
@@ -447,16 +442,14 @@ impl WriterInner {
             match self.flush(Some(deadline)) {
                 Ok(true) | Err(WriteError::Closed) => {}
                 Ok(false) => {
-                    reason = CloseReason::Error(Arc::new(ConnError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "close timed out before everything was sent",
-                    ))))
+                    reason = CloseReason::Error(Arc::new(ConnError::CloseTimedOut(timeout)))
                 }
-                Err(err) => {
-                    reason = CloseReason::Error(Arc::new(ConnError::Io(std::io::Error::other(
-                        err.to_string(),
-                    ))))
+                Err(WriteError::Failed(err)) => reason = CloseReason::Error(err),
+                Err(WriteError::Reconnect(err)) => {
+                    reason = CloseReason::Error(Arc::new(ConnError::Reconnect(Arc::new(err))))
                 }
+                // Nothing else comes out of a flush off the owning core.
+                Err(_) => reason = CloseReason::Error(Arc::new(ConnError::NotConnected)),
             }
         }
         // Whatever is still queued now could not be sent in time: cut the connection (the
@@ -538,11 +531,7 @@ impl Drop for WriterInner {
                 self.sendq.request_close(false, false);
             }
             Link::Reconnecting | Link::Down(_) => {
-                let rest = self
-                    .sendq
-                    .give_up(Arc::new(ConnError::Io(std::io::Error::from(
-                        std::io::ErrorKind::NotConnected,
-                    ))));
+                let rest = self.sendq.give_up(Arc::new(ConnError::NotConnected));
                 report(
                     self.on_failed.as_ref(),
                     self.addr,

@@ -204,9 +204,7 @@ impl SendQueue {
             .compare_exchange(DOWN, RECONNECTING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if ok && ctl.error.is_none() {
-            ctl.error = Some(Arc::new(ConnError::Io(std::io::Error::from(
-                std::io::ErrorKind::NotConnected,
-            ))));
+            ctl.error = Some(Arc::new(ConnError::NotConnected));
         }
         self.notify(&mut ctl);
         ok
@@ -232,11 +230,12 @@ impl SendQueue {
             UP => Link::Up,
             CLOSED => Link::Closed,
             RECONNECTING => Link::Reconnecting,
-            _ => Link::Down(self.lock().error.clone().unwrap_or_else(|| {
-                Arc::new(ConnError::Io(std::io::Error::from(
-                    std::io::ErrorKind::NotConnected,
-                )))
-            })),
+            _ => Link::Down(
+                self.lock()
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(ConnError::NotConnected)),
+            ),
         }
     }
 

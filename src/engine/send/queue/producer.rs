@@ -83,11 +83,10 @@ impl SendQueue {
             match self.state.load(Ordering::Acquire) {
                 CLOSED => return Err(PushError::Closed),
                 DOWN => {
-                    let err = ctl.error.clone().unwrap_or_else(|| {
-                        Arc::new(ConnError::Io(std::io::Error::from(
-                            std::io::ErrorKind::NotConnected,
-                        )))
-                    });
+                    let err = ctl
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| Arc::new(ConnError::NotConnected));
                     return Err(PushError::Down(err));
                 }
                 _ => {}
