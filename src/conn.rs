@@ -114,10 +114,7 @@ impl Conn {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
-        self.write_encoded(len, |buf| {
-            fill(buf);
-            true
-        })
+        self.write_encoded(len, complete(fill))
     }
 
     /// [`write_with`](Conn::write_with) for an encoder that reports whether it wrote exactly
@@ -228,11 +225,17 @@ impl From<Enqueue> for WriteError {
 pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Result<usize, Enqueue> {
     // Framed in place (header, then one copy of the payload): about half the cost of building
     // a `Frame` and copying it.
-    let fill = |payload: &mut [u8]| {
-        payload.copy_from_slice(msg);
-        true
-    };
+    let fill = complete(|payload: &mut [u8]| payload.copy_from_slice(msg));
     enqueue_with(codec, sendq, msg.len(), &mut Some(fill))
+}
+
+/// A `fill` that always writes its whole buffer, as an encoder for [`enqueue_with`].
+#[inline]
+pub(crate) fn complete(fill: impl FnOnce(&mut [u8])) -> impl FnOnce(&mut [u8]) -> bool {
+    move |buf| {
+        fill(buf);
+        true
+    }
 }
 
 /// Queues a `len`-byte message that `fill` (taken out of the option when it runs) encodes in

@@ -35,10 +35,7 @@ impl Writer {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
-        self.write_encoded(len, |buf| {
-            fill(buf);
-            true
-        })
+        self.write_encoded(len, crate::conn::complete(fill))
     }
 
     /// [`write_with`](Writer::write_with) for an encoder that reports whether it wrote exactly
