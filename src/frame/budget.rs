@@ -89,6 +89,8 @@ pub struct AssemblyBudget {
     used: AtomicUsize,
     /// Decoders that found the budget short, woken (all of them) when memory comes back.
     waiters: Mutex<Vec<Waker>>,
+    /// Whether `waiters` may be non-empty: a release skips the lock when nobody waits.
+    waiting: AtomicBool,
     policy: BudgetPolicy,
     /// With [`BudgetPolicy::CloseLargest`], every decoder's stake (dead ones pruned now and
     /// then).
@@ -119,6 +121,7 @@ impl AssemblyBudget {
             limit,
             used: AtomicUsize::new(0),
             waiters: Mutex::new(Vec::new()),
+            waiting: AtomicBool::new(false),
             policy,
             stakes: Mutex::new(Vec::new()),
         }
@@ -159,7 +162,8 @@ impl AssemblyBudget {
     /// Reserves `bytes` if that stays within the limit.
     pub(crate) fn try_reserve(&self, bytes: usize) -> bool {
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+            // SeqCst (free for read-modify-writes on x86): see `release`.
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 used.checked_add(bytes).filter(|&total| total <= self.limit)
             })
             .is_ok()
@@ -170,8 +174,18 @@ impl AssemblyBudget {
         if bytes == 0 {
             return;
         }
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        self.used.fetch_sub(bytes, Ordering::SeqCst);
+        // All SeqCst, with `reserve_or_wait`'s flag store and its reservation attempt (a
+        // store-then-load on each side): either it sees the memory returned here, or this sees
+        // its registration.
+        if !self.waiting.load(Ordering::SeqCst) {
+            return;
+        }
+        let waiters = {
+            let mut waiters = lock(&self.waiters);
+            self.waiting.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *waiters)
+        };
         for waker in waiters {
             waker.wake();
         }
@@ -189,6 +203,7 @@ impl AssemblyBudget {
             if !waiters.iter().any(|w| w.will_wake(&stake.waker)) {
                 waiters.push(stake.waker.clone());
             }
+            self.waiting.store(true, Ordering::SeqCst);
         }
         if self.try_reserve(bytes) {
             return true;
