@@ -267,8 +267,9 @@ impl ListenerConfig {
     /// this budget first (memory itself grows only with the bytes that arrive). When the budget
     /// cannot cover it, that connection stops reading (TCP then slows its peer down) until
     /// frames in progress on other connections complete or their connections close; frames
-    /// already admitted always complete. Per connection, besides its share of the budget, at
-    /// most about one receive buffer of received bytes waits while it is stopped.
+    /// already admitted always complete. Per connection, besides its share of the budget, what
+    /// had already been received when it stopped waits: on epoll at most one receive buffer, on
+    /// io_uring at most the core's receive ring (`recv_buffers × recv_buffer_size`).
     ///
     /// The [`frame_timeout`](ListenerConfig::frame_timeout) bounds how long a peer can hold
     /// budget without finishing its frame.

@@ -93,7 +93,7 @@ fn trickling_attackers_stay_within_the_budget(backend: Backend) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const BUDGET: usize = 8 * MIB;
     const ATTACKERS: usize = 50;
-    const SENT: usize = MIB; // per attacker: 50 MiB in all, were it all held
+    const SENT: usize = 2 * MIB; // per attacker: 100 MiB in all, were it all held
     let good = Arc::new(AtomicU64::new(0));
     let big = Arc::new(AtomicU64::new(0));
     let (g, b) = (good.clone(), big.clone());
@@ -140,9 +140,11 @@ fn trickling_attackers_stay_within_the_budget(backend: Backend) {
     assert!(held > 0, "no attacker was admitted");
 
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(baseline);
-    // Budget, plus per connection a receive buffer or two of held-back bytes and small
-    // allocations, plus the attackers' own 64 KiB pieces and thread stacks' heap.
-    let allowed = BUDGET + ATTACKERS * 200 * 1024 + 4 * MIB;
+    // Budget, plus per connection what had already been received when it stopped (epoll: one
+    // receive buffer; io_uring: at most the core's receive ring, 16 x 64 KiB, posted before its
+    // receive was cancelled), plus the attackers' own 64 KiB pieces and the test harness.
+    let allowed = BUDGET + ATTACKERS * MIB + 8 * MIB;
+    eprintln!("{backend:?}: peak {peak} bytes of heap (allowed {allowed})");
     assert!(
         peak <= allowed,
         "{backend:?}: peak {peak} bytes of heap for {ATTACKERS} trickling attackers \

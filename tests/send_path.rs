@@ -328,7 +328,11 @@ fn buffered_handle_holds_until_flushed() {
             n += 1;
         }
         out.write(&payload).expect("write");
-        assert_eq!(out.buffered_bytes(), 1004, "the full batch was handed on first");
+        assert_eq!(
+            out.buffered_bytes(),
+            1004,
+            "the full batch was handed on first"
+        );
         assert!(wait_until(Duration::from_secs(10), || count
             .load(Ordering::Relaxed)
             == 1 + n));
