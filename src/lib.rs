@@ -46,6 +46,7 @@
 //! - `prost`: [`Writer::write_message`], [`Conn::write_message`] and
 //!   [`BufferedWriter::write_message`] encode a `prost::Message` straight into the send memory;
 //!   [`Message::decode_as`] decodes one (see [`protobuf`]).
+//! - `cli` (default): the `buffstreams` command line tool; `default-features = false` drops it.
 //! - `tokio-uring`: [`tokio_uring::FramedStream`], framed
 //!   messages over a `tokio_uring` TCP stream with this crate's codec.
 //!

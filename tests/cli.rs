@@ -1,0 +1,528 @@
+//! The `buffstreams` command line tool, driven as a user would: `listen` and `send` against each
+//! other with every framing, protobuf printing, echo, every kind of error, `probe`, `bench`,
+//! and Ctrl-C. Loopback only; every child is killed if it outlives its time limit.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use buffstreams::{Framing, Writer, WriterConfig};
+use common::wait_until;
+
+const BIN: &str = env!("CARGO_BIN_EXE_buffstreams");
+
+/// The longest any child may run.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A running `buffstreams`: its stdout arrives line by line; killed when dropped.
+struct Running {
+    child: Child,
+    /// Standard input, when it is kept open.
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// How a child ended.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    /// The stdout lines not taken with [`Running::line`].
+    stdout: Vec<String>,
+    stderr: String,
+}
+
+impl Running {
+    /// Starts `buffstreams ARGS`; `stdin` is written to its standard input, then closed.
+    fn spawn(args: &[&str], stdin: Option<Vec<u8>>) -> Running {
+        let mut running = Running::start(args, stdin.is_some());
+        if let (Some(input), Some(mut pipe)) = (stdin, running.stdin.take()) {
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&input); // closed on drop: end of input
+            });
+        }
+        running
+    }
+
+    /// Starts `buffstreams ARGS`, with a pipe to its standard input or none.
+    fn start(args: &[&str], piped: bool) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn buffstreams");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Like `spawn`, with `input` written to standard input, which then stays open (until the
+    /// `Running` is dropped).
+    fn spawn_typing(args: &[&str], input: &[u8]) -> Running {
+        let mut running = Running::start(args, true);
+        let pipe = running.stdin.as_mut().expect("stdin");
+        pipe.write_all(input)
+            .and_then(|()| pipe.flush())
+            .expect("type");
+        running
+    }
+
+    /// The next stdout line, waiting at most `LIMIT`.
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(LIMIT)
+            .expect("a line from buffstreams in time")
+    }
+
+    /// Waits for the exit (killing the child and failing after `LIMIT`).
+    fn finish(mut self) -> Outcome {
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("buffstreams did not exit within {LIMIT:?}");
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        Outcome {
+            code: status.code(),
+            stdout: self.lines.iter().collect(),
+            stderr,
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `buffstreams ARGS` to its end.
+fn run(args: &[&str], stdin: Option<Vec<u8>>) -> Outcome {
+    Running::spawn(args, stdin).finish()
+}
+
+/// Starts `buffstreams listen 127.0.0.1:0 ARGS` and reads the address from its first line.
+fn listen(args: &[&str]) -> (Running, String) {
+    let mut all = vec!["listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let running = Running::spawn(&all, None);
+    let first = running.line();
+    let addr = first
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string();
+    (running, addr)
+}
+
+/// An error exit: code 1 and one `error: …` line, no panic.
+fn assert_one_line_error(outcome: &Outcome, expected: &str) {
+    assert_eq!(outcome.code, Some(1), "{outcome:?}");
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    let error = lines.last().copied().unwrap_or_default();
+    assert!(error.starts_with("error: "), "{outcome:?}");
+    assert!(error.contains(expected), "{expected:?} not in {error:?}");
+    assert!(
+        !outcome.stderr.contains("panicked") && !outcome.stderr.contains("backtrace"),
+        "{outcome:?}"
+    );
+}
+
+/// `send --generate N --size S` into `listen --count N --print len` with `framing`.
+fn round_trip(framing: &str, size: usize) {
+    let n = "300";
+    let (listener, addr) = listen(&["--framing", framing, "--count", n, "--print", "len"]);
+    let size = size.to_string();
+    let send = run(
+        &[
+            "send",
+            &addr,
+            "--framing",
+            framing,
+            "--generate",
+            n,
+            "--size",
+            &size,
+            "--conns",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(send.code, Some(0), "{send:?}");
+    assert!(send.stderr.contains("sent 300 messages"), "{send:?}");
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    assert_eq!(got.stdout.len(), 300, "{got:?}");
+    assert!(got.stdout.iter().all(|line| *line == size), "{got:?}");
+    assert!(got.stderr.contains("received 300 messages"), "{got:?}");
+}
+
+#[test]
+fn round_trip_u16be() {
+    round_trip("u16be", 1000);
+}
+
+#[test]
+fn round_trip_u16le() {
+    round_trip("u16le", 1000);
+}
+
+#[test]
+fn round_trip_u32be() {
+    round_trip("u32be", 1000);
+}
+
+#[test]
+fn round_trip_u32le() {
+    round_trip("u32le", 1000);
+}
+
+#[test]
+fn round_trip_u64be() {
+    round_trip("u64be", 1000);
+}
+
+#[test]
+fn round_trip_u64le() {
+    round_trip("u64le", 1000);
+}
+
+#[test]
+fn round_trip_varint() {
+    round_trip("varint", 1000);
+}
+
+#[test]
+fn round_trip_buffstreams_go_header() {
+    round_trip("buffstreams:1024", 1000);
+}
+
+#[test]
+fn round_trip_newline_delimited() {
+    round_trip("delim:\\n", 1000);
+}
+
+#[test]
+fn round_trip_nul_delimited() {
+    // Generated messages hold digits: a digit delimiter must be avoided too.
+    round_trip("delim:0", 1000);
+    round_trip("delim:48", 100);
+}
+
+#[test]
+fn stdin_lines_print_as_text() {
+    let (listener, addr) = listen(&["--framing", "varint", "--count", "5", "--print", "text"]);
+    let input = "hello\r\nwörld\ntab\there\n\nlast".as_bytes().to_vec();
+    let send = run(
+        &["send", &addr, "--framing", "varint", "--stdin-lines"],
+        Some(input),
+    );
+    assert_eq!(send.code, Some(0), "{send:?}");
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    assert_eq!(got.stdout, ["hello", "wörld", "tab\\there", "", "last"]);
+}
+
+#[test]
+fn typed_lines_go_out_at_once_and_ctrl_c_stops_send() {
+    let (listener, addr) = listen(&["--print", "text"]);
+    let send = Running::spawn_typing(&["send", &addr, "--stdin-lines"], b"typed\n");
+    // Standard input is still open: the line was sent without waiting for more.
+    assert_eq!(listener.line(), "typed");
+    send.interrupt();
+    let out = send.finish();
+    assert_eq!(out.code, Some(130), "{out:?}");
+    assert!(out.stderr.contains("sent 1 messages"), "{out:?}");
+    assert!(
+        out.stderr.contains("interrupted: stopped after 1 messages"),
+        "{out:?}"
+    );
+    listener.interrupt();
+    assert_eq!(listener.finish().code, Some(0));
+}
+
+#[test]
+fn a_file_is_one_message_or_its_lines() {
+    let path = std::env::temp_dir().join(format!("buffstreams-cli-{}.txt", std::process::id()));
+    std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+    let file = path.to_string_lossy().to_string();
+    let (listener, addr) = listen(&["--count", "4", "--print", "text"]);
+    let whole = run(&["send", &addr, "--file", &file], None);
+    let lines = run(&["send", &addr, "--file", &file, "--lines"], None);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(whole.code, Some(0), "{whole:?}");
+    assert_eq!(lines.code, Some(0), "{lines:?}");
+    let got = listener.finish();
+    assert_eq!(got.stdout, ["one\\ntwo\\nthree\\n", "one", "two", "three"]);
+}
+
+#[test]
+fn rate_paces_messages() {
+    let (listener, addr) = listen(&["--count", "10", "--print", "len"]);
+    let started = Instant::now();
+    let send = run(
+        &[
+            "send",
+            &addr,
+            "--generate",
+            "10",
+            "--size",
+            "4",
+            "--rate",
+            "50/s",
+            "--conns",
+            "2",
+        ],
+        None,
+    );
+    let took = started.elapsed();
+    assert_eq!(send.code, Some(0), "{send:?}");
+    // 10 messages at 50/s: the last one is due 9 x 20 ms after the first.
+    assert!(took >= Duration::from_millis(180), "{took:?}");
+    assert_eq!(listener.finish().stdout, ["4"; 10]);
+}
+
+#[test]
+fn protobuf_fields_are_decoded() {
+    // { 1: 150, 2: "testing", 3: { 1: 1 }, 4: fixed32 1.0f, 5: [1, 2, 300] packed }
+    let mut msg = vec![0x08, 0x96, 0x01, 0x12, 0x07];
+    msg.extend_from_slice(b"testing");
+    msg.extend_from_slice(&[0x1a, 0x02, 0x08, 0x01, 0x25]);
+    msg.extend_from_slice(&1.0f32.to_le_bytes());
+    msg.extend_from_slice(&[0x2a, 0x04, 0x01, 0x02, 0xac, 0x02]);
+    let (listener, addr) = listen(&["--count", "2", "--print", "protobuf"]);
+    let writer = Writer::dial(WriterConfig::new(addr)).unwrap();
+    writer.write(&msg).unwrap();
+    writer.write(&[0x08]).unwrap(); // truncated: not a message
+    writer.close().unwrap();
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    let expected = [
+        "# message 1: 27 bytes",
+        "1 (varint): 150",
+        "2 (len): \"testing\"",
+        "3 (len) {",
+        "  1 (varint): 1",
+        "}",
+        "4 (fixed32): 0x3f800000 (float 1)",
+        "5 (len): bytes [01 02 ac 02] (4 bytes) packed varints? [1, 2, 300]",
+        "# message 2: 1 bytes",
+        "(not a protobuf message: truncated varint at byte 1) 08",
+    ];
+    assert_eq!(got.stdout, expected);
+}
+
+#[test]
+fn echo_sends_every_message_back() {
+    let (listener, addr) = listen(&["--echo", "--count", "50", "--print", "none"]);
+    let echoes = Arc::new(AtomicU64::new(0));
+    let counter = echoes.clone();
+    let writer = Writer::dial(WriterConfig::new(addr).framing(Framing::U32Be).on_message(
+        move |msg, _conn| {
+            assert_eq!(msg.len(), 7);
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        },
+    ))
+    .unwrap();
+    for i in 0..50u8 {
+        writer.write(&[i; 7]).unwrap();
+    }
+    assert!(wait_until(LIMIT, || echoes.load(Ordering::Relaxed) == 50));
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    let _ = writer.close();
+    assert_eq!(echoes.load(Ordering::Relaxed), 50);
+}
+
+#[test]
+fn a_bad_address_is_a_one_line_error() {
+    for addr in ["not-an-address", "127.0.0.1:99999"] {
+        let send = run(&["send", addr, "--generate", "1", "--size", "5"], None);
+        assert_one_line_error(&send, "cannot resolve address");
+    }
+    let listen = run(&["listen", "300.0.0.1:5"], None);
+    assert_one_line_error(&listen, "cannot resolve listen address");
+}
+
+#[test]
+fn a_closed_port_is_a_one_line_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port(); // the listener is gone: nothing listens on it now
+    let addr = format!("127.0.0.1:{port}");
+    let send = run(&["send", &addr, "--generate", "1", "--size", "5"], None);
+    assert_one_line_error(&send, &format!("cannot connect to {addr}"));
+    assert!(send.stderr.contains("refused"), "{send:?}");
+}
+
+#[test]
+fn a_bad_framing_is_a_usage_error() {
+    for framing in ["u33", "delim:300", "buffstreams:0"] {
+        let out = run(&["listen", "127.0.0.1:0", "--framing", framing], None);
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains("invalid value"), "{out:?}");
+        assert!(out.stderr.contains(framing), "{out:?}");
+    }
+    let out = run(
+        &["send", "127.0.0.1:1", "--framing", "u32", "--stdin-lines"],
+        None,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("expected one of u32be, u32le"),
+        "{out:?}"
+    );
+    // Options that contradict each other are usage errors too.
+    let out = run(
+        &[
+            "send",
+            "127.0.0.1:1",
+            "--framing",
+            "u16be",
+            "--max",
+            "70000",
+            "--stdin-lines",
+        ],
+        None,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("over what u16be can announce"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_message_over_max_is_refused_after_the_ones_before_it() {
+    let (listener, addr) = listen(&["--max", "100", "--count", "1", "--print", "text"]);
+    let input = format!("short\n{}\nnever\n", "x".repeat(200)).into_bytes();
+    let send = run(
+        &["send", &addr, "--max", "100", "--stdin-lines"],
+        Some(input),
+    );
+    assert_one_line_error(
+        &send,
+        "message 2 is 200 bytes, over the maximum message size of 100 (--max)",
+    );
+    let got = listener.finish();
+    assert_eq!(got.stdout, ["short"], "{got:?}");
+    // Generated messages are checked before anything is dialed.
+    let send = run(
+        &[
+            "send",
+            "127.0.0.1:1",
+            "--max",
+            "100",
+            "--generate",
+            "1",
+            "--size",
+            "101",
+        ],
+        None,
+    );
+    assert_one_line_error(&send, "over the maximum message size of 100");
+}
+
+#[test]
+fn probe_names_the_kernel_and_the_auto_choice() {
+    let out = run(&["probe"], None);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let text = out.stdout.join("\n");
+    assert!(text.contains(release.trim()), "{text}");
+    assert!(text.contains("Backend::Auto chooses: "), "{text}");
+    assert!(text.contains("seccomp:"), "{text}");
+}
+
+#[test]
+fn bench_prints_a_summary() {
+    let out = run(
+        &["bench", "--secs", "1", "--conns", "2", "--size", "64"],
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let summary = out.stdout.last().cloned().unwrap_or_default();
+    assert!(summary.starts_with("bench: "), "{out:?}");
+    assert!(summary.contains("msgs/s"), "{out:?}");
+    assert!(summary.contains("MB/s"), "{out:?}");
+    assert!(summary.contains("ns CPU per message"), "{out:?}");
+}
+
+#[test]
+fn ctrl_c_stops_listen_and_bench_with_their_totals() {
+    let (listener, addr) = listen(&["--print", "len"]);
+    let send = run(&["send", &addr, "--generate", "10", "--size", "3"], None);
+    assert_eq!(send.code, Some(0), "{send:?}");
+    for _ in 0..10 {
+        assert_eq!(listener.line(), "3");
+    }
+    listener.interrupt();
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    assert!(
+        got.stderr
+            .contains("interrupted: received 10 messages (30 bytes) on 1 connection(s)"),
+        "{got:?}"
+    );
+
+    let bench = Running::spawn(&["bench", "--secs", "60", "--conns", "1"], None);
+    std::thread::sleep(Duration::from_millis(700));
+    bench.interrupt();
+    let started = Instant::now();
+    let out = bench.finish();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.concat().contains("(interrupted)"), "{out:?}");
+}
