@@ -199,9 +199,10 @@ fn stream_until(
     digest
 }
 
-/// One bad connection: connects, waits until the listener owns it (a peer that is gone before
-/// it is accepted is owed no `on_close`), sends bad bytes in random chunks, ends it one way or
-/// another and waits for the listener's `on_close`.
+/// One bad connection: connects, waits until the listener owns it (closes are matched by peer
+/// address, and a connection reset before it is accepted is reported with an unknown peer on
+/// io_uring), sends bad bytes in random chunks, ends it one way or another and waits for the
+/// listener's `on_close`.
 fn bad_connection(
     listener: &Listener,
     seen: &Seen,
