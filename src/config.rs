@@ -237,6 +237,10 @@ impl ListenerConfig {
 
     /// Called on the owning core when a connection ends, with why and the messages written to
     /// it that never reached the kernel. Without it, errors and unsent counts are logged.
+    ///
+    /// Every accepted connection gets exactly one call, on both backends, including one reset
+    /// before it was accepted (on io_uring its `peer` is then `0.0.0.0:0`: the address is gone).
+    /// Connections refused by [`max_connections`](Self::max_connections) get none.
     pub fn on_close<F>(mut self, hook: F) -> Self
     where
         F: Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync + 'static,
