@@ -387,3 +387,32 @@ fn auto_backend_falls_back_to_epoll_when_io_uring_is_blocked() {
     assert_eq!(backend, Backend::Epoll);
     assert!(delivered);
 }
+
+/// A second listener on a port that is already listening is refused (`EADDRINUSE`) instead of
+/// silently taking part of its connections through `SO_REUSEPORT`; once the first closes, the
+/// port binds again.
+#[test]
+fn a_second_listener_on_a_busy_port_is_refused() {
+    let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
+    let first = counting_listener("127.0.0.1:0", 2, seen.clone(), Backend::IoUring);
+    let addr = first.local_addr();
+    let second = Listener::bind(
+        ListenerConfig::new(addr.to_string(), |_, _| Ok(())).runtime(rt(1, Backend::IoUring)),
+    );
+    match second {
+        Err(buffstreams::ListenError::Bind { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
+        }
+        other => panic!("bound twice: {other:?}"),
+    }
+    // A plain socket listening there (another program) is detected the same way.
+    first.close();
+    let other_program = std::net::TcpListener::bind(addr).unwrap();
+    assert!(Listener::bind(
+        ListenerConfig::new(addr.to_string(), |_, _| Ok(())).runtime(rt(1, Backend::IoUring))
+    )
+    .is_err());
+    drop(other_program);
+    let again = counting_listener(&addr.to_string(), 1, seen, Backend::IoUring);
+    again.close();
+}

@@ -127,6 +127,23 @@ pub(crate) fn resolve(address: &str) -> Option<SocketAddr> {
     address.to_socket_addrs().ok()?.next()
 }
 
+/// Fails with `EADDRINUSE` if something already listens on `addr`'s port: the per-core sockets
+/// share it through `SO_REUSEPORT`, which would otherwise let a second listener (another process
+/// started by mistake) silently take part of the connections. A probe socket without
+/// `SO_REUSEPORT` cannot bind while any listening socket holds the port (`SO_REUSEADDR` lets it
+/// past connections in `TIME_WAIT`).
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 fn bind_socket(addr: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
@@ -169,6 +186,7 @@ impl Listener {
         let codec = Codec::new(config.framing, config.max_len())?;
         let mut addr =
             resolve(&config.address).ok_or_else(|| ListenError::Resolve(config.address.clone()))?;
+        ensure_port_free(addr).map_err(|source| ListenError::Bind { addr, source })?;
         let mut sockets = Vec::with_capacity(runtime.cores());
         for _ in 0..runtime.cores() {
             let socket = bind_socket(addr, config.backlog)
