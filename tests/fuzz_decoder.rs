@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use buffstreams::frame::{Codec, Framing, Parse};
+use buffstreams::frame::{varint, Codec, Framing, Parse};
 use bytes::BytesMut;
 use common::Rng;
 use decoder_check::{check, framing_for, max_for};
@@ -323,17 +323,10 @@ fn insert_length_near_max(rng: &mut Rng, data: &mut Vec<u8>) {
 /// The header announcing `len` in `framing` (unchecked: `len` may exceed the maximum or the
 /// field, which is then cut to its width); for a delimiter framing, `len` bytes without one.
 fn raw_header(framing: Framing, max: usize, len: u64) -> Vec<u8> {
-    let leb = |mut v: u64| {
-        let mut out = Vec::new();
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
+    let leb = |v: u64| {
+        let mut buf = [0; varint::MAX_VARINT_LEN];
+        let n = varint::encode(v, &mut buf);
+        buf[..n].to_vec()
     };
     match framing {
         Framing::U16Be => (len as u16).to_be_bytes().to_vec(),

@@ -139,9 +139,7 @@ impl FramedSession {
         }
         Ok(fed)
     }
-}
 
-impl FramedSession {
     /// The budget asked this connection to give up its memory.
     fn evicted(&self) -> Option<ConnError> {
         self.decoder.evicted().then(|| ConnError::OverBudget {
@@ -222,10 +220,13 @@ impl Session for FramedSession {
         if let Some(err) = self.evicted() {
             return Some(CloseReason::Error(Arc::new(err)));
         }
-        let in_frame = self.decoder.buffered() > 0;
-        self.watchdog
-            .as_mut()?
-            .tick(now, in_frame, self.delivered, self.paused)
+        let watchdog = self.watchdog.as_mut()?;
+        watchdog.tick(
+            now,
+            self.decoder.buffered() > 0,
+            self.delivered,
+            self.paused,
+        )
     }
 
     fn on_close(self: Box<Self>, reason: &CloseReason) {

@@ -10,6 +10,9 @@
 
 use std::fmt::Write as _;
 
+use buffstreams::frame::varint;
+use buffstreams::FrameError;
+
 /// How deep messages (and groups) are nested at most; deeper length-delimited fields are shown
 /// as bytes, deeper groups are an error.
 pub const MAX_DEPTH: usize = 32;
@@ -70,33 +73,21 @@ pub fn decode(buf: &[u8]) -> Result<Vec<Field<'_>>, DecodeError> {
     Ok(fields)
 }
 
-/// Reads a varint at `*pos`, advancing it.
+/// Reads a varint at `*pos` (the library's LEB128 reader), advancing it.
 fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     let start = *pos;
-    let mut value: u64 = 0;
-    for i in 0..10 {
-        let Some(&byte) = buf.get(start + i) else {
-            return Err(DecodeError {
-                offset: start,
-                what: "truncated varint",
-            });
-        };
-        let bits = u64::from(byte & 0x7f);
-        if i == 9 && bits > 1 {
-            return Err(DecodeError {
-                offset: start,
-                what: "varint overflows 64 bits",
-            });
-        }
-        value |= bits << (7 * i);
-        if byte & 0x80 == 0 {
-            *pos = start + i + 1;
+    let what = match varint::decode(buf.get(start..).unwrap_or_default(), varint::MAX_VARINT_LEN) {
+        Ok(Some((value, len))) => {
+            *pos = start + len;
             return Ok(value);
         }
-    }
+        Ok(None) => "truncated varint",
+        Err(FrameError::LengthOverflow) => "varint overflows 64 bits",
+        Err(_) => "varint longer than 10 bytes",
+    };
     Err(DecodeError {
         offset: start,
-        what: "varint longer than 10 bytes",
+        what,
     })
 }
 

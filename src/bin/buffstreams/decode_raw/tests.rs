@@ -3,17 +3,10 @@
 use super::*;
 
 /// A varint's encoding.
-fn enc(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+fn enc(v: u64) -> Vec<u8> {
+    let mut buf = [0; varint::MAX_VARINT_LEN];
+    let n = varint::encode(v, &mut buf);
+    buf[..n].to_vec()
 }
 
 fn tag(number: u64, wire: u64) -> Vec<u8> {
