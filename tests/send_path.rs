@@ -115,6 +115,52 @@ fn every_write_form_in_order_across_chunk_boundaries() {
     }
 }
 
+/// A `BufferedWriter` frames every framing the same as the codec (its fast path for fixed-width
+/// headers included), across batch and chunk boundaries, with messages over the maximum refused
+/// in between.
+#[test]
+fn buffered_writes_every_framing() {
+    common::init_tracing();
+    for framing in [
+        Framing::U16Le,
+        Framing::U32Be,
+        Framing::U64Be,
+        Framing::Varint,
+        Framing::BuffStreams,
+    ] {
+        let max = 4000;
+        let (listener, got, count) = collector(Backend::IoUring, framing, max);
+        let writer = writer(Backend::IoUring, &listener, framing, max);
+        let mut out = writer.buffered();
+        let mut rng = Rng::new(11);
+        let mut expected = Digest::default();
+        let mut sent = 0u64;
+        for _ in 0..3000 {
+            let mut msg = vec![0u8; rng.below(max as u64 + 200) as usize];
+            fill(&mut rng, &mut msg, framing);
+            match out.write(&msg) {
+                Ok(_) => {
+                    expected.add(&msg);
+                    sent += 1;
+                }
+                Err(WriteError::Frame(FrameError::TooLarge { .. })) => assert!(msg.len() > max),
+                Err(e) => panic!("{framing:?}: {e}"),
+            }
+        }
+        out.flush().expect("flush");
+        assert!(
+            wait_until(Duration::from_secs(20), || count.load(Ordering::Relaxed)
+                == sent),
+            "{framing:?}: {} of {sent} arrived",
+            count.load(Ordering::Relaxed)
+        );
+        assert_eq!(*got.lock().unwrap(), expected, "{framing:?}");
+        drop(out);
+        writer.close().expect("close");
+        listener.close();
+    }
+}
+
 /// A payload that `write_with` finds invalid (it contains the delimiter) is not queued, nothing
 /// of it reaches the peer, and the stream goes on; a batch with an oversized message queues
 /// nothing.
@@ -320,10 +366,11 @@ fn buffered_handle_holds_until_flushed() {
         assert!(wait_until(Duration::from_secs(10), || count
             .load(Ordering::Relaxed)
             == 1));
-        // A full batch is handed on by the next write, before it frames its message.
+        // A batch is handed on by the write that would take it past 64 KiB, before that write
+        // frames its message.
         let payload = [7u8; 1000];
         let mut n = 0;
-        while out.buffered_bytes() < BUFFERED_WRITER_BYTES {
+        while out.buffered_bytes() + 1004 <= BUFFERED_WRITER_BYTES {
             out.write(&payload).expect("write");
             n += 1;
         }
@@ -419,13 +466,18 @@ fn a_buffered_write_that_fails_did_not_take_the_message() {
     .unwrap();
     let mut out = writer.buffered();
     out.write(&vec![7; 40 * 1024]).unwrap();
-    out.write(&vec![8; 30 * 1024]).unwrap(); // the batch now holds over 64 KiB
+    out.write(&vec![8; 30 * 1024]).unwrap(); // hands the first on; the batch holds the second
     writer.close().unwrap();
-    let mut refused = vec![9; 100];
+    // Would take the batch past 64 KiB: the hand-off comes first, and fails.
+    let mut refused = vec![9; 40 * 1024];
     refused[0] = 42;
     assert!(matches!(out.write(&refused), Err(WriteError::Closed)));
     drop(out);
     let back = back.lock().unwrap();
+    assert!(
+        back.iter().any(|m| m[0] == 8),
+        "the batch left in the handle is handed back"
+    );
     assert!(
         back.iter().all(|m| m[0] != 42),
         "the refused message was handed back too"

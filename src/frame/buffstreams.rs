@@ -53,14 +53,19 @@ pub(crate) fn read(buf: &[u8], h: usize, max: usize) -> Result<Option<usize>, Fr
 }
 
 /// Write the header for a payload of `len` bytes (already checked against the maximum) into
-/// `out`; returns `h`.
+/// the front of `out` (at least `h` bytes); returns `h`.
 #[inline]
-pub(crate) fn write(len: usize, h: usize, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
-    let mut tmp = [0u8; varint::MAX_VARINT_LEN];
+pub(crate) fn write(len: usize, h: usize, out: &mut [u8]) -> usize {
+    let Some(out) = out.get_mut(..h) else {
+        return h;
+    };
     // len <= max <= i64::MAX (checked by `header_len`)
-    let n = varint::encode(varint::zigzag_encode(len as i64), &mut tmp);
+    let n = varint::encode_into(varint::zigzag_encode(len as i64), out);
     debug_assert!(n <= h);
-    *out = tmp; // zero after the varint: that is the padding
+    // zero after the varint: that is the padding
+    if let Some(padding) = out.get_mut(n..) {
+        padding.fill(0);
+    }
     h
 }
 

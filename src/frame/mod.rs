@@ -47,6 +47,7 @@ mod delimited;
 mod encode_with;
 mod error;
 mod fixed;
+pub(crate) use fixed::FixedHeader;
 pub mod varint;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -312,15 +313,44 @@ impl Codec {
         out: &mut [u8; MAX_HEADER_LEN],
     ) -> Result<usize, FrameError> {
         self.check_len(len)?;
-        Ok(match self.framing {
-            Framing::Varint => varint::encode(len as u64, out),
+        Ok(self.write_header(len, out))
+    }
+
+    /// For a fixed-width framing, what a writer's hot loop needs to frame without dispatching
+    /// on the framing per message; `None` for the others.
+    #[inline]
+    pub(crate) fn fixed_header(&self) -> Option<FixedHeader> {
+        self.framing.fixed().map(|fixed| FixedHeader {
+            fixed,
+            max: self.max,
+        })
+    }
+
+    /// Length of the header of a `len`-byte payload (checked against the maximum by the caller):
+    /// 0 for [`Framing::Delimited`].
+    #[inline]
+    pub(crate) fn header_len(&self, len: usize) -> usize {
+        match self.framing {
+            Framing::Varint => varint::encoded_len(len as u64),
+            Framing::Delimited(_) => 0,
+            _ => self.overhead,
+        }
+    }
+
+    /// Writes the header of a `len`-byte payload (checked against the maximum by the caller)
+    /// into the front of `out`, which has room for [`header_len`](Codec::header_len) bytes;
+    /// returns that length. Each fixed width is one store of its own size, with no staging copy.
+    #[inline]
+    pub(crate) fn write_header(&self, len: usize, out: &mut [u8]) -> usize {
+        match self.framing {
+            Framing::Varint => varint::encode_into(len as u64, out),
             Framing::BuffStreams => buffstreams::write(len, self.overhead, out),
             Framing::Delimited(_) => 0,
             _ => match self.framing.fixed() {
                 Some(fixed) => fixed.write(len as u64, out),
                 None => 0,
             },
-        })
+        }
     }
 
     /// `Err(TooLarge)` if a payload of `len` bytes is over the maximum.

@@ -15,7 +15,14 @@ pub const fn encoded_len(value: u64) -> usize {
 
 /// Write `value` as unsigned LEB128 into the front of `out`; returns the bytes written.
 #[inline]
-pub fn encode(mut value: u64, out: &mut [u8; MAX_VARINT_LEN]) -> usize {
+pub fn encode(value: u64, out: &mut [u8; MAX_VARINT_LEN]) -> usize {
+    encode_into(value, out)
+}
+
+/// [`encode`] into the front of a slice, stopping at its end (the caller makes room for
+/// [`encoded_len`] bytes): lets a frame's header be written where it goes, byte by byte.
+#[inline]
+pub(crate) fn encode_into(mut value: u64, out: &mut [u8]) -> usize {
     let mut n = 0;
     for slot in out.iter_mut() {
         n += 1;

@@ -8,15 +8,16 @@ use std::time::Instant;
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::PushError;
 use crate::error::{FailReason, WriteError};
-use crate::frame::Codec;
+use crate::frame::{Codec, FixedHeader};
 use crate::writer::{push_error, report, Writer};
 
-/// Bytes a [`BufferedWriter`] gathers before it hands them on by itself.
+/// Most bytes a [`BufferedWriter`] gathers before it hands them on by itself (a single larger
+/// message goes alone).
 pub const BUFFERED_WRITER_BYTES: usize = 64 * 1024;
 
 /// A [`Writer`] handle for one thread that batches writes, the way `std::io::BufWriter` does:
-/// each message is framed into memory this handle owns (one copy, no lock, no atomic), and once
-/// [`BUFFERED_WRITER_BYTES`] (64 KiB) are gathered (on the next write), or on
+/// each message is framed into memory this handle owns (one copy, no lock, no atomic), and when
+/// the next message would take the batch past [`BUFFERED_WRITER_BYTES`] (64 KiB), or on
 /// [`flush`](BufferedWriter::flush), the batch joins
 /// the writer's queue with one lock and is sent at once: straight from this thread with one
 /// nonblocking `sendmsg` when no send is under way on the connection, otherwise by the owning
@@ -40,6 +41,8 @@ pub const BUFFERED_WRITER_BYTES: usize = 64 * 1024;
 pub struct BufferedWriter<'a> {
     writer: &'a Writer,
     codec: Codec,
+    /// The codec's fixed-width header, if it has one: `write`'s fast path.
+    fixed: Option<FixedHeader>,
     /// The chunk frames are appended to.
     open: Option<Chunk>,
     /// Full chunks, in order, before `open`.
@@ -53,6 +56,7 @@ impl Writer {
         BufferedWriter {
             writer: self,
             codec: self.inner.codec,
+            fixed: self.inner.codec.fixed_header(),
             open: None,
             full: VecDeque::new(),
             bytes: 0,
@@ -61,11 +65,24 @@ impl Writer {
 }
 
 impl BufferedWriter<'_> {
-    /// Frames `msg` into the batch; returns the number of bytes framed. If the batch already
-    /// holds 64 KiB, hands it on first (see [`flush`](BufferedWriter::flush)): an error from
+    /// Frames `msg` into the batch; returns the number of bytes framed. If `msg` would take the
+    /// batch past 64 KiB, hands the batch on first (see [`flush`](BufferedWriter::flush)): an error from
     /// that means `msg` was not taken (the batch stays, for `flush` or the drop).
     #[inline]
     pub fn write(&mut self, msg: &[u8]) -> Result<usize, WriteError> {
+        // The common case in a few instructions: a fixed-width header and room in the open
+        // chunk and in the batch. Anything else (another framing, a full chunk or batch, a
+        // message over the maximum) takes the general path, which gives the same bytes.
+        if let Some(fixed) = self.fixed {
+            if let (Some(n), Some(open)) = (fixed.frame_len(msg.len()), self.open.as_mut()) {
+                if open.room() >= n && self.bytes + n <= BUFFERED_WRITER_BYTES {
+                    fixed.write(msg, open.spare(n));
+                    open.commit(n);
+                    self.bytes += n;
+                    return Ok(n);
+                }
+            }
+        }
         self.write_with(msg.len(), |payload| payload.copy_from_slice(msg))
     }
 
@@ -89,13 +106,15 @@ impl BufferedWriter<'_> {
     ) -> Result<usize, WriteError> {
         // Refused before any memory is set aside for it.
         self.codec.check_len(len)?;
-        // Hand a full batch on before taking this message, so that an error here means this
-        // message was not taken (the batch before it stays for `flush` or the drop).
-        if self.bytes >= BUFFERED_WRITER_BYTES {
-            self.flush()?;
-        }
         // Room for the longest header (and a delimiter) is enough whatever the framing.
         let room = len + self.codec.max_overhead();
+        // Hand the batch on before this message would take it past 64 KiB, as `BufWriter` does:
+        // a batch that fits one loopback segment (MSS 65,483) goes out as one packet, where one
+        // just over it adds a tiny second packet to every send. Done before taking the message,
+        // so that an error here means it was not taken (the batch stays for `flush` or the drop).
+        if self.bytes + room > BUFFERED_WRITER_BYTES && self.bytes > 0 {
+            self.flush()?;
+        }
         let codec = self.codec;
         let chunk = match &mut self.open {
             Some(open) if open.room() >= room => open,
