@@ -161,6 +161,42 @@ fn buffered_writes_every_framing() {
     }
 }
 
+/// Frames too large to share a chunk are gathered up to 256 KiB before the handle sends them
+/// (one send for several), and arrive whole.
+#[test]
+fn buffered_large_frames_are_gathered() {
+    let (listener, got, count) = collector(Backend::IoUring, Framing::U32Be, 256 << 10);
+    let writer = writer(Backend::IoUring, &listener, Framing::U32Be, 256 << 10);
+    let mut out = writer.buffered();
+    let mut expected = Digest::default();
+    for i in 0..4u8 {
+        let msg = vec![i; 60 << 10];
+        out.write(&msg).expect("write");
+        expected.add(&msg);
+    }
+    assert_eq!(
+        out.buffered_bytes(),
+        4 * ((60 << 10) + 4),
+        "four 60 KiB frames are held together"
+    );
+    let msg = vec![9; 60 << 10];
+    out.write(&msg).expect("write");
+    expected.add(&msg);
+    assert_eq!(
+        out.buffered_bytes(),
+        (60 << 10) + 4,
+        "the fifth passed 256 KiB"
+    );
+    out.flush().expect("flush");
+    assert!(wait_until(Duration::from_secs(10), || count
+        .load(Ordering::Relaxed)
+        == 5));
+    assert_eq!(*got.lock().unwrap(), expected);
+    drop(out);
+    writer.close().expect("close");
+    listener.close();
+}
+
 /// A payload that `write_with` finds invalid (it contains the delimiter) is not queued, nothing
 /// of it reaches the peer, and the stream goes on; a batch with an oversized message queues
 /// nothing.
@@ -465,11 +501,16 @@ fn a_buffered_write_that_fails_did_not_take_the_message() {
     )
     .unwrap();
     let mut out = writer.buffered();
-    out.write(&vec![7; 40 * 1024]).unwrap();
-    out.write(&vec![8; 30 * 1024]).unwrap(); // hands the first on; the batch holds the second
+    for _ in 0..6 {
+        out.write(&vec![7; 10 * 1024]).unwrap();
+    }
+    out.write(&vec![8; 10 * 1024]).unwrap(); // hands the six on; the batch holds this one
     writer.close().unwrap();
+    for _ in 0..5 {
+        out.write(&vec![8; 10 * 1024]).unwrap(); // held: 60 KiB in all
+    }
     // Would take the batch past 64 KiB: the hand-off comes first, and fails.
-    let mut refused = vec![9; 40 * 1024];
+    let mut refused = vec![9; 10 * 1024];
     refused[0] = 42;
     assert!(matches!(out.write(&refused), Err(WriteError::Closed)));
     drop(out);

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::engine::send::chunk::Chunk;
+use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
 use crate::engine::send::PushError;
 use crate::error::{FailReason, WriteError};
 use crate::frame::{Codec, FixedHeader};
@@ -14,6 +14,9 @@ use crate::writer::{push_error, report, Writer};
 /// Most bytes a [`BufferedWriter`] gathers before it hands them on by itself (a single larger
 /// message goes alone).
 pub const BUFFERED_WRITER_BYTES: usize = 64 * 1024;
+
+/// Most bytes a batch of frames too large to share a chunk (over 16 KiB) gathers.
+const LARGE_BATCH_BYTES: usize = 256 * 1024;
 
 /// A [`Writer`] handle for one thread that batches writes, the way `std::io::BufWriter` does:
 /// each message is framed into memory this handle owns (one copy, no lock, no atomic), and when
@@ -112,7 +115,15 @@ impl BufferedWriter<'_> {
         // a batch that fits one loopback segment (MSS 65,483) goes out as one packet, where one
         // just over it adds a tiny second packet to every send. Done before taking the message,
         // so that an error here means it was not taken (the batch stays for `flush` or the drop).
-        if self.bytes + room > BUFFERED_WRITER_BYTES && self.bytes > 0 {
+        // Frames too large to share a chunk are gathered up to 256 KiB instead (one core send's
+        // worth): each spans segments anyway, and one send per message would cost a syscall
+        // and a short tail segment per message.
+        let limit = if room > CHUNK_SIZE {
+            LARGE_BATCH_BYTES
+        } else {
+            BUFFERED_WRITER_BYTES
+        };
+        if self.bytes + room > limit && self.bytes > 0 {
             self.flush()?;
         }
         let codec = self.codec;

@@ -120,21 +120,29 @@ impl std::fmt::Debug for Chunk {
     }
 }
 
-/// The chunks a core keeps for reuse: at most 256 standard ones (4 MiB) and 8 large ones of up
-/// to 1 MiB each. Taken once per chunk (every ~16 KiB of frames, or per large frame), never per
+/// The chunks a core keeps for reuse: at most 256 standard ones (4 MiB) and large ones of up
+/// to 1 MiB each, 4 MiB of them in all. Taken once per chunk (every ~16 KiB of frames, or per large frame), never per
 /// small message.
 #[derive(Default)]
 pub(crate) struct ChunkPool {
     free: Mutex<Vec<Chunk>>,
     /// Chunks sized for one large frame (up to [`BIG_MAX`]), kept a few at a time so that a
     /// stream of large messages does not allocate and zero one per message.
-    big: Mutex<Vec<Chunk>>,
+    big: Mutex<BigChunks>,
+}
+
+/// The pooled large chunks and their total size.
+#[derive(Default)]
+struct BigChunks {
+    chunks: Vec<Chunk>,
+    bytes: usize,
 }
 
 /// Large-frame chunks above this size are freed after use, not kept.
 const BIG_MAX: usize = 1 << 20;
-/// Large-frame chunks a core keeps.
-const BIG_POOL_MAX: usize = 8;
+/// Bytes of large-frame chunks a core keeps: a few writers' batches of large frames (a
+/// `BufferedWriter` gathers up to 256 KiB of them).
+const BIG_POOL_BYTES: usize = 4 << 20;
 
 impl ChunkPool {
     /// A chunk that can hold a `len`-byte frame: a pooled standard one, a new one, or (for a
@@ -142,8 +150,10 @@ impl ChunkPool {
     pub(crate) fn get(&self, len: usize) -> Chunk {
         if len > CHUNK_SIZE {
             let mut big = self.big.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = big.iter().position(|c| c.buf.len() >= len) {
-                return big.swap_remove(i);
+            if let Some(i) = big.chunks.iter().position(|c| c.buf.len() >= len) {
+                let chunk = big.chunks.swap_remove(i);
+                big.bytes -= chunk.buf.len();
+                return chunk;
             }
             drop(big);
             return Chunk::with_capacity(len);
@@ -158,8 +168,9 @@ impl ChunkPool {
         if !chunk.is_standard() {
             if chunk.buf.len() <= BIG_MAX {
                 let mut big = self.big.lock().unwrap_or_else(|e| e.into_inner());
-                if big.len() < BIG_POOL_MAX {
-                    big.push(chunk);
+                if big.bytes + chunk.buf.len() <= BIG_POOL_BYTES {
+                    big.bytes += chunk.buf.len();
+                    big.chunks.push(chunk);
                 }
             }
             return;
@@ -214,7 +225,7 @@ mod tests {
             0,
             "not mixed with standard chunks"
         );
-        assert_eq!(pool.big.lock().unwrap().len(), 1);
+        assert_eq!(pool.big.lock().unwrap().chunks.len(), 1);
         let again = pool.get(CHUNK_SIZE + 1);
         assert_eq!(
             again.room(),
@@ -223,6 +234,10 @@ mod tests {
         );
         let huge = Chunk::with_capacity(BIG_MAX + 1);
         pool.put(huge);
-        assert_eq!(pool.big.lock().unwrap().len(), 0, "over BIG_MAX is freed");
+        assert_eq!(
+            pool.big.lock().unwrap().chunks.len(),
+            0,
+            "over BIG_MAX is freed"
+        );
     }
 }
