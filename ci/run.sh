@@ -37,6 +37,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
 step "tests (the README's test command)"
 cargo test --all-features
 
+step "loom model of the core hand-off (src/engine/doorbell.rs)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib doorbell
+
 step "main job (the README's run command, smaller) and the other examples"
 cargo run --release --example stream -- --messages 1000000
 cargo run --release --features prost --example protobuf -- 100000

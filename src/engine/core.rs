@@ -10,6 +10,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::engine::doorbell::Doorbell;
 use crate::engine::send::chunk::ChunkPool;
 use crate::engine::send::outbox::Outbox;
 use crate::engine::send::SendQueue;
@@ -87,8 +88,8 @@ pub(crate) struct CoreShared {
     index: usize,
     commands: Mutex<Vec<Command>>,
     alive: AtomicBool,
-    pending: AtomicBool,
-    sleeping: AtomicBool,
+    /// Tells the core that commands or flushes wait (see `doorbell.rs`).
+    bell: Doorbell,
     wake: OwnedFd,
     counters: SharedCounters,
     pool: ChunkPool,
@@ -105,8 +106,7 @@ impl CoreShared {
             index,
             commands: Mutex::new(Vec::new()),
             alive: AtomicBool::new(true),
-            pending: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
+            bell: Doorbell::new(),
             // SAFETY: `fd` was just created by eventfd and is owned by nobody else.
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
             counters: SharedCounters::default(),
@@ -147,8 +147,7 @@ impl CoreShared {
             }
             queue.push(cmd);
         }
-        self.pending.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
+        if self.bell.ring() {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a live u64 to our eventfd. A failure (EAGAIN when the
             // counter is saturated) means a wake-up is already pending, so it is ignored.
@@ -206,7 +205,7 @@ impl CoreShared {
 
     /// Driver: takes the queued commands, if any were sent since the last call.
     pub(in crate::engine) fn take_commands(&self) -> Option<Vec<Command>> {
-        if !self.pending.swap(false, Ordering::SeqCst) {
+        if !self.bell.take() {
             return None;
         }
         let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
@@ -217,13 +216,12 @@ impl CoreShared {
     /// meanwhile (then the core must not block, and calls [`CoreShared::awake`]). While the core
     /// sleeps, senders write to [`CoreShared::wake_fd`].
     pub(crate) fn about_to_sleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::SeqCst);
-        !self.pending.load(Ordering::SeqCst)
+        self.bell.about_to_sleep()
     }
 
     /// Driver: the core is running again.
     pub(crate) fn awake(&self) {
-        self.sleeping.store(false, Ordering::Relaxed);
+        self.bell.awake();
     }
 
     /// The eventfd senders write to when the core sleeps; a driver keeps a read armed on it.

@@ -4,6 +4,7 @@
 pub(crate) mod core;
 pub(crate) mod cpus;
 pub(crate) mod dialer;
+mod doorbell;
 pub(crate) mod epoll;
 pub(crate) mod probe;
 pub(crate) mod send;
