@@ -35,7 +35,6 @@ pub fn run(opts: &Opts) -> io::Result<()> {
             name: &name,
             variants: &["fd", "fixed"],
             bytes_per_op: Some(size),
-            calib_ops: if size <= 64 { 20_000 } else { 4_000 },
         };
         let mut stalls = 0u64;
         let mut ctx = Ctx {

@@ -124,8 +124,6 @@ pub struct Feature<'a> {
     pub variants: &'a [&'a str],
     /// Bytes moved per operation, for an extra `ns_per_kib` field.
     pub bytes_per_op: Option<usize>,
-    /// Operations of the calibration run (variant 0, also its warm-up).
-    pub calib_ops: u64,
 }
 
 /// Runs `run(variant, ops)` (which returns the time spent in its timed part) `opts.rounds`
@@ -136,11 +134,20 @@ pub fn compare(
     mut run: impl FnMut(usize, u64) -> io::Result<Duration>,
 ) -> io::Result<()> {
     let n = f.variants.len();
-    let calib = run(0, f.calib_ops)?;
-    let per_op = (calib.as_nanos() as f64 / f.calib_ops as f64).max(1.0);
-    let ops = ((opts.round.as_nanos() as f64 / per_op) as u64).max(10);
-    for v in 1..n {
-        run(v, (f.calib_ops / 4).max(5))?;
+    // Warm-up and calibration, per variant: double the op count until a run takes a tenth of
+    // a round; each variant then gets as many ops per round as fill one round.
+    let mut ops = vec![0u64; n];
+    for (v, ops) in ops.iter_mut().enumerate() {
+        let mut k = 4u64;
+        let t = loop {
+            let t = run(v, k)?;
+            if t >= opts.round / 10 || k >= 1 << 30 {
+                break t;
+            }
+            k *= 2;
+        };
+        let per_op = (t.as_nanos() as f64 / k as f64).max(1.0);
+        *ops = ((opts.round.as_nanos() as f64 / per_op) as u64).max(4);
     }
     let mut wall = vec![Vec::with_capacity(opts.rounds); n];
     let mut cpu = vec![Vec::with_capacity(opts.rounds); n];
@@ -148,10 +155,10 @@ pub fn compare(
         for i in 0..n {
             let v = (round + i) % n;
             let cpu0 = process_cpu()?;
-            let t = run(v, ops)?;
+            let t = run(v, ops[v])?;
             let c = process_cpu()?.saturating_sub(cpu0);
-            wall[v].push(t.as_nanos() as f64 / ops as f64);
-            cpu[v].push(c.as_nanos() as f64 / ops as f64);
+            wall[v].push(t.as_nanos() as f64 / ops[v] as f64);
+            cpu[v].push(c.as_nanos() as f64 / ops[v] as f64);
         }
     }
     let mut medians = Vec::with_capacity(n);
@@ -165,9 +172,10 @@ pub fn compare(
             .unwrap_or_default();
         println!(
             "RESULT feature={} variant={} ns_per_op={med:.1} min={min:.1} max={max:.1}{per_kib} \
-             cpu_ns_per_op={cmed:.1} cpu_min={cmin:.1} cpu_max={cmax:.1} ops_per_round={ops} rounds={}",
+             cpu_ns_per_op={cmed:.1} cpu_min={cmin:.1} cpu_max={cmax:.1} ops_per_round={} rounds={}",
             f.name,
             f.variants[v],
+            ops[v],
             opts.rounds
         );
     }

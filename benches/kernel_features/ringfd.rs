@@ -52,7 +52,6 @@ fn measure(opts: &Opts, name: &str) -> io::Result<()> {
         name,
         variants: &["plain", "registered"],
         bytes_per_op: None,
-        calib_ops: 20_000,
     };
     compare(opts, &feature, |v, ops| {
         if v == 0 {

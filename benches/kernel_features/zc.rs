@@ -72,7 +72,6 @@ pub fn run(opts: &Opts) -> io::Result<()> {
             name: &name,
             variants,
             bytes_per_op: Some(size),
-            calib_ops: (16 << 20) as u64 / size as u64,
         };
         // Per variant: ops, send submissions, CQEs (completions + notifications).
         let mut counts = [[0u64; 3]; 3];
