@@ -175,7 +175,7 @@ impl Runtime {
         let mut threads = Vec::with_capacity(n);
         let mut index = 0;
         while index < n {
-            let started = self::core::spawn(index, &config, backend);
+            let started = spawn(index, &config, backend);
             match started {
                 Ok((shared, thread)) => {
                     cores.push(shared);
@@ -279,5 +279,20 @@ impl RuntimeInner {
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Starts core `index` on a new thread with `backend` (`IoUring` or `Epoll`, already
+/// resolved); returns once its loop is set up (or failed to set up).
+fn spawn(
+    index: usize,
+    cfg: &RuntimeConfig,
+    backend: Backend,
+) -> Result<(Arc<CoreShared>, std::thread::JoinHandle<()>), StartError> {
+    match backend {
+        Backend::Epoll => self::core::spawn_with::<epoll::driver::Core>(index, cfg),
+        Backend::IoUring | Backend::Auto => {
+            self::core::spawn_with::<uring::driver::Core>(index, cfg)
+        }
     }
 }
