@@ -13,6 +13,7 @@ use crate::error::{CloseReason, HandlerError};
 use crate::frame::{AssemblyBudget, BudgetPolicy, Framing};
 use crate::framed::watchdog::Timeouts;
 use crate::framed::SessionLimits;
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 
 /// The default maximum message size: 8 MiB (as tokio-util's `LengthDelimitedCodec`).
 ///
@@ -53,22 +54,6 @@ pub const DEFAULT_PARTIAL_FRAME_BUDGET: usize = 64 << 20;
 
 /// The default [`ListenerConfig::frame_timeout`]: 30 s.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A message handler: called on the owning core with each complete payload (borrowed from the
-/// kernel-filled receive buffer when the frame lies in one buffer) and the connection.
-pub(crate) type MessageHandler =
-    Arc<dyn Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync>;
-
-/// What to do when a message handler returns an error (a panic always closes the connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HandlerErrorPolicy {
-    /// Log the error (a `tracing` warning) and go on with the next message. The default, as in
-    /// Go BuffStreams.
-    #[default]
-    LogAndContinue,
-    /// Close that connection; the error is its close reason.
-    Close,
-}
 
 type CloseHookFn = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
 

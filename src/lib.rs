@@ -64,6 +64,7 @@ mod engine;
 pub mod error;
 pub mod frame;
 mod framed;
+mod handler;
 mod listener;
 mod log_limit;
 mod manager;
@@ -76,7 +77,7 @@ pub mod tokio_uring;
 mod writer;
 
 pub use channel::{Message, MessageReceiver, RecvError, RecvTimeoutError, TryRecvError};
-pub use config::{HandlerErrorPolicy, ListenerConfig};
+pub use config::ListenerConfig;
 pub use conn::{Conn, ConnWrite};
 pub use engine::session::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
@@ -85,6 +86,7 @@ pub use error::{
     ListenError, StartError, TryWriteError, Unsent, WriteError,
 };
 pub use frame::{BudgetPolicy, Codec, Decoder, Frame, Framing};
+pub use handler::HandlerErrorPolicy;
 pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
 pub use writer::{

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{HandlerErrorPolicy, MessageHandler, DEFAULT_SEND_QUEUE_BYTES};
+use crate::config::DEFAULT_SEND_QUEUE_BYTES;
 use crate::conn::Conn;
 use crate::engine::RuntimeConfig;
 use crate::error::{Failed, HandlerError};
 use crate::frame::Framing;
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 
 /// How a writer reconnects after its connection fails: exponential back-off with jitter, and
 /// when to give up.

@@ -17,7 +17,6 @@ pub use buffered::{BufferedWriter, BUFFERED_WRITER_BYTES};
 pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
 
-use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{split_frames, Conn};
 use crate::engine::core::{next_conn_id, CoreShared};
 use crate::engine::dialer::{Next, Redial};
@@ -29,6 +28,7 @@ use crate::error::{
 };
 use crate::frame::Codec;
 use crate::framed::{Deliver, FramedSession, SessionLimits};
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 use crate::listener::resolve;
 use config::FailedHandler;
 
