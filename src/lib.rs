@@ -68,6 +68,7 @@ mod handler;
 mod listener;
 mod log_limit;
 mod manager;
+mod options;
 #[cfg(feature = "prost")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
 pub mod protobuf;
@@ -89,6 +90,10 @@ pub use frame::{BudgetPolicy, Codec, Decoder, Frame, Framing};
 pub use handler::HandlerErrorPolicy;
 pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
+pub use options::{
+    default_max_message_size, StreamOptions, DEFAULT_CONN_SEND_QUEUE_BYTES,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE_BYTES,
+};
 pub use writer::{
     BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITER_BYTES,
 };

@@ -1,7 +1,7 @@
 //! The `--framing` and `--max` options: parsing the framing strings and settling the maximum
 //! message size.
 
-use buffstreams::config::default_max_message_size;
+use buffstreams::default_max_message_size;
 use buffstreams::{Codec, Framing};
 
 /// Every form `--framing` accepts, for help and error texts.
