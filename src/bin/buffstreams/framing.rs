@@ -2,7 +2,8 @@
 //! message size.
 
 use buffstreams::default_max_message_size;
-use buffstreams::{Codec, Framing};
+use buffstreams::frame::Codec;
+use buffstreams::Framing;
 
 /// Every form `--framing` accepts, for help and error texts.
 pub const FORMS: &str = "u32be, u32le, u16be, u16le, u64be, u64le, varint, buffstreams[:MAX], \
