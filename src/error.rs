@@ -1,4 +1,4 @@
-//! Error types, one per API surface.
+//! Error types, one per API surface; all public at the crate root (this module is private).
 
 use std::fmt;
 use std::io;

@@ -1,5 +1,7 @@
-//! The per-core runtime: one thread per core, each owning one io_uring ring and every socket it
-//! accepted or dialed.
+//! The per-core runtime: one thread per core, each owning one io_uring ring (or epoll poller)
+//! and every socket it accepted or dialed. [`Runtime`] starts the cores through `spawn`, the one
+//! place that picks a backend's driver (`uring::driver` or `epoll::driver`); `core` holds what
+//! the drivers share and names neither.
 
 pub(crate) mod core;
 pub(crate) mod cpus;
