@@ -1,4 +1,6 @@
-//! Configuration of listeners and writers: builders with sensible defaults.
+//! A listener's configuration: [`ListenerConfig`], a builder with sensible defaults (where
+//! messages go, connection close hook, limits for untrusted peers), holding the
+//! [`StreamOptions`] it shares with a writer's configuration and their setters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,65 +12,17 @@ use crate::conn::Conn;
 use crate::engine::session::ConnInfo;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, HandlerError};
-use crate::frame::{AssemblyBudget, BudgetPolicy, Framing};
+use crate::frame::{AssemblyBudget, BudgetPolicy};
 use crate::framed::watchdog::Timeouts;
 use crate::framed::SessionLimits;
-
-/// The default maximum message size: 8 MiB (as tokio-util's `LengthDelimitedCodec`).
-///
-/// A framing whose header cannot express it (`U16Be`, `U16Le`) defaults to its own largest
-/// length instead (65 535); see [`default_max_message_size`].
-///
-/// Go BuffStreams defaults to 4096; set [`ListenerConfig::max_message_size`] to the Go side's
-/// `MaxMessageSize` when using [`Framing::BuffStreams`], since its header size depends on it.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 8 << 20;
-
-/// The maximum message size a listener or writer using `framing` gets when none is set:
-/// [`DEFAULT_MAX_MESSAGE_SIZE`], or the framing's largest length if that is smaller.
-///
-/// ```
-/// use buffstreams::config::default_max_message_size;
-/// use buffstreams::Framing;
-/// assert_eq!(default_max_message_size(Framing::U32Be), 8 << 20);
-/// assert_eq!(default_max_message_size(Framing::U16Be), 65_535);
-/// ```
-pub fn default_max_message_size(framing: Framing) -> usize {
-    match framing.largest_len() {
-        Some(largest) => largest.min(DEFAULT_MAX_MESSAGE_SIZE),
-        None => DEFAULT_MAX_MESSAGE_SIZE,
-    }
-}
-
-/// The default bound on bytes queued per writer: 256 KiB. Beyond that a writer waits for the
-/// kernel's socket buffer (itself several MiB) instead of running ahead through memory that
-/// falls out of cache: 4 MiB cost about 10% of end-to-end throughput on the benchmark.
-pub const DEFAULT_SEND_QUEUE_BYTES: usize = 256 << 10;
-
-/// The default bound on bytes queued per accepted connection (allocated on its first write):
-/// 1 MiB.
-pub const DEFAULT_CONN_SEND_QUEUE_BYTES: usize = 1 << 20;
+use crate::handler::MessageHandler;
+use crate::options::{forward_stream_options, StreamOptions, DEFAULT_CONN_SEND_QUEUE_BYTES};
 
 /// The default [`ListenerConfig::partial_frame_budget`]: 64 MiB per listener.
 pub const DEFAULT_PARTIAL_FRAME_BUDGET: usize = 64 << 20;
 
 /// The default [`ListenerConfig::frame_timeout`]: 30 s.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A message handler: called on the owning core with each complete payload (borrowed from the
-/// kernel-filled receive buffer when the frame lies in one buffer) and the connection.
-pub(crate) type MessageHandler =
-    Arc<dyn Fn(&[u8], &Conn) -> Result<(), HandlerError> + Send + Sync>;
-
-/// What to do when a message handler returns an error (a panic always closes the connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HandlerErrorPolicy {
-    /// Log the error (a `tracing` warning) and go on with the next message. The default, as in
-    /// Go BuffStreams.
-    #[default]
-    LogAndContinue,
-    /// Close that connection; the error is its close reason.
-    Close,
-}
 
 type CloseHookFn = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
 
@@ -102,20 +56,18 @@ pub(crate) enum Delivery {
 #[derive(Clone)]
 pub struct ListenerConfig {
     pub(crate) address: String,
-    pub(crate) framing: Framing,
-    /// `None`: [`default_max_message_size`] of the framing.
-    pub(crate) max_message_size: Option<usize>,
-    pub(crate) runtime: RuntimeConfig,
+    /// The settings shared with [`WriterConfig`](crate::WriterConfig), and their setters.
+    pub(crate) options: StreamOptions,
     pub(crate) delivery: Delivery,
-    pub(crate) policy: HandlerErrorPolicy,
     pub(crate) on_close: Option<CloseHookFn>,
     pub(crate) backlog: i32,
-    pub(crate) send_queue_bytes: usize,
     pub(crate) partial_frame_budget: usize,
     pub(crate) budget_policy: BudgetPolicy,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: Option<usize>,
 }
+
+forward_stream_options!(ListenerConfig);
 
 impl ListenerConfig {
     /// Listen on `address` (`"127.0.0.1:0"` picks a free port) and call `handler` with every
@@ -177,14 +129,10 @@ impl ListenerConfig {
     fn with_delivery(address: String, delivery: Delivery) -> ListenerConfig {
         ListenerConfig {
             address,
-            framing: Framing::default(),
-            max_message_size: None,
-            runtime: RuntimeConfig::default(),
+            options: StreamOptions::default(),
             delivery,
-            policy: HandlerErrorPolicy::default(),
             on_close: None,
             backlog: 1024,
-            send_queue_bytes: DEFAULT_CONN_SEND_QUEUE_BYTES,
             partial_frame_budget: DEFAULT_PARTIAL_FRAME_BUDGET,
             budget_policy: BudgetPolicy::Wait,
             timeouts: Timeouts {
@@ -195,44 +143,26 @@ impl ListenerConfig {
         }
     }
 
-    /// The wire format (the same on both ends).
-    pub fn framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
-        self
-    }
-
-    /// The largest payload accepted; a peer announcing more is disconnected before anything is
-    /// allocated for it. Default: [`default_max_message_size`] of the framing (8 MiB, or 65 535
-    /// for the 16-bit framings).
-    pub fn max_message_size(mut self, max: usize) -> Self {
-        self.max_message_size = Some(max);
-        self
-    }
-
-    /// The maximum message size in effect.
-    pub(crate) fn max_len(&self) -> usize {
-        self.max_message_size
-            .unwrap_or_else(|| default_max_message_size(self.framing))
-    }
-
     /// Number of cores (one listening socket and thread each); 0 means one per CPU. Used when
     /// the listener starts its own runtime ([`Listener::bind`](crate::Listener::bind)).
     pub fn cores(mut self, cores: usize) -> Self {
-        self.runtime.cores = cores;
+        self.options
+            .runtime
+            .get_or_insert_with(RuntimeConfig::default)
+            .cores = cores;
         self
     }
 
-    /// The whole runtime configuration, for a listener that starts its own runtime.
-    pub fn runtime(mut self, runtime: RuntimeConfig) -> Self {
-        self.runtime = runtime;
-        self
+    /// The runtime configuration in effect, for a listener that starts its own runtime.
+    pub(crate) fn runtime_config(&self) -> RuntimeConfig {
+        self.options.runtime.clone().unwrap_or_default()
     }
 
-    /// What a handler error does (default: log and continue). With a channel, what messages
-    /// arriving after every receiver was dropped do: discarded, or their connection closed.
-    pub fn on_handler_error(mut self, policy: HandlerErrorPolicy) -> Self {
-        self.policy = policy;
-        self
+    /// The per-connection send queue bound in effect.
+    pub(crate) fn conn_send_queue_bytes(&self) -> usize {
+        self.options
+            .send_queue_bytes
+            .unwrap_or(DEFAULT_CONN_SEND_QUEUE_BYTES)
     }
 
     /// Called on the owning core when a connection ends, with why and the messages written to
@@ -252,13 +182,6 @@ impl ListenerConfig {
     /// The `listen(2)` backlog of each core's socket (default 1024).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
-        self
-    }
-
-    /// The bound on bytes queued for sending per accepted connection (default 1 MiB, allocated
-    /// on the connection's first write).
-    pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
-        self.send_queue_bytes = bytes;
         self
     }
 

@@ -1,4 +1,4 @@
-//! Error types, one per API surface.
+//! Error types, one per API surface; all public at the crate root (this module is private).
 
 use std::fmt;
 use std::io;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use crate::frame::FrameError;
+pub(crate) use crate::frame::FrameError;
 
 /// A boxed error from user code (a message handler).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -219,7 +219,7 @@ pub enum ConnError {
     #[error("close timed out after {0:?} before everything was sent")]
     CloseTimedOut(Duration),
     /// The listener's partial-frame budget ran short and this connection held the most of it
-    /// (under [`BudgetPolicy::CloseLargest`](crate::frame::BudgetPolicy::CloseLargest)).
+    /// (under [`BudgetPolicy::CloseLargest`](crate::BudgetPolicy::CloseLargest)).
     #[error("closed to free the listener's partial-frame budget: it held the most ({held} bytes)")]
     OverBudget {
         /// Bytes of the budget the connection held.

@@ -54,19 +54,27 @@
 //! timeouts, a connection cap) are on [`ListenerConfig`]; what the kernel offers is
 //! [`probe`]'s answer.
 #![deny(missing_docs)]
+// Every public type must be nameable (re-exported below), e.g. a future an API returns.
+#![warn(unnameable_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod channel;
-pub mod config;
+// One path per public item: the crate root re-exports everything the messaging API takes or
+// hands back; the modules behind it are private. `frame` is public as the sans-I/O codec
+// namespace (its `Framing`, `FrameError` and `BudgetPolicy` are at the root only), as are the
+// feature modules `protobuf` and `tokio_uring`.
+mod channel;
+mod config;
 mod conn;
 mod engine;
-pub mod error;
+mod error;
 pub mod frame;
 mod framed;
+mod handler;
 mod listener;
 mod log_limit;
 mod manager;
+mod options;
 #[cfg(feature = "prost")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
 pub mod protobuf;
@@ -75,18 +83,28 @@ pub mod protobuf;
 pub mod tokio_uring;
 mod writer;
 
-pub use channel::{Message, MessageReceiver, RecvError, RecvTimeoutError, TryRecvError};
-pub use config::{HandlerErrorPolicy, ListenerConfig};
+pub use channel::{
+    IntoIter, Iter, Message, MessageReceiver, Recv, RecvError, RecvTimeoutError, TryIter,
+    TryRecvError,
+};
+pub use config::{ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET};
 pub use conn::{Conn, ConnWrite};
 pub use engine::session::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
-    BatchError, CloseReason, ConnError, DialError, FailReason, Failed, FrameError, HandlerError,
+    BatchError, BoxError, CloseReason, ConnError, DialError, FailReason, Failed, HandlerError,
     ListenError, StartError, TryWriteError, Unsent, WriteError,
 };
-pub use frame::{BudgetPolicy, Codec, Decoder, Frame, Framing};
+pub use frame::budget::BudgetPolicy;
+pub use frame::error::FrameError;
+pub use frame::framing::Framing;
+pub use handler::HandlerErrorPolicy;
 pub use listener::{Broadcast, Listener};
 pub use manager::{Manager, ManagerError, ShutdownReport};
+pub use options::{
+    default_max_message_size, StreamOptions, DEFAULT_CONN_SEND_QUEUE_BYTES,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE_BYTES,
+};
 pub use writer::{
     BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITER_BYTES,
 };

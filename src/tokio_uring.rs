@@ -18,7 +18,8 @@
 //!
 //! ```no_run
 //! use buffstreams::tokio_uring::FramedStream;
-//! use buffstreams::{Codec, Framing};
+//! use buffstreams::frame::Codec;
+//! use buffstreams::Framing;
 //!
 //! tokio_uring::start(async {
 //!     let codec = Codec::new(Framing::U32Be, 1 << 20)?;
@@ -87,7 +88,8 @@ impl FramedStream {
     ///
     /// ```no_run
     /// use buffstreams::tokio_uring::FramedStream;
-    /// use buffstreams::{Codec, Framing};
+    /// use buffstreams::frame::Codec;
+    /// use buffstreams::Framing;
     /// tokio_uring::start(async {
     ///     let stream = tokio_uring::net::TcpStream::connect("127.0.0.1:5031".parse()?).await?;
     ///     let mut framed = FramedStream::new(stream, Codec::new(Framing::Varint, 1 << 20)?);

@@ -529,7 +529,7 @@ fn receiver_types_are_thread_safe() {
     fn send<T: Send>() {}
     send_sync::<MessageReceiver>();
     send_sync::<Message>();
-    send::<buffstreams::channel::Recv<'static>>();
+    send::<buffstreams::Recv<'static>>();
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 use std::ops::ControlFlow;
 
-use buffstreams::frame::{Codec, Decoder, FrameError, Framing, Parse, MAX_HEADER_LEN};
+use buffstreams::frame::{Codec, Decoder, Parse, MAX_HEADER_LEN};
+use buffstreams::{FrameError, Framing};
 use bytes::BytesMut;
 use proptest::prelude::*;
 

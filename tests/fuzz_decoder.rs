@@ -16,7 +16,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use buffstreams::frame::{varint, Codec, Framing, Parse};
+use buffstreams::frame::{varint, Codec, Parse};
+use buffstreams::Framing;
 use bytes::BytesMut;
 use common::Rng;
 use decoder_check::{check, framing_for, max_for};

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use buffstreams::frame::Codec;
 use buffstreams::{
-    Backend, CloseReason, Codec, ConnError, Framing, Listener, ListenerConfig, Writer, WriterConfig,
+    Backend, CloseReason, ConnError, Framing, Listener, ListenerConfig, Writer, WriterConfig,
 };
 use bytes::BytesMut;
 use common::{all_framings, fill, runtime_on, wait_until, Digest, Rng, BACKENDS};

@@ -59,7 +59,7 @@ fn every_write_form_in_order_across_chunk_boundaries() {
             let max = 256 << 10;
             let (listener, got, count) = collector(backend, framing, max);
             let writer = writer(backend, &listener, framing, max);
-            let codec = buffstreams::Codec::new(framing, max).expect("codec");
+            let codec = buffstreams::frame::Codec::new(framing, max).expect("codec");
             let mut rng = Rng::new(7);
             let mut expected = Digest::default();
             let mut sent = 0u64;

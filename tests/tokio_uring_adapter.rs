@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use buffstreams::frame::Codec;
 use buffstreams::tokio_uring::{FramedError, FramedStream};
-use buffstreams::{Codec, FrameError, Framing, Listener, ListenerConfig, Writer, WriterConfig};
+use buffstreams::{FrameError, Framing, Listener, ListenerConfig, Writer, WriterConfig};
 use common::{runtime_on, wait_until, Digest, BACKENDS};
 
 const N: u32 = 20_000;

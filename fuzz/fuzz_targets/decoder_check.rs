@@ -14,7 +14,8 @@
 
 use std::ops::ControlFlow;
 
-use buffstreams::frame::{Codec, Decoder, Framing, Parse};
+use buffstreams::frame::{Codec, Decoder, Parse};
+use buffstreams::Framing;
 use bytes::BytesMut;
 
 /// The framing input byte 0 selects: `sel % 9` picks one, and 8 picks `Delimited(sel * 31)`.

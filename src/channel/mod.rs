@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use buffstreams::channel::RecvTimeoutError;
+//! use buffstreams::RecvTimeoutError;
 //! use buffstreams::{Listener, ListenerConfig};
 //!
 //! let (config, messages) = ListenerConfig::with_channel("127.0.0.1:0", 256);

@@ -1,6 +1,7 @@
 //! What every backend's core shares: the command queue other threads use to talk to a core,
 //! the wake-up protocol (wake only a core that sleeps), per-core counters, thread start-up and
-//! pinning. The loops themselves live in `uring::driver` and `epoll::driver`.
+//! pinning. The loops themselves live in `uring::driver` and `epoll::driver`; this module names
+//! neither (the `spawn` that picks one is in `engine`).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -16,7 +17,7 @@ use crate::engine::send::outbox::Outbox;
 use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::stats::{CoreStats, SharedCounters};
-use crate::engine::{Backend, RuntimeConfig};
+use crate::engine::RuntimeConfig;
 use crate::error::StartError;
 
 /// Work handed to a core by other threads.
@@ -349,22 +350,9 @@ pub(crate) trait Driver: Sized {
     fn run(self);
 }
 
-/// Starts core `index` on a new thread with `backend` (`IoUring` or `Epoll`, already
-/// resolved); returns once its loop is set up (or failed to set up).
-pub(crate) fn spawn(
-    index: usize,
-    cfg: &RuntimeConfig,
-    backend: Backend,
-) -> Result<(Arc<CoreShared>, std::thread::JoinHandle<()>), StartError> {
-    match backend {
-        Backend::Epoll => spawn_with::<crate::engine::epoll::driver::Core>(index, cfg),
-        Backend::IoUring | Backend::Auto => {
-            spawn_with::<crate::engine::uring::driver::Core>(index, cfg)
-        }
-    }
-}
-
-fn spawn_with<D: Driver>(
+/// Starts core `index` on a new thread running driver `D`; returns once its loop is set up
+/// (or failed to set up). `engine::spawn` picks the driver.
+pub(in crate::engine) fn spawn_with<D: Driver>(
     index: usize,
     cfg: &RuntimeConfig,
 ) -> Result<(Arc<CoreShared>, std::thread::JoinHandle<()>), StartError> {

@@ -1,5 +1,7 @@
-//! The per-core runtime: one thread per core, each owning one io_uring ring and every socket it
-//! accepted or dialed.
+//! The per-core runtime: one thread per core, each owning one io_uring ring (or epoll poller)
+//! and every socket it accepted or dialed. [`Runtime`] starts the cores through `spawn`, the one
+//! place that picks a backend's driver (`uring::driver` or `epoll::driver`); `core` holds what
+//! the drivers share and names neither.
 
 pub(crate) mod core;
 pub(crate) mod cpus;
@@ -176,7 +178,7 @@ impl Runtime {
         let mut threads = Vec::with_capacity(n);
         let mut index = 0;
         while index < n {
-            let started = self::core::spawn(index, &config, backend);
+            let started = spawn(index, &config, backend);
             match started {
                 Ok((shared, thread)) => {
                     cores.push(shared);
@@ -280,5 +282,20 @@ impl RuntimeInner {
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Starts core `index` on a new thread with `backend` (`IoUring` or `Epoll`, already
+/// resolved); returns once its loop is set up (or failed to set up).
+fn spawn(
+    index: usize,
+    cfg: &RuntimeConfig,
+    backend: Backend,
+) -> Result<(Arc<CoreShared>, std::thread::JoinHandle<()>), StartError> {
+    match backend {
+        Backend::Epoll => self::core::spawn_with::<epoll::driver::Core>(index, cfg),
+        Backend::IoUring | Backend::Auto => {
+            self::core::spawn_with::<uring::driver::Core>(index, cfg)
+        }
     }
 }

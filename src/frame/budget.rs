@@ -62,7 +62,8 @@ impl Stake {
 /// use std::ops::ControlFlow;
 /// use std::sync::Arc;
 /// use std::task::{Wake, Waker};
-/// use buffstreams::frame::{AssemblyBudget, Codec, Decoder, Framing};
+/// use buffstreams::frame::{AssemblyBudget, Codec, Decoder};
+/// use buffstreams::Framing;
 ///
 /// struct ReadAgain; // a real waker would make its connection read again
 /// impl Wake for ReadAgain {
@@ -81,7 +82,7 @@ impl Stake {
 /// // `b` starts a 500-byte frame: over the budget, so `b` stops in front of it.
 /// assert_eq!(b.decode(&[0, 0, 1, 0xf4, 1], |_| ControlFlow::Continue(()))?, 0);
 /// assert!(b.waiting_for_budget());
-/// # Ok::<(), buffstreams::frame::FrameError>(())
+/// # Ok::<(), buffstreams::FrameError>(())
 /// ```
 #[derive(Debug)]
 pub struct AssemblyBudget {
@@ -112,7 +113,8 @@ impl AssemblyBudget {
     /// A budget of `limit` bytes with the given policy for streams it cannot cover.
     ///
     /// ```
-    /// use buffstreams::frame::{AssemblyBudget, BudgetPolicy};
+    /// use buffstreams::frame::AssemblyBudget;
+    /// use buffstreams::BudgetPolicy;
     /// let budget = AssemblyBudget::with_policy(64 << 20, BudgetPolicy::CloseLargest);
     /// assert_eq!(budget.policy(), BudgetPolicy::CloseLargest);
     /// ```

@@ -58,7 +58,8 @@ impl Decoder {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use buffstreams::frame::{Codec, Decoder, Framing};
+    /// use buffstreams::frame::{Codec, Decoder};
+    /// use buffstreams::Framing;
     /// let mut decoder = Decoder::new(Codec::new(Framing::U16Be, 100)?);
     /// let mut got = Vec::new();
     /// for chunk in [&[0u8, 2, b'h'][..], &[b'i']] {

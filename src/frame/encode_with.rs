@@ -14,7 +14,8 @@ impl Codec {
     /// delimiter (the bytes in `dst` are then not a valid frame and must not be sent).
     ///
     /// ```
-    /// use buffstreams::{Codec, Framing};
+    /// use buffstreams::frame::Codec;
+    /// use buffstreams::Framing;
     /// let codec = Codec::new(Framing::U16Be, 1024)?;
     /// let mut out = vec![0u8; codec.frame_len(3).unwrap()];
     /// codec.encode_with(3, &mut out, |payload| payload.copy_from_slice(b"abc"))?;

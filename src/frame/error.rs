@@ -58,7 +58,7 @@ pub enum FrameError {
         /// The maximum message size asked for.
         max: usize,
     },
-    /// The buffer given to [`Codec::encode_with`](crate::Codec::encode_with) is shorter than
+    /// The buffer given to [`Codec::encode_with`](crate::frame::Codec::encode_with) is shorter than
     /// the frame.
     #[error("frame of {needed} bytes does not fit in a {got}-byte buffer")]
     BufferTooSmall {

@@ -1,4 +1,7 @@
-//! Sans-I/O frame codec: how messages are delimited on the wire.
+//! Sans-I/O frame codec: how messages are delimited on the wire. The public `frame` namespace:
+//! [`Codec`], [`Decoder`], [`Frame`], [`Parse`], [`AssemblyBudget`], [`MAX_HEADER_LEN`] and
+//! [`varint`]; the wire format [`Framing`], [`FrameError`] and [`BudgetPolicy`], which the
+//! messaging API uses too, are public at the crate root only.
 //!
 //! A [`Codec`] pairs a [`Framing`] (the wire format, the same on both ends) with a maximum
 //! message size, which is enforced on both sides and, when decoding, *before* anything is
@@ -12,7 +15,8 @@
 //!
 //! ```
 //! use std::ops::ControlFlow;
-//! use buffstreams::frame::{Codec, Decoder, Framing};
+//! use buffstreams::frame::{Codec, Decoder};
+//! use buffstreams::Framing;
 //! use bytes::BytesMut;
 //!
 //! let codec = Codec::new(Framing::Varint, 1024)?;
@@ -37,88 +41,30 @@
 //! // Oversized lengths are rejected from the header alone.
 //! let mut decoder = Decoder::new(Codec::new(Framing::U32Be, 1024)?);
 //! assert!(decoder.decode(&[0, 0, 4, 1], |_| ControlFlow::Continue(())).is_err());
-//! # Ok::<(), buffstreams::frame::FrameError>(())
+//! # Ok::<(), buffstreams::FrameError>(())
 //! ```
 
-mod budget;
+pub(crate) mod budget;
 mod buffstreams;
 mod decoder;
 mod delimited;
 mod encode_with;
-mod error;
+pub(crate) mod error;
 mod fixed;
+pub(crate) mod framing;
 pub(crate) use fixed::FixedHeader;
 pub mod varint;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-pub use budget::{AssemblyBudget, BudgetPolicy};
+pub use budget::AssemblyBudget;
+pub(crate) use budget::BudgetPolicy;
 pub use decoder::Decoder;
-pub use error::FrameError;
-use fixed::Fixed;
+pub(crate) use error::FrameError;
+pub(crate) use framing::Framing;
 
 /// Longest header any [`Framing`] writes: a 10-byte varint.
 pub const MAX_HEADER_LEN: usize = 10;
-
-/// The wire format: how each message's extent is marked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Framing {
-    /// 2-byte big-endian length prefix.
-    U16Be,
-    /// 2-byte little-endian length prefix.
-    U16Le,
-    /// 4-byte big-endian length prefix: the default, the same as tokio-util's
-    /// `LengthDelimitedCodec` default.
-    #[default]
-    U32Be,
-    /// 4-byte little-endian length prefix.
-    U32Le,
-    /// 8-byte big-endian length prefix.
-    U64Be,
-    /// 8-byte little-endian length prefix.
-    U64Le,
-    /// Unsigned LEB128 varint length prefix: the protobuf "delimited" convention (Java
-    /// `writeDelimitedTo`, prost `encode_length_delimited`, …).
-    Varint,
-    /// The Go BuffStreams 2.x header: `H = ceil(bitlen(M)/8) + 1` bytes (`M` the maximum message
-    /// size) holding `zigzag(len)` as a LEB128 varint, zero padded. Both ends must use the same
-    /// maximum message size.
-    BuffStreams,
-    /// Each message is terminated by this byte, which its payload must not contain.
-    Delimited(u8),
-}
-
-impl Framing {
-    /// The longest payload this framing's header can announce: 65 535 for `U16*`, `u32::MAX`
-    /// for `U32*`; `None` when the header sets no practical bound (64-bit, varint, BuffStreams,
-    /// delimited).
-    ///
-    /// ```
-    /// use buffstreams::Framing;
-    /// assert_eq!(Framing::U16Le.largest_len(), Some(65_535));
-    /// assert_eq!(Framing::Varint.largest_len(), None);
-    /// ```
-    pub const fn largest_len(self) -> Option<usize> {
-        match self {
-            Framing::U16Be | Framing::U16Le => Some(u16::MAX as usize),
-            Framing::U32Be | Framing::U32Le if usize::BITS > 32 => Some(u32::MAX as usize),
-            _ => None,
-        }
-    }
-
-    #[inline]
-    const fn fixed(self) -> Option<Fixed> {
-        match self {
-            Framing::U16Be => Some(Fixed::U16Be),
-            Framing::U16Le => Some(Fixed::U16Le),
-            Framing::U32Be => Some(Fixed::U32Be),
-            Framing::U32Le => Some(Fixed::U32Le),
-            Framing::U64Be => Some(Fixed::U64Be),
-            Framing::U64Le => Some(Fixed::U64Le),
-            Framing::Varint | Framing::BuffStreams | Framing::Delimited(_) => None,
-        }
-    }
-}
 
 /// What [`Codec::parse`] found at the front of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +118,8 @@ impl Codec {
     /// `isize::MAX - MAX_HEADER_LEN`.
     ///
     /// ```
-    /// use buffstreams::{Codec, FrameError, Framing};
+    /// use buffstreams::frame::Codec;
+    /// use buffstreams::{FrameError, Framing};
     /// let codec = Codec::new(Framing::U16Be, 1024)?;
     /// assert_eq!(codec.max_message_size(), 1024);
     /// assert!(matches!(
@@ -269,7 +216,8 @@ impl Codec {
     /// [`Frame::write_to`]).
     ///
     /// ```
-    /// use buffstreams::{Codec, Framing};
+    /// use buffstreams::frame::Codec;
+    /// use buffstreams::Framing;
     /// let codec = Codec::new(Framing::U16Be, 1024)?;
     /// let frame = codec.prepare(b"abc")?;
     /// let mut out = vec![0u8; frame.len()];

@@ -5,10 +5,10 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 
 use crate::channel::{ChannelSender, Message};
-use crate::config::HandlerErrorPolicy;
 use crate::conn::Conn;
 use crate::error::ConnError;
 use crate::frame::Decoder;
+use crate::handler::HandlerErrorPolicy;
 
 use super::Fed;
 

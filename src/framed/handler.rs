@@ -3,10 +3,10 @@
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::Conn;
 use crate::error::ConnError;
 use crate::frame::Decoder;
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 
 use super::Fed;
 

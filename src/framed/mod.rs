@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::channel::ChannelSender;
-use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{CloseHook, Conn};
 use crate::engine::session::{Delivered, Session};
 use crate::error::{CloseReason, ConnError};
 use crate::frame::{AssemblyBudget, BudgetPolicy, Decoder};
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 
 use self::channel_sink::ChannelSink;
 use self::watchdog::{Timeouts, Watchdog};

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use crate::channel::ChannelSource;
-use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{CloseHook, Conn};
 use crate::engine::core::CoreShared;
 use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::frame::Codec;
 use crate::framed::{Deliver, FramedSession, SessionLimits};
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 use crate::log_limit::LogLimit;
 
 use super::Registry;

@@ -169,7 +169,7 @@ impl Listener {
     /// # Ok::<(), buffstreams::ListenError>(())
     /// ```
     pub fn bind(config: ListenerConfig) -> Result<Listener, ListenError> {
-        let runtime = Runtime::new(config.runtime.clone())?;
+        let runtime = Runtime::new(config.runtime_config())?;
         Listener::bind_on(&runtime, config)
     }
 
@@ -183,7 +183,7 @@ impl Listener {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn bind_on(runtime: &Runtime, config: ListenerConfig) -> Result<Listener, ListenError> {
-        let codec = Codec::new(config.framing, config.max_len())?;
+        let codec = Codec::new(config.options.framing, config.options.max_len())?;
         let mut addr =
             resolve(&config.address).ok_or_else(|| ListenError::Resolve(config.address.clone()))?;
         ensure_port_free(addr).map_err(|source| ListenError::Bind { addr, source })?;
@@ -221,9 +221,9 @@ impl Listener {
         let acceptor: Arc<dyn Acceptor> = Arc::new(FramedAcceptor {
             codec,
             sink,
-            policy: config.policy,
+            policy: config.options.policy,
             on_close,
-            send_queue_bytes: config.send_queue_bytes,
+            send_queue_bytes: config.conn_send_queue_bytes(),
             registry: registry.clone(),
             limits: limits.clone(),
             max_connections: config.max_connections,

@@ -1,14 +1,15 @@
-//! Configuration of a writer: where to dial, framing, queue bound, reconnect policy, and where
-//! failed messages go.
+//! A writer's configuration: [`WriterConfig`] (where to dial, connect timeout, reconnect
+//! policy, reply handler, where failed messages go), holding the [`StreamOptions`] it shares
+//! with a listener's configuration and their setters; and [`RetryPolicy`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{HandlerErrorPolicy, MessageHandler, DEFAULT_SEND_QUEUE_BYTES};
 use crate::conn::Conn;
 use crate::engine::RuntimeConfig;
 use crate::error::{Failed, HandlerError};
-use crate::frame::Framing;
+use crate::handler::MessageHandler;
+use crate::options::{forward_stream_options, StreamOptions, DEFAULT_SEND_QUEUE_BYTES};
 
 /// How a writer reconnects after its connection fails: exponential back-off with jitter, and
 /// when to give up.
@@ -123,19 +124,16 @@ pub(crate) type FailedHandler = Arc<dyn Fn(Failed) + Send + Sync>;
 #[derive(Clone)]
 pub struct WriterConfig {
     pub(crate) address: String,
-    pub(crate) framing: Framing,
-    /// `None`: [`default_max_message_size`](crate::config::default_max_message_size) of the
-    /// framing.
-    pub(crate) max_message_size: Option<usize>,
+    /// The settings shared with [`ListenerConfig`](crate::ListenerConfig), and their setters.
+    pub(crate) options: StreamOptions,
     pub(crate) connect_timeout: Duration,
-    pub(crate) send_queue_bytes: usize,
     pub(crate) handler: Option<MessageHandler>,
-    pub(crate) policy: HandlerErrorPolicy,
-    pub(crate) runtime: RuntimeConfig,
     pub(crate) retry: RetryPolicy,
     pub(crate) background_connect: bool,
     pub(crate) on_failed: Option<FailedHandler>,
 }
+
+forward_stream_options!(WriterConfig);
 
 impl WriterConfig {
     /// Dial `address`. Defaults: u32 big-endian length prefix, 8 MiB maximum, 5 s connect
@@ -148,18 +146,9 @@ impl WriterConfig {
     pub fn new(address: impl Into<String>) -> WriterConfig {
         WriterConfig {
             address: address.into(),
-            framing: Framing::default(),
-            max_message_size: None,
+            options: StreamOptions::default(),
             connect_timeout: Duration::from_secs(5),
-            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             handler: None,
-            policy: HandlerErrorPolicy::default(),
-            runtime: RuntimeConfig {
-                cores: 1,
-                pin: false,
-                recv_buffers: 16,
-                ..RuntimeConfig::default()
-            },
             retry: RetryPolicy::default(),
             background_connect: false,
             on_failed: None,
@@ -190,37 +179,9 @@ impl WriterConfig {
         self
     }
 
-    /// The wire format (the same on both ends).
-    pub fn framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
-        self
-    }
-
-    /// The largest payload written (and read back, if a reply handler is set). Default:
-    /// [`default_max_message_size`](crate::config::default_max_message_size) of the framing
-    /// (8 MiB, or 65 535 for the 16-bit framings).
-    pub fn max_message_size(mut self, max: usize) -> Self {
-        self.max_message_size = Some(max);
-        self
-    }
-
-    /// The maximum message size in effect.
-    pub(crate) fn max_len(&self) -> usize {
-        self.max_message_size
-            .unwrap_or_else(|| crate::config::default_max_message_size(self.framing))
-    }
-
     /// How long a (re)connect may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
-        self
-    }
-
-    /// The bound on queued bytes (waiting, plus handed to the core and not yet taken by the
-    /// kernel); `write` waits for room beyond it (default 256 KiB). A single message larger than
-    /// the bound is still accepted into an empty queue.
-    pub fn send_queue_bytes(mut self, bytes: usize) -> Self {
-        self.send_queue_bytes = bytes;
         self
     }
 
@@ -233,17 +194,21 @@ impl WriterConfig {
         self
     }
 
-    /// What a reply handler error does (default: log and continue).
-    pub fn on_handler_error(mut self, policy: HandlerErrorPolicy) -> Self {
-        self.policy = policy;
-        self
+    /// The runtime configuration in effect, for a writer that starts its own runtime.
+    pub(crate) fn runtime_config(&self) -> RuntimeConfig {
+        self.options.runtime.clone().unwrap_or(RuntimeConfig {
+            cores: 1,
+            pin: false,
+            recv_buffers: 16,
+            ..RuntimeConfig::default()
+        })
     }
 
-    /// The runtime configuration, for a writer that starts its own runtime (default: one
-    /// unpinned core).
-    pub fn runtime(mut self, runtime: RuntimeConfig) -> Self {
-        self.runtime = runtime;
-        self
+    /// The send queue bound in effect.
+    pub(crate) fn send_queue_bytes_in_effect(&self) -> usize {
+        self.options
+            .send_queue_bytes
+            .unwrap_or(DEFAULT_SEND_QUEUE_BYTES)
     }
 }
 

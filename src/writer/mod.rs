@@ -17,7 +17,6 @@ pub use buffered::{BufferedWriter, BUFFERED_WRITER_BYTES};
 pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
 
-use crate::config::{HandlerErrorPolicy, MessageHandler};
 use crate::conn::{split_frames, Conn};
 use crate::engine::core::{next_conn_id, CoreShared};
 use crate::engine::dialer::{Next, Redial};
@@ -29,6 +28,7 @@ use crate::error::{
 };
 use crate::frame::Codec;
 use crate::framed::{Deliver, FramedSession, SessionLimits};
+use crate::handler::{HandlerErrorPolicy, MessageHandler};
 use crate::listener::resolve;
 use config::FailedHandler;
 
@@ -105,7 +105,7 @@ impl Writer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dial(config: WriterConfig) -> Result<Writer, DialError> {
-        let runtime = Runtime::new(config.runtime.clone())?;
+        let runtime = Runtime::new(config.runtime_config())?;
         Writer::dial_on(&runtime, config)
     }
 
@@ -123,12 +123,17 @@ impl Writer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dial_on(runtime: &Runtime, config: WriterConfig) -> Result<Writer, DialError> {
-        let codec = Codec::new(config.framing, config.max_len())?;
+        let codec = Codec::new(config.options.framing, config.options.max_len())?;
         let addr =
             resolve(&config.address).ok_or_else(|| DialError::Resolve(config.address.clone()))?;
         let core = runtime.core(runtime.core_for(&addr)).clone();
         let auto = config.retry.max_attempts != Some(0) || config.background_connect;
-        let sendq = SendQueue::new(core.clone(), config.send_queue_bytes, Box::new(codec), auto);
+        let sendq = SendQueue::new(
+            core.clone(),
+            config.send_queue_bytes_in_effect(),
+            Box::new(codec),
+            auto,
+        );
         let inner = Arc::new_cyclic(|me| WriterInner {
             addr,
             codec,
@@ -136,7 +141,7 @@ impl Writer {
             core,
             connect_timeout: config.connect_timeout,
             handler: config.handler,
-            policy: config.policy,
+            policy: config.options.policy,
             retry: config.retry,
             on_failed: config.on_failed,
             current: Mutex::new(None),

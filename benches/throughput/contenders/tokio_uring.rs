@@ -9,8 +9,9 @@ mod imp {
     use std::io;
     use std::time::Instant;
 
+    use buffstreams::frame::Codec;
     use buffstreams::tokio_uring::{FramedError, FramedStream};
-    use buffstreams::{Codec, Framing};
+    use buffstreams::Framing;
 
     use super::super::{connect_all, listen, spawn, ClientArgs, ClientHandle};
     use super::super::{ServerArgs, ServerHandle, StartError};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use buffstreams::config::DEFAULT_MAX_MESSAGE_SIZE;
+use buffstreams::DEFAULT_MAX_MESSAGE_SIZE;
 use buffstreams::{
     Backend, Listener, ListenerConfig, Runtime, RuntimeConfig, Writer, WriterConfig,
 };

@@ -1,8 +1,9 @@
 //! The `--framing` and `--max` options: parsing the framing strings and settling the maximum
 //! message size.
 
-use buffstreams::config::default_max_message_size;
-use buffstreams::{Codec, Framing};
+use buffstreams::default_max_message_size;
+use buffstreams::frame::Codec;
+use buffstreams::Framing;
 
 /// Every form `--framing` accepts, for help and error texts.
 pub const FORMS: &str = "u32be, u32le, u16be, u16le, u64be, u64le, varint, buffstreams[:MAX], \

@@ -6,7 +6,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
-use buffstreams::{Codec, Framing};
+use buffstreams::frame::Codec;
+use buffstreams::Framing;
 
 use crate::{Failure, SendArgs, Stop};
 
