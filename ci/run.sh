@@ -38,7 +38,7 @@ step "tests (the README's test command)"
 cargo test --all-features
 
 step "loom model of the core hand-off (src/engine/doorbell.rs)"
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --lib doorbell
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --manifest-path ci/loom/Cargo.toml
 
 step "main job (the README's run command, smaller) and the other examples"
 cargo run --release --example stream -- --messages 1000000

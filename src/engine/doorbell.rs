@@ -11,7 +11,8 @@
 //! `sleeping` and wakes the core, or the core sees `pending` and does not block. (A plain
 //! `SeqCst` store then load is enough on the hardware, but not in `loom`'s model, which treats
 //! `SeqCst` as acquire/release; the first model of this file, written that way, lost a wake-up
-//! there.) `loom` checks it: `RUSTFLAGS="--cfg loom" cargo test --lib doorbell`, run in CI.
+//! there.) `loom` checks it, in CI:
+//! `RUSTFLAGS="--cfg loom" cargo test --manifest-path ci/loom/Cargo.toml`.
 
 #[cfg(all(test, loom))]
 use loom::sync::atomic::{AtomicBool, Ordering};
