@@ -17,6 +17,7 @@ use crate::engine::session::{Acceptor, ConnInfo, Session, TICK};
 use crate::engine::stats::CoreStats;
 use crate::engine::uring::bufring::BufRing;
 use crate::engine::uring::build_ring;
+use crate::engine::uring::enter::Enter;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, ConnError, StartError};
 
@@ -84,7 +85,9 @@ impl ConnSlot {
 
 /// The io_uring driver of one core.
 pub(crate) struct Core {
-    // Field order is drop order: the ring goes first, then the memory it may have pointed at.
+    // Field order is drop order: the ring's registered descriptor goes first (it unregisters
+    // through the ring), then the ring, then the memory it may have pointed at.
+    enter: Enter,
     ring: IoUring,
     bufs: BufRing,
     wake_buf: Box<u64>,
@@ -119,13 +122,16 @@ impl Driver for Core {
                 _ => StartError::Setup(err),
             },
         )?;
+        let enter = Enter::new(&ring);
         tracing::debug!(
             core = shared.index(),
             ?flags,
+            registered_ring_fd = enter.is_registered(),
             incremental_buffers = bufs.incremental(),
             "ring ready"
         );
         Ok(Core {
+            enter,
             ring,
             bufs,
             wake_buf: Box::new(0),
@@ -212,16 +218,9 @@ impl Core {
     fn enter(&mut self, want: u32) -> io::Result<()> {
         let to_submit = self.ring.submission().len() as u32;
         self.local.enters += 1;
-        // SAFETY: no extra argument is passed; every SQE queued points at memory owned by `self`
-        // (a slot's outbox, the wake buffer, the timer spec) that lives until its completion.
-        let res = unsafe {
-            self.ring.submitter().enter::<libc::sigset_t>(
-                to_submit,
-                want,
-                IORING_ENTER_GETEVENTS,
-                None,
-            )
-        };
+        // SAFETY: every SQE queued points at memory owned by `self` (a slot's outbox, the wake
+        // buffer, the timer spec) that lives until its completion.
+        let res = unsafe { self.enter.enter(to_submit, want, IORING_ENTER_GETEVENTS) };
         match res {
             Ok(_) => Ok(()),
             Err(err)

@@ -2,6 +2,7 @@
 
 pub(crate) mod bufring;
 pub(crate) mod driver;
+pub(crate) mod enter;
 
 use io_uring::IoUring;
 
