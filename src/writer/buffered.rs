@@ -69,8 +69,9 @@ impl Writer {
 
 impl BufferedWriter<'_> {
     /// Frames `msg` into the batch; returns the number of bytes framed. If `msg` would take the
-    /// batch past 64 KiB, hands the batch on first (see [`flush`](BufferedWriter::flush)): an error from
-    /// that means `msg` was not taken (the batch stays, for `flush` or the drop).
+    /// batch past 64 KiB (256 KiB for frames over 16 KiB), hands the batch on first (see
+    /// [`flush`](BufferedWriter::flush)): an error from that means `msg` was not taken (the
+    /// batch stays, for `flush` or the drop).
     #[inline]
     pub fn write(&mut self, msg: &[u8]) -> Result<usize, WriteError> {
         // The common case in a few instructions: a fixed-width header and room in the open

@@ -121,8 +121,8 @@ impl std::fmt::Debug for Chunk {
 }
 
 /// The chunks a core keeps for reuse: at most 256 standard ones (4 MiB) and large ones of up
-/// to 1 MiB each, 4 MiB of them in all. Taken once per chunk (every ~16 KiB of frames, or per large frame), never per
-/// small message.
+/// to 1 MiB each, 4 MiB of them in all. Taken once per chunk (every ~16 KiB of frames, or per
+/// large frame), never per small message.
 #[derive(Default)]
 pub(crate) struct ChunkPool {
     free: Mutex<Vec<Chunk>>,
