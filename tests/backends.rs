@@ -1,6 +1,7 @@
-//! The epoll backend end to end over loopback: every framing, echo replies, a bad peer beside a
-//! good stream, listener close and re-bind, writer reconnect, both cores accepting, large
-//! messages (partial sends), and epoll talking to io_uring.
+//! Each engine backend (io_uring and epoll, every test run on both) end to end over loopback:
+//! echo replies, a bad peer beside a good stream, a reset peer reported once, a writer
+//! recovering after its retries gave up, runtime shutdown sending what is queued; and the two
+//! backends talking to each other.
 
 mod common;
 
@@ -13,21 +14,14 @@ use std::time::Duration;
 
 use buffstreams::{
     Backend, CloseReason, ConnError, FrameError, Framing, Listener, ListenerConfig, RetryPolicy,
-    Runtime, RuntimeConfig, WriteError, Writer, WriterConfig,
+    Runtime, WriteError, Writer, WriterConfig,
 };
-use common::{fill, wait_until, Digest, Rng};
+use common::{fill, runtime_on, wait_until, Digest, Rng, BACKENDS};
 
-fn runtime_config(cores: usize, backend: Backend) -> RuntimeConfig {
-    let mut cfg = RuntimeConfig::with_cores(cores);
-    cfg.backend = backend;
-    cfg.pin = false;
-    cfg
-}
-
-/// An epoll runtime with `cores` cores.
-fn epoll(cores: usize) -> Runtime {
-    let rt = Runtime::new(runtime_config(cores, Backend::Epoll)).expect("epoll runtime");
-    assert_eq!(rt.backend(), Backend::Epoll);
+/// A runtime of `cores` unpinned cores on `backend`.
+fn runtime(backend: Backend, cores: usize) -> Runtime {
+    let rt = Runtime::new(runtime_on(backend, cores)).expect("runtime");
+    assert_eq!(rt.backend(), backend);
     assert_eq!(rt.cores(), cores);
     rt
 }
@@ -142,10 +136,16 @@ fn stream_and_check(
 
 #[test]
 fn echo_through_conn_write() {
+    for backend in BACKENDS {
+        echo_through_conn_write_on(backend);
+    }
+}
+
+fn echo_through_conn_write_on(backend: Backend) {
     common::init_tracing();
     const N: u32 = 50_000;
-    let server_rt = epoll(2);
-    let client_rt = epoll(1);
+    let server_rt = runtime(backend, 2);
+    let client_rt = runtime(backend, 1);
     let listener = Listener::bind_on(
         &server_rt,
         ListenerConfig::new("127.0.0.1:0", |msg, conn| {
@@ -196,8 +196,14 @@ fn echo_through_conn_write() {
 /// core keeps streaming and closes cleanly.
 #[test]
 fn bad_peer_closes_only_its_connection() {
+    for backend in BACKENDS {
+        bad_peer_closes_only_its_connection_on(backend);
+    }
+}
+
+fn bad_peer_closes_only_its_connection_on(backend: Backend) {
     const MAX: usize = 64 * 1024;
-    let rt = epoll(1);
+    let rt = runtime(backend, 1);
     let closed: Arc<Mutex<HashMap<SocketAddr, CloseReason>>> = Arc::default();
     let good = Arc::new(AtomicU64::new(0));
     let (c, g) = (closed.clone(), good.clone());
@@ -216,7 +222,7 @@ fn bad_peer_closes_only_its_connection() {
     )
     .unwrap();
     let addr = listener.local_addr();
-    let client_rt = epoll(1);
+    let client_rt = runtime(backend, 1);
     let writer = Writer::dial_on(
         &client_rt,
         WriterConfig::new(addr.to_string()).send_queue_bytes(16 * 1024),
@@ -289,7 +295,13 @@ fn bad_peer_closes_only_its_connection() {
 /// if the EOF is seen first), reported once.
 #[test]
 fn reset_peer_is_reported_once() {
-    let rt = epoll(1);
+    for backend in BACKENDS {
+        reset_peer_is_reported_once_on(backend);
+    }
+}
+
+fn reset_peer_is_reported_once_on(backend: Backend) {
+    let rt = runtime(backend, 1);
     let closed: Arc<Mutex<Vec<(SocketAddr, CloseReason)>>> = Arc::default();
     let c = closed.clone();
     let listener = Listener::bind_on(
@@ -359,8 +371,14 @@ fn flush_within(writer: &Writer, timeout: Duration) {
 /// the old one died with a send in flight).
 #[test]
 fn writer_recovers_after_giving_up() {
-    let server_rt = epoll(1);
-    let client_rt = epoll(1);
+    for backend in BACKENDS {
+        writer_recovers_after_giving_up_on(backend);
+    }
+}
+
+fn writer_recovers_after_giving_up_on(backend: Backend) {
+    let server_rt = runtime(backend, 1);
+    let client_rt = runtime(backend, 1);
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
     let mut listener = counting_listener(&server_rt, "127.0.0.1:0", seen.clone());
     let addr = listener.local_addr().to_string();
@@ -401,11 +419,17 @@ fn writer_recovers_after_giving_up() {
 
 #[test]
 fn runtime_shutdown_sends_queued_messages() {
-    let server_rt = epoll(1);
+    for backend in BACKENDS {
+        runtime_shutdown_sends_queued_messages_on(backend);
+    }
+}
+
+fn runtime_shutdown_sends_queued_messages_on(backend: Backend) {
+    let server_rt = runtime(backend, 1);
     let Sink {
         listener, received, ..
     } = digesting_listener(&server_rt, Framing::U32Be, 1024);
-    let client_rt = epoll(1);
+    let client_rt = runtime(backend, 1);
     let writer = Writer::dial_on(
         &client_rt,
         WriterConfig::new(listener.local_addr().to_string()).max_message_size(1024),
@@ -428,11 +452,11 @@ fn runtime_shutdown_sends_queued_messages() {
 /// Both directions between an epoll and an io_uring runtime (skipped without io_uring).
 #[test]
 fn epoll_and_io_uring_interoperate() {
-    let Ok(uring_rt) = Runtime::new(runtime_config(1, Backend::IoUring)) else {
+    let Ok(uring_rt) = Runtime::new(runtime_on(Backend::IoUring, 1)) else {
         eprintln!("io_uring unavailable: skipped");
         return;
     };
-    let epoll_rt = epoll(1);
+    let epoll_rt = runtime(Backend::Epoll, 1);
     for (server, client) in [(&epoll_rt, &uring_rt), (&uring_rt, &epoll_rt)] {
         let sink = digesting_listener(server, Framing::Varint, 4096);
         stream_and_check(client, &sink, Framing::Varint, 4096, 2, 10_000, 7);
