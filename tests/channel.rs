@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use buffstreams::{
     Backend, Listener, ListenerConfig, Message, MessageReceiver, RecvError, RecvTimeoutError,
-    RuntimeConfig, TryRecvError, Writer, WriterConfig,
+    TryRecvError, Writer, WriterConfig,
 };
-use common::wait_until;
+use common::{runtime_on, wait_until};
 
 // ---- a heap counter: live bytes and their peak ---------------------------------------------
 
@@ -77,27 +77,18 @@ fn serial() -> MutexGuard<'static, ()> {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-fn runtime(cores: usize, backend: Backend) -> RuntimeConfig {
-    RuntimeConfig {
-        cores,
-        backend,
-        pin: false,
-        ..RuntimeConfig::default()
-    }
-}
-
 fn channel_listener(
     capacity: usize,
     cores: usize,
     backend: Backend,
 ) -> (Listener, MessageReceiver) {
     let (config, messages) = ListenerConfig::with_channel("127.0.0.1:0", capacity);
-    let listener = Listener::bind(config.runtime(runtime(cores, backend))).expect("bind");
+    let listener = Listener::bind(config.runtime(runtime_on(backend, cores))).expect("bind");
     (listener, messages)
 }
 
 fn writer_config(listener: &Listener, backend: Backend) -> WriterConfig {
-    WriterConfig::new(listener.local_addr().to_string()).runtime(runtime(1, backend))
+    WriterConfig::new(listener.local_addr().to_string()).runtime(runtime_on(backend, 1))
 }
 
 /// Message `seq` of writer `w`: `w` (u32), `seq` (u32), then bytes derived from both.
