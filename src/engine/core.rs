@@ -1,6 +1,6 @@
 //! What every backend's core shares: the command queue other threads use to talk to a core,
-//! the wake-up protocol (wake only a core that sleeps), per-core counters, thread start-up and
-//! pinning. The loops themselves live in `uring::driver` and `epoll::driver`; this module names
+//! the wake-up (only a core that sleeps is woken: `doorbell.rs`), per-core counters, thread
+//! start-up and pinning. The loops themselves live in `uring::driver` and `epoll::driver`; this module names
 //! neither (the `spawn` that picks one is in `engine`).
 
 use std::cell::{Cell, RefCell};
