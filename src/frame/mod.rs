@@ -188,12 +188,9 @@ impl Codec {
         if payload_len > self.max {
             return None;
         }
-        let overhead = match self.framing {
-            Framing::Varint => varint::encoded_len(payload_len as u64),
-            _ => self.overhead,
-        };
+        let trailer = usize::from(matches!(self.framing, Framing::Delimited(_)));
         // payload_len <= max <= isize::MAX - MAX_HEADER_LEN
-        Some(payload_len + overhead)
+        Some(payload_len + self.header_len(payload_len) + trailer)
     }
 
     /// Append one frame (header and payload, or payload and delimiter) to `dst`; returns the

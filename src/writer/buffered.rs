@@ -112,9 +112,9 @@ impl BufferedWriter<'_> {
         self.codec.check_len(len)?;
         // Room for the longest header (and a delimiter) is enough whatever the framing.
         let room = len + self.codec.max_overhead();
-        // Hand the batch on before this message would take it past 64 KiB, as `BufWriter` does:
-        // a batch that fits one loopback segment (MSS 65,483) goes out as one packet, where one
-        // just over it adds a tiny second packet to every send. Done before taking the message,
+        // Hand the batch on before this message would take it past 64 KiB, as `BufWriter` does
+        // (a send just over a segment boundary would end in a short segment; loopback advertises
+        // an MSS of 65,483, though the one in use can be smaller). Done before taking the message,
         // so that an error here means it was not taken (the batch stays for `flush` or the drop).
         // Frames too large to share a chunk are gathered up to 256 KiB instead (one core send's
         // worth): each spans segments anyway, and one send per message would cost a syscall

@@ -9,6 +9,7 @@
 //! the plain descriptor.
 
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::IoUring;
@@ -28,11 +29,13 @@ struct RsrcUpdate {
 }
 
 /// How a core enters its ring: the registered index when the kernel gave one. Must be dropped
-/// before the ring (it unregisters through the ring's descriptor), and used only on the thread
-/// that registered it (the registration is per thread, like the ring's single issuer).
+/// before the ring (it unregisters through the ring's descriptor). It is not `Send`: the
+/// registration belongs to the thread that made it, like the ring's single issuer.
 pub(crate) struct Enter {
     fd: RawFd,
     registered: Option<u32>,
+    /// Not `Send`: the registered index belongs to the thread that registered it.
+    _thread: PhantomData<*const ()>,
 }
 
 impl Enter {
@@ -59,6 +62,7 @@ impl Enter {
         Enter {
             fd,
             registered: (res == 1).then_some(update.offset),
+            _thread: PhantomData,
         }
     }
 
