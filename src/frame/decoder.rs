@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use super::budget::Stake;
+use super::fixed::Fixed;
 use super::{delimited, AssemblyBudget, Codec, FrameError, Framing, Head, MAX_HEADER_LEN};
 
 /// Capacity of the assembly buffer kept after a frame has been delivered; more is freed. This
@@ -220,6 +221,24 @@ impl Decoder {
                 return Ok(pos);
             }
         }
+        if let Some(fixed) = self.codec.framing().fixed() {
+            // Every frame that lies whole in the chunk, with one dispatch on the header's width
+            // per chunk instead of per frame; the general loop below takes the tail (a split
+            // frame, or a length over the maximum, which it reports).
+            let max = self.codec.max_message_size();
+            let (used, stopped) = match fixed {
+                Fixed::U16Be => whole_frames(chunk, pos, max, u16::from_be_bytes, on_frame),
+                Fixed::U16Le => whole_frames(chunk, pos, max, u16::from_le_bytes, on_frame),
+                Fixed::U32Be => whole_frames(chunk, pos, max, u32::from_be_bytes, on_frame),
+                Fixed::U32Le => whole_frames(chunk, pos, max, u32::from_le_bytes, on_frame),
+                Fixed::U64Be => whole_frames(chunk, pos, max, u64::from_be_bytes, on_frame),
+                Fixed::U64Le => whole_frames(chunk, pos, max, u64::from_le_bytes, on_frame),
+            };
+            pos = used;
+            if stopped {
+                return Ok(pos);
+            }
+        }
         while let Some(rest) = chunk.get(pos..).filter(|rest| !rest.is_empty()) {
             match self.codec.head(rest)? {
                 Head::Known {
@@ -420,6 +439,40 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
         true
     }
+}
+
+/// Delivers the frames with an `N`-byte length prefix (read by `len_of`) that lie whole in
+/// `chunk` from `pos` on, stopping in front of the first that does not (or whose length is over
+/// `max`: the caller's general path reports it). Returns where it stopped and whether
+/// `on_frame` asked to stop (then just past that frame).
+#[inline(always)]
+fn whole_frames<const N: usize, L: Into<u64>, F>(
+    chunk: &[u8],
+    mut pos: usize,
+    max: usize,
+    len_of: fn([u8; N]) -> L,
+    on_frame: &mut F,
+) -> (usize, bool)
+where
+    F: FnMut(&[u8]) -> ControlFlow<()>,
+{
+    while let Some(head) = chunk.get(pos..).and_then(|rest| rest.first_chunk::<N>()) {
+        let len: u64 = len_of(*head).into();
+        if len > max as u64 {
+            break;
+        }
+        let start = pos + N;
+        // `len <= max`, which fits in memory, so this cannot overflow.
+        let end = start + len as usize;
+        let Some(payload) = chunk.get(start..end) else {
+            break;
+        };
+        pos = end;
+        if on_frame(payload).is_break() {
+            return (pos, true);
+        }
+    }
+    (pos, false)
 }
 
 #[cfg(test)]
