@@ -106,7 +106,8 @@ pub use options::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE_BYTES,
 };
 pub use writer::{
-    BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITER_BYTES,
+    BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITERS_PER_CORE,
+    BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
 };
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use buffstreams::{
     Backend, FrameError, Framing, Listener, ListenerConfig, WriteError, Writer, WriterConfig,
-    BUFFERED_WRITER_BYTES,
+    BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
 };
 use common::{fill, wait_until, Digest, Rng};
 
@@ -162,12 +162,12 @@ fn buffered_writes_every_framing() {
 }
 
 /// Frames too large to share a chunk are gathered up to 256 KiB before the handle sends them
-/// (one send for several), and arrive whole.
+/// (one send for several) even when its batches are smaller, and arrive whole.
 #[test]
 fn buffered_large_frames_are_gathered() {
     let (listener, got, count) = collector(Backend::IoUring, Framing::U32Be, 256 << 10);
     let writer = writer(Backend::IoUring, &listener, Framing::U32Be, 256 << 10);
-    let mut out = writer.buffered();
+    let mut out = writer.buffered_with_capacity(64 << 10);
     let mut expected = Digest::default();
     for i in 0..4u8 {
         let msg = vec![i; 60 << 10];
@@ -379,7 +379,7 @@ fn buffered_handles_and_plain_writes_share_one_connection() {
     }
 }
 
-/// A buffered handle holds its messages until its batch fills (64 KiB) or it is flushed.
+/// A buffered handle holds its messages until its batch fills or it is flushed.
 #[test]
 fn buffered_handle_holds_until_flushed() {
     for backend in BACKENDS {
@@ -402,11 +402,16 @@ fn buffered_handle_holds_until_flushed() {
         assert!(wait_until(Duration::from_secs(10), || count
             .load(Ordering::Relaxed)
             == 1));
-        // A batch is handed on by the write that would take it past 64 KiB, before that write
-        // frames its message.
+        // A batch is handed on by the write that would take it past the batch size, before
+        // that write frames its message.
+        assert_eq!(
+            out.batch_bytes(),
+            BUFFERED_WRITER_BYTES,
+            "alone on its core"
+        );
         let payload = [7u8; 1000];
         let mut n = 0;
-        while out.buffered_bytes() + 1004 <= BUFFERED_WRITER_BYTES {
+        while out.buffered_bytes() + 1004 <= out.batch_bytes() {
             out.write(&payload).expect("write");
             n += 1;
         }
@@ -500,7 +505,7 @@ fn a_buffered_write_that_fails_did_not_take_the_message() {
             .on_failed(move |f| b.lock().unwrap().extend(f.messages)),
     )
     .unwrap();
-    let mut out = writer.buffered();
+    let mut out = writer.buffered_with_capacity(64 << 10);
     for _ in 0..6 {
         out.write(&vec![7; 10 * 1024]).unwrap();
     }
@@ -523,4 +528,66 @@ fn a_buffered_write_that_fails_did_not_take_the_message() {
         back.iter().all(|m| m[0] != 42),
         "the refused message was handed back too"
     );
+}
+
+/// The handles of one core share out its batch memory: alone a handle gathers 1 MiB, among many
+/// never less than 64 KiB, and the size follows handles coming and going at the next hand-off.
+/// A fixed capacity stays as given.
+#[test]
+fn buffered_batches_are_shared_out_per_core() {
+    let (listener, _got, count) = collector(Backend::IoUring, Framing::U32Be, 1024);
+    let runtime = buffstreams::Runtime::new(rt(Backend::IoUring, 1)).expect("runtime");
+    let writers: Vec<Writer> = (0..64)
+        .map(|_| {
+            Writer::dial_on(
+                &runtime,
+                WriterConfig::new(listener.local_addr().to_string()).max_message_size(1024),
+            )
+            .expect("dial")
+        })
+        .collect();
+    let mut first = writers[0].buffered();
+    assert_eq!(first.batch_bytes(), BUFFERED_WRITER_BYTES);
+    let mut others: Vec<_> = writers[1..16].iter().map(Writer::buffered).collect();
+    assert_eq!(
+        others[14].batch_bytes(),
+        BUFFERED_WRITERS_PER_CORE / 16,
+        "sixteen handles share the core's 4 MiB"
+    );
+    assert_eq!(
+        first.batch_bytes(),
+        BUFFERED_WRITER_BYTES,
+        "until its next hand-off"
+    );
+    first.write(b"x").expect("write");
+    first.flush().expect("flush");
+    assert_eq!(first.batch_bytes(), BUFFERED_WRITERS_PER_CORE / 16);
+    let many: Vec<_> = writers[16..].iter().map(Writer::buffered).collect();
+    assert_eq!(
+        many.last().map(|h| h.batch_bytes()),
+        Some(BUFFERED_WRITER_MIN_BYTES),
+        "never under 64 KiB"
+    );
+    let fixed = writers[1].buffered_with_capacity(3000);
+    assert_eq!(fixed.batch_bytes(), 3000);
+    drop(many);
+    drop(fixed);
+    others.truncate(3);
+    let mut second = writers[1].buffered();
+    assert_eq!(
+        second.batch_bytes(),
+        BUFFERED_WRITERS_PER_CORE / 5,
+        "dropped handles no longer count"
+    );
+    second.write(b"y").expect("write");
+    drop(second);
+    drop(others);
+    drop(first);
+    assert!(wait_until(Duration::from_secs(10), || count
+        .load(Ordering::Relaxed)
+        == 2));
+    for writer in writers {
+        writer.close().expect("close");
+    }
+    listener.close();
 }

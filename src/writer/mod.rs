@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-pub use buffered::{BufferedWriter, BUFFERED_WRITER_BYTES};
+pub use buffered::{
+    BufferedWriter, BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
+};
 pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
 

@@ -8,8 +8,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::engine::send::chunk::Chunk;
 
-/// At most this many chunks (256 KiB) go into one direct send.
-pub(crate) const MAX_IOV: usize = 16;
+/// At most this many chunks (1 MiB) go into one direct send: a `BufferedWriter`'s largest batch.
+pub(crate) const MAX_IOV: usize = 64;
 
 /// One `sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL)` of the unsent bytes of the first chunks of
 /// `chunks`; returns how many bytes the kernel took.

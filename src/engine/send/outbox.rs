@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use crate::engine::send::chunk::Chunk;
 
 /// At most this many chunks (of 16 KiB, so 1 MiB) go into one `sendmsg`.
-pub(crate) const MAX_CHUNKS_PER_SEND: usize = 16;
+pub(crate) const MAX_CHUNKS_PER_SEND: usize = 64;
 
 /// See the module docs. The memory a send reads (the chunks, the `iovec` array, the `msghdr`)
 /// is heap memory owned here: it does not move when the outbox (or the slot holding it) moves,
