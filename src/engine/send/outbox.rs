@@ -10,6 +10,14 @@ use crate::engine::send::chunk::Chunk;
 /// At most this many chunks (of 16 KiB, so 1 MiB) go into one `sendmsg`.
 pub(crate) const MAX_CHUNKS_PER_SEND: usize = 64;
 
+/// What one send reads: see [`Outbox::span`].
+pub(crate) enum Span {
+    /// `len` bytes from one chunk.
+    One(*const u8, usize),
+    /// The iovecs of a message header, over several chunks.
+    Many(*const libc::msghdr),
+}
+
 /// See the module docs. The memory a send reads (the chunks, the `iovec` array, the `msghdr`)
 /// is heap memory owned here: it does not move when the outbox (or the slot holding it) moves,
 /// and it is only changed by `msghdr`/`advance`/`take_all`, which the drivers call only when no
@@ -70,6 +78,18 @@ impl Outbox {
         self.msg.msg_iov = self.iov.as_mut_ptr();
         self.msg.msg_iovlen = self.iov.len() as _;
         &*self.msg
+    }
+
+    /// Points a send at every unsent byte (at most [`MAX_CHUNKS_PER_SEND`] chunks): one
+    /// contiguous span when a single chunk has unsent bytes (a plain `send`, which the kernel
+    /// sets up for less than a `sendmsg`), else the message header of [`Outbox::msghdr`]. What
+    /// it points at stays valid and unchanged until the next call of a `&mut self` method.
+    pub(crate) fn span(&mut self) -> Span {
+        let msg = self.msghdr();
+        match self.iov.as_slice() {
+            [one] => Span::One(one.iov_base as *const u8, one.iov_len),
+            _ => Span::Many(msg),
+        }
     }
 
     /// The kernel took `n` more bytes: chunks it took in full move to `done`.

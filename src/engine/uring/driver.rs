@@ -11,7 +11,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::engine::core::{dispatch, run_deferred, Commands, CoreShared, Driver};
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::outbox::Outbox;
+use crate::engine::send::outbox::{Outbox, Span};
 use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session, TICK};
 use crate::engine::stats::CoreStats;
@@ -386,12 +386,19 @@ impl Core {
             }
             return;
         }
-        // One sendmsg over every waiting chunk, read where the producers wrote the frames.
-        let msg = c.out.msghdr();
-        let sqe = opcode::SendMsg::new(types::Fd(c.fd.as_raw_fd()), msg)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(user_data(OP_SEND, slot));
+        // One send over every waiting chunk, read where the producers wrote the frames: a
+        // plain send for one chunk, a sendmsg over their iovecs for several.
+        let fd = types::Fd(c.fd.as_raw_fd());
+        let sqe = match c.out.span() {
+            // A longer span (a frame over 4 GiB) is sent in parts, as a short send is.
+            Span::One(ptr, len) => opcode::Send::new(fd, ptr, len.min(u32::MAX as usize) as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            Span::Many(msg) => opcode::SendMsg::new(fd, msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build(),
+        }
+        .user_data(user_data(OP_SEND, slot));
         c.send_armed = true;
         self.local.sends += 1;
         self.push(sqe);
