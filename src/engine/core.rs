@@ -1,7 +1,8 @@
-//! What every backend's core shares: the command queue other threads use to talk to a core,
-//! the wake-up (only a core that sleeps is woken: `doorbell.rs`), per-core counters, thread
-//! start-up and pinning. The loops themselves live in `uring::driver` and `epoll::driver`; this module names
-//! neither (the `spawn` that picks one is in `engine`).
+//! What every backend's core shares with other threads: the command queue they use to talk to
+//! a core, the wake-up (only a core that sleeps is woken: `doorbell.rs`), per-core counters,
+//! thread start-up and pinning. What a core owns (its connections and listeners) is in
+//! `conns`; the loops live in `uring::driver` and `epoll::driver`. This module names neither
+//! driver (the `spawn` that picks one is in `engine`).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -13,7 +14,6 @@ use std::time::Duration;
 
 use crate::engine::doorbell::Doorbell;
 use crate::engine::send::chunk::ChunkPool;
-use crate::engine::send::outbox::Outbox;
 use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::engine::stats::{CoreStats, SharedCounters};
@@ -56,32 +56,21 @@ pub(in crate::engine) enum Command {
 
 thread_local! {
     static CURRENT_CORE: Cell<*const CoreShared> = const { Cell::new(std::ptr::null()) };
-    /// Queues written to from this core's own thread since the loop last looked: (slot, queue).
-    static DEFERRED: RefCell<Vec<(u32, *const SendQueue)>> = const { RefCell::new(Vec::new()) };
+    /// Connections written to from this core's own thread since the loop last looked (their
+    /// `ConnKey`s, as attached to their queues).
+    static DEFERRED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// On a core's own thread: the queue drained by `slot` has bytes for the core (the core had
-/// said it waits to be told). No command, no atomic: the loop picks it up before it next enters
-/// the kernel.
-pub(crate) fn defer_flush(slot: u32, queue: *const SendQueue) {
-    DEFERRED.with(|d| d.borrow_mut().push((slot, queue)));
+/// On a core's own thread: the connection `key` has bytes for the core (its queue had said it
+/// waits to be told). No command, no atomic: the loop picks it up before it next enters the
+/// kernel (`Conns::run_deferred`).
+pub(crate) fn defer_flush(key: u64) {
+    DEFERRED.with(|d| d.borrow_mut().push(key));
 }
 
-/// Starts the sends asked for by [`defer_flush`] on this thread, including those asked for
-/// while starting them (a close hook may write).
-pub(crate) fn run_deferred<D: Commands>(driver: &mut D) {
-    let mut batch = Vec::new();
-    loop {
-        DEFERRED.with(|d| std::mem::swap(&mut *d.borrow_mut(), &mut batch));
-        if batch.is_empty() {
-            break;
-        }
-        for (slot, queue) in batch.drain(..) {
-            if driver.drains(slot, queue) {
-                driver.start_send(slot);
-            }
-        }
-    }
+/// Swaps the connections [`defer_flush`] recorded into `batch` (which the caller emptied).
+pub(in crate::engine) fn take_deferred(batch: &mut Vec<u64>) {
+    DEFERRED.with(|d| std::mem::swap(&mut *d.borrow_mut(), batch));
 }
 
 /// What other threads share with a core.
@@ -243,102 +232,6 @@ impl CoreShared {
             std::mem::take(&mut *queue)
         };
         drop(dropped);
-    }
-}
-
-/// What a driver does for each kind of command; [`dispatch`] maps commands onto these calls,
-/// so every backend handles commands the same way.
-pub(crate) trait Commands {
-    /// A shutdown is under way: new listeners and connections are refused.
-    fn stopping(&self) -> bool;
-    /// Starts accepting on a listening socket. `false` if it could not (the ack is then dropped,
-    /// which the binding thread sees as a failure).
-    fn add_listener(&mut self, id: u64, fd: OwnedFd, acceptor: Arc<dyn Acceptor>) -> bool;
-    /// The slot of listener `id` on this core.
-    fn listener_slot(&self, id: u64) -> Option<u32>;
-    /// Stops accepting, closes the listener's connections and socket, then acks.
-    fn close_listener(&mut self, slot: u32, ack: Option<SyncSender<()>>);
-    /// Owns a dialed connection and starts sending what its queue holds.
-    fn add_conn(&mut self, fd: OwnedFd, sendq: Arc<SendQueue>, session: Box<dyn Session>);
-    /// Whether `slot` holds the connection draining `queue` (so a stale command never touches a
-    /// slot reused by another connection).
-    fn drains(&self, slot: u32, queue: *const SendQueue) -> bool;
-    /// Sends what is queued on `slot`, unless a send is in flight.
-    fn start_send(&mut self, slot: u32);
-    /// The session's consumer has room again: deliver what it held, then read again.
-    fn resume_conn(&mut self, slot: u32);
-    /// Closes `slot` once its queue is drained (`ack` is answered when it is closed).
-    fn close_when_flushed(&mut self, slot: u32, ack: Option<SyncSender<()>>);
-    /// Closes `slot` now; what was not sent goes back to its queue.
-    fn close_now(&mut self, slot: u32);
-    /// Closes everything, sending what is queued for at most `grace`.
-    fn begin_shutdown(&mut self, grace: Duration);
-}
-
-/// The slot of the connection draining `sendq`, if it is attached to one on `driver`.
-fn conn_slot<D: Commands>(driver: &D, sendq: &Arc<SendQueue>) -> Option<u32> {
-    let slot = sendq.attached_slot()?;
-    driver.drains(slot, Arc::as_ptr(sendq)).then_some(slot)
-}
-
-/// Carries out one command on a driver.
-pub(in crate::engine) fn dispatch<D: Commands>(driver: &mut D, cmd: Command) {
-    match cmd {
-        Command::AddListener {
-            id,
-            fd,
-            acceptor,
-            ack,
-        } => {
-            if !driver.stopping() && driver.add_listener(id, fd, acceptor) {
-                let _ = ack.send(());
-            }
-        }
-        Command::RemoveListener { id, ack } => match driver.listener_slot(id) {
-            Some(slot) => driver.close_listener(slot, Some(ack)),
-            None => {
-                let _ = ack.send(());
-            }
-        },
-        Command::AddConn {
-            fd,
-            info,
-            sendq,
-            session,
-        } => {
-            if driver.stopping() {
-                sendq.detach(&mut Outbox::new(), None, false);
-                return;
-            }
-            tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
-            driver.add_conn(fd, sendq, session);
-        }
-        Command::Flush(sendq) => {
-            if let Some(slot) = conn_slot(driver, &sendq) {
-                driver.start_send(slot);
-            }
-        }
-        Command::Resume(sendq) => {
-            if let Some(slot) = conn_slot(driver, &sendq) {
-                driver.resume_conn(slot);
-            }
-        }
-        Command::CloseConn { sendq, force, ack } => match conn_slot(driver, &sendq) {
-            Some(slot) => {
-                driver.close_when_flushed(slot, ack);
-                if force {
-                    driver.close_now(slot);
-                } else {
-                    driver.start_send(slot);
-                }
-            }
-            None => {
-                if let Some(ack) = ack {
-                    let _ = ack.send(());
-                }
-            }
-        },
-        Command::Shutdown { grace } => driver.begin_shutdown(grace),
     }
 }
 

@@ -3,6 +3,7 @@
 //! place that picks a backend's driver (`uring::driver` or `epoll::driver`); `core` holds what
 //! the drivers share and names neither.
 
+pub(crate) mod conns;
 pub(crate) mod core;
 pub(crate) mod cpus;
 pub(crate) mod dialer;

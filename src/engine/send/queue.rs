@@ -71,8 +71,8 @@ struct Ctl {
     direct: VecDeque<Chunk>,
     /// The core found nothing to send and waits to be told.
     armed: bool,
-    /// The slot of the connection that drains this queue on its core, if attached.
-    slot: Option<u32>,
+    /// The key (a `ConnKey`) of the connection that drains this queue on its core, if attached.
+    key: Option<u64>,
     error: Option<Arc<ConnError>>,
     /// Threads blocked on `changed`.
     blocked: usize,
@@ -114,7 +114,7 @@ impl SendQueue {
                 fd: None,
                 direct: VecDeque::new(),
                 armed: true,
-                slot: None,
+                key: None,
                 error: None,
                 blocked: 0,
                 wakers: Vec::new(),

@@ -1,8 +1,12 @@
-//! io_uring specifics: ring set-up with the recommended flags, and the provided-buffer ring.
+//! io_uring specifics: ring set-up with the recommended flags (here), the provided-buffer ring
+//! (`bufring`), entering through a registered ring descriptor (`enter`), the core's loop
+//! (`driver`), what it submits (`ops`) and how it reads completions (`complete`).
 
 pub(crate) mod bufring;
+mod complete;
 pub(crate) mod driver;
 pub(crate) mod enter;
+mod ops;
 
 use io_uring::IoUring;
 

@@ -12,10 +12,11 @@ use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
 use crate::error::ConnError;
 
 impl SendQueue {
-    /// Core: the queue now drains into connection `slot`. Returns whether bytes are waiting.
-    pub(crate) fn attach(&self, slot: u32, fd: Arc<OwnedFd>) -> bool {
+    /// Core: the queue now drains into connection `key` (a `ConnKey`). Returns whether bytes
+    /// are waiting.
+    pub(crate) fn attach(&self, key: u64, fd: Arc<OwnedFd>) -> bool {
         let mut ctl = self.lock();
-        ctl.slot = Some(slot);
+        ctl.key = Some(key);
         ctl.fd = Some(fd);
         // A flush announced while detached went nowhere: make the next push tell the core
         // again (the caller starts a send if this returns true).
@@ -23,9 +24,9 @@ impl SendQueue {
         ctl.chunks.iter().any(|c| !c.unsent().is_empty())
     }
 
-    /// Core: the slot of the connection this queue drains into, if any.
-    pub(crate) fn attached_slot(&self) -> Option<u32> {
-        self.lock().slot
+    /// Core: the key of the connection this queue drains into, if any.
+    pub(crate) fn attached_key(&self) -> Option<u64> {
+        self.lock().key
     }
 
     /// Core: moves every waiting chunk (at most a send's worth) into `out`. Returns `false` if
@@ -114,7 +115,7 @@ impl SendQueue {
     pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
         let returned = out.take_all();
         let mut ctl = self.lock();
-        ctl.slot = None;
+        ctl.key = None;
         ctl.fd = None;
         ctl.direct_blocked = false;
         if ctl.sender == Sender::Core {

@@ -216,9 +216,9 @@ impl SendQueue {
             return;
         }
         ctl.armed = false;
-        let slot = ctl.slot;
+        let key = ctl.key;
         drop(ctl);
-        self.tell_core(slot);
+        self.tell_core(key);
     }
 
     /// `announce`, keeping the lock (re-taken if a command had to be sent).
@@ -227,19 +227,19 @@ impl SendQueue {
             return ctl;
         }
         ctl.armed = false;
-        let slot = ctl.slot;
+        let key = ctl.key;
         drop(ctl);
-        self.tell_core(slot);
+        self.tell_core(key);
         self.lock()
     }
 
     /// Asks the core to take from this queue (it said it waits to be told).
-    fn tell_core(self: &Arc<Self>, slot: Option<u32>) {
+    fn tell_core(self: &Arc<Self>, key: Option<u64>) {
         if self.core.is_current() {
             // On the owning core's thread: no command, no wake-up; the loop looks at its local
             // list before it next enters the kernel. (Detached: `attach` looks.)
-            if let Some(slot) = slot {
-                defer_flush(slot, Arc::as_ptr(self));
+            if let Some(key) = key {
+                defer_flush(key);
             }
         } else {
             self.core.send(Command::Flush(self.clone()));

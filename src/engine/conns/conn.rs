@@ -1,0 +1,339 @@
+//! One connection's life in the table: received bytes to its session (pausing when the session
+//! is full, resuming when it has room), sends from its queue, and closing, which waits until
+//! the kernel has nothing left on the connection before the slot is freed, the unsent frames go
+//! back to the queue and the session hears why.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use super::{Conns, Io, Sending, MAX_SENDS_PER_CALL};
+use crate::engine::conns::ConnKey;
+use crate::engine::send::outbox::Outbox;
+use crate::engine::send::SendQueue;
+use crate::engine::session::Session;
+use crate::error::{CloseReason, ConnError};
+
+/// Who opened a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerRef {
+    /// A writer dialed it: its queue outlives it and may reconnect.
+    Dialed,
+    /// The listener in this slot accepted it.
+    Accepted(u32),
+}
+
+/// A connection of the table.
+pub(super) struct Conn<X> {
+    /// Shared with the send queue while attached (for producers' direct sends): the socket
+    /// closes when the last holder lets go.
+    pub(super) fd: Arc<OwnedFd>,
+    /// `None` only once it has been told the connection closed.
+    pub(super) session: Option<Box<dyn Session>>,
+    pub(super) sendq: Arc<SendQueue>,
+    /// The chunks the kernel is sending from; they stay here, unmoved, until the send is over.
+    out: Outbox,
+    opener: ListenerRef,
+    /// The session's consumer is full: nothing is read until it resumes.
+    paused: bool,
+    /// The peer's EOF arrived while paused; handled after the held-back data is delivered.
+    eof_pending: bool,
+    /// Closing, for this reason (the first one given wins).
+    pub(super) closing: Option<CloseReason>,
+    /// Close once everything queued is sent.
+    close_when_flushed: bool,
+    close_acks: Vec<SyncSender<()>>,
+    /// The backend's own state.
+    pub(super) io: X,
+}
+
+/// What a connection can do after a call: go on reading, wait for its session, or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Open and reading.
+    Read,
+    /// Open, not reading until its session resumes it.
+    Paused,
+    /// Closing or gone.
+    Closed,
+}
+
+impl<I: Io> Conns<I> {
+    /// Adds a connected socket draining `sendq` into `session`, and starts sending what is
+    /// queued (a writer's queue may hold frames from before a reconnect).
+    pub(crate) fn insert(
+        &mut self,
+        fd: OwnedFd,
+        sendq: Arc<SendQueue>,
+        session: Box<dyn Session>,
+        opener: ListenerRef,
+        io: &mut I,
+    ) -> ConnKey {
+        let fd = Arc::new(fd);
+        let key = self.conns.insert(Conn {
+            fd: fd.clone(),
+            session: Some(session),
+            sendq: sendq.clone(),
+            out: Outbox::new(),
+            opener,
+            paused: false,
+            eof_pending: false,
+            closing: None,
+            close_when_flushed: false,
+            close_acks: Vec::new(),
+            io: I::Conn::default(),
+        });
+        self.stats.connections += 1;
+        let waiting = sendq.attach(key.to_u64(), fd);
+        let opened = match self.conns.get_mut(key) {
+            Some(c) => io.open(key, &c.fd, &mut c.io),
+            None => Ok(()),
+        };
+        match opened {
+            Err(err) => self.close(key, io_error(err), io),
+            // A writer's queue outlives its connections: a flush asked for while it was
+            // detached went nowhere, so look now even if `attach` saw nothing.
+            Ok(()) if waiting || opener == ListenerRef::Dialed => self.flush(key, io),
+            Ok(()) => {}
+        }
+        key
+    }
+
+    /// `bytes` arrived on `key`: they go to its session (also while paused: it holds what was
+    /// in flight when reading stopped). Returns whether to go on reading.
+    pub(crate) fn data(&mut self, key: ConnKey, bytes: &[u8], io: &mut I) -> Flow {
+        let Some(c) = self.conns.get_mut(key) else {
+            return Flow::Closed;
+        };
+        self.stats.recv_completions += 1;
+        if c.closing.is_some() {
+            return Flow::Closed;
+        }
+        self.stats.bytes_received += bytes.len() as u64;
+        let Some(session) = c.session.as_mut() else {
+            return Flow::Closed;
+        };
+        match session.on_data(bytes) {
+            Ok(done) => {
+                self.stats.messages_received += done.messages;
+                if done.paused && !c.paused {
+                    c.paused = true;
+                    io.stop_reading(key, &mut c.io);
+                }
+                if c.paused {
+                    Flow::Paused
+                } else {
+                    Flow::Read
+                }
+            }
+            Err(err) => {
+                self.close(key, CloseReason::Error(Arc::new(err)), io);
+                Flow::Closed
+            }
+        }
+    }
+
+    /// The peer closed its side of `key`: the session says whether that cut a message short.
+    /// While paused this waits until the held-back bytes are delivered.
+    pub(crate) fn eof(&mut self, key: ConnKey, io: &mut I) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        if c.paused {
+            c.eof_pending = true;
+            return;
+        }
+        let reason = end_of_stream(c.session.as_mut());
+        self.close(key, reason, io);
+    }
+
+    /// Reading `key` failed.
+    pub(crate) fn read_failed(&mut self, key: ConnKey, err: io::Error, io: &mut I) {
+        self.close(key, io_error(err), io);
+    }
+
+    /// Whether `key` should be reading now (open and not paused): a backend re-arms a receive
+    /// that ended only then.
+    pub(crate) fn wants_read(&self, key: ConnKey) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| !c.paused && c.closing.is_none())
+    }
+
+    /// Whether `key` is open and paused (its session is full).
+    pub(crate) fn is_paused(&self, key: ConnKey) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| c.paused && c.closing.is_none())
+    }
+
+    /// The session of `key` has room again: deliver what it held, then read again (or close, if
+    /// the peer's EOF came while it was paused).
+    pub(crate) fn resume(&mut self, key: ConnKey, io: &mut I) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !c.paused || c.closing.is_some() {
+            return;
+        }
+        let Some(session) = c.session.as_mut() else {
+            return;
+        };
+        let close = match session.resume() {
+            Ok(done) => {
+                self.stats.messages_received += done.messages;
+                if done.paused {
+                    return;
+                }
+                c.paused = false;
+                c.eof_pending.then(|| end_of_stream(c.session.as_mut()))
+            }
+            Err(err) => Some(CloseReason::Error(Arc::new(err))),
+        };
+        match close {
+            Some(reason) => self.close(key, reason, io),
+            None => io.read(key, &c.fd, &mut c.io),
+        }
+    }
+
+    /// Sends what is queued on `key`, unless a send is in flight or the socket is full; closes
+    /// it once drained if a close was asked for.
+    pub(crate) fn flush(&mut self, key: ConnKey, io: &mut I) {
+        for _ in 0..MAX_SENDS_PER_CALL {
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
+            if c.closing.is_some() || !io.can_send(&c.io) {
+                return;
+            }
+            if c.out.is_empty() && !c.sendq.take(&mut c.out) {
+                if c.close_when_flushed {
+                    self.close(key, CloseReason::Local, io);
+                }
+                return;
+            }
+            self.stats.sends += 1;
+            match io.send(key, &c.fd, &mut c.out, &mut c.io) {
+                Sending::Pending | Sending::Blocked => return,
+                Sending::Sent(n) => self.retire(key, n),
+                Sending::Failed(err) => {
+                    self.close(key, io_error(err), io);
+                    return;
+                }
+            }
+        }
+        // Bytes queued after the last take announced themselves, but a close waiting for the
+        // drain would not be noticed: look again soon.
+        if let Some(c) = self.conns.get_mut(key) {
+            io.send_later(key, &mut c.io);
+        }
+    }
+
+    /// A send of `key` submitted earlier ([`Sending::Pending`]) is over.
+    pub(crate) fn sent(&mut self, key: ConnKey, result: io::Result<usize>, io: &mut I) {
+        match result {
+            Err(err) => self.close(key, io_error(err), io),
+            Ok(n) => {
+                self.retire(key, n);
+                if matches!(self.conns.get(key), Some(c) if c.closing.is_some()) {
+                    self.settle(key, io);
+                } else {
+                    self.flush(key, io);
+                }
+            }
+        }
+    }
+
+    /// The kernel took `n` more bytes of `key`'s outbox: chunks it finished go back.
+    fn retire(&mut self, key: ConnKey, n: usize) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        self.stats.bytes_sent += n as u64;
+        c.out.advance(n, &mut self.done);
+        c.sendq.complete(&mut self.done, c.out.is_empty());
+    }
+
+    /// Closes `key` once everything queued is sent (`ack` hears when it is closed).
+    pub(crate) fn close_when_flushed(&mut self, key: ConnKey, ack: Option<SyncSender<()>>) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.close_when_flushed = true;
+            c.close_acks.extend(ack);
+        }
+    }
+
+    /// Starts closing `key` (the first reason wins) and frees it once the kernel has no
+    /// operation left on it.
+    pub(crate) fn close(&mut self, key: ConnKey, reason: CloseReason, io: &mut I) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.closing.is_none() {
+            if io.busy(&c.io) {
+                io.abort(&c.fd, &mut c.io);
+            }
+            c.closing = Some(reason);
+        }
+        self.settle(key, io);
+    }
+
+    /// Frees `key` if it is closing and the kernel has nothing left on it: its socket closes,
+    /// the frames the kernel did not take go back to its queue, its session hears why, and a
+    /// closing listener may finish. A backend calls this after each final completion.
+    pub(crate) fn settle(&mut self, key: ConnKey, io: &mut I) {
+        let ready = matches!(
+            self.conns.get(key),
+            Some(c) if c.closing.is_some() && !io.busy(&c.io)
+        );
+        if !ready {
+            return;
+        }
+        let Some(mut c) = self.conns.remove(key) else {
+            return;
+        };
+        io.release(key, &c.fd, &mut c.io);
+        let reason = c.closing.take().unwrap_or(CloseReason::Local);
+        let err = self.stats.count_close(&reason);
+        let reconnectable = c.opener == ListenerRef::Dialed;
+        c.sendq.detach(&mut c.out, err, reconnectable);
+        drop(c.fd);
+        if let Some(session) = c.session.take() {
+            session.on_close(&reason);
+        }
+        for ack in c.close_acks.drain(..) {
+            let _ = ack.send(());
+        }
+        if let ListenerRef::Accepted(slot) = c.opener {
+            self.conn_left(slot, io);
+        }
+    }
+
+    /// Closes every connection `slot` accepted.
+    pub(super) fn close_accepted_by(&mut self, slot: u32, io: &mut I) {
+        let theirs: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.opener == ListenerRef::Accepted(slot))
+            .map(|(key, _)| key)
+            .collect();
+        for key in theirs {
+            self.close(key, CloseReason::Local, io);
+        }
+    }
+}
+
+fn io_error(err: io::Error) -> CloseReason {
+    CloseReason::Error(Arc::new(ConnError::Io(err)))
+}
+
+/// The close reason of a stream that ended: an error if it cut a message short.
+fn end_of_stream(session: Option<&mut Box<dyn Session>>) -> CloseReason {
+    match session.map(|s| s.on_eof()) {
+        Some(Err(err)) => CloseReason::Error(Arc::new(err)),
+        _ => CloseReason::PeerClosed,
+    }
+}

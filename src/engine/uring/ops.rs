@@ -1,0 +1,339 @@
+//! What the io_uring core submits: the operations the connection table asks for (multishot
+//! receive and accept, sends, cancels), the standing wake-up read and the timer, and the
+//! submission queue with its overflow backlog. Every SQE built here points only at memory that
+//! outlives its completion (see [`Ring::push`]).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use crate::engine::conns::{ConnKey, Io, Sending};
+use crate::engine::send::outbox::{Outbox, Span};
+use crate::engine::session::TICK;
+
+// user_data: the operation in the top byte, then the connection key (56 bits) or the
+// listener's slot.
+pub(super) const OP_ACCEPT: u64 = 1;
+pub(super) const OP_RECV: u64 = 2;
+pub(super) const OP_SEND: u64 = 3;
+pub(super) const OP_WAKE: u64 = 4;
+pub(super) const OP_CANCEL: u64 = 5;
+pub(super) const OP_TIMER: u64 = 6;
+
+/// The `user_data` of operation `op` on `target` (a key's bits or a listener slot).
+pub(super) fn user_data(op: u64, target: u64) -> u64 {
+    (op << 56) | (target & ((1 << 56) - 1))
+}
+
+/// The timer's longest wait: a tick, an accept retry or a deadline is never missed by more.
+const TIMER_PERIOD: Duration = TICK;
+
+/// A connection's operations in flight.
+#[derive(Default)]
+pub(crate) struct RecvSend {
+    recv_armed: bool,
+    send_armed: bool,
+    /// The multishot receive was cancelled by a pause and its final completion has not arrived:
+    /// an `ECANCELED` then is ours, even if the session resumed meanwhile.
+    recv_cancelled: bool,
+}
+
+impl RecvSend {
+    /// The receive ended (its final completion); returns whether a pause had cancelled it.
+    pub(super) fn recv_ended(&mut self) -> bool {
+        self.recv_armed = false;
+        std::mem::take(&mut self.recv_cancelled)
+    }
+
+    /// Whether the receive was cancelled by a pause (and has not ended yet).
+    pub(super) fn recv_cancelled(&self) -> bool {
+        self.recv_cancelled
+    }
+
+    /// The send's completion arrived.
+    pub(super) fn send_ended(&mut self) {
+        self.send_armed = false;
+    }
+}
+
+/// A listener's multishot accept.
+#[derive(Default)]
+pub(crate) struct Accepting {
+    armed: bool,
+}
+
+impl Accepting {
+    /// The accept ended (its final completion).
+    pub(super) fn ended(&mut self) {
+        self.armed = false;
+    }
+}
+
+/// The ring and what its operations point at. Field order is drop order: the ring goes before
+/// the memory it may still read or write.
+pub(crate) struct Ring {
+    pub(super) ring: IoUring,
+    wake_buf: Box<u64>,
+    timer_spec: Box<types::Timespec>,
+    /// SQEs that did not fit in the submission queue, in order.
+    backlog: Vec<squeue::Entry>,
+    /// The buffer ring's group, for receives.
+    group: u16,
+    /// Operations submitted whose final completion has not arrived.
+    pub(super) ops: usize,
+    pub(super) wake_armed: bool,
+    timer_armed: bool,
+    /// The wake-up read and the timer were withdrawn (the core is ending): no more of them.
+    pub(super) withdrawn: bool,
+    /// Connections to send on again next turn (see [`Io::send_later`]).
+    pub(super) later: Vec<ConnKey>,
+}
+
+impl Ring {
+    pub(super) fn new(ring: IoUring, group: u16) -> Ring {
+        Ring {
+            ring,
+            wake_buf: Box::new(0),
+            timer_spec: Box::new(types::Timespec::from(TIMER_PERIOD)),
+            backlog: Vec::new(),
+            group,
+            ops: 0,
+            wake_armed: false,
+            timer_armed: false,
+            withdrawn: false,
+            later: Vec::new(),
+        }
+    }
+
+    /// Drops the ring but leaks the memory its operations point at (operations are still in
+    /// flight at the end).
+    pub(super) fn leak_memory(self) {
+        let Ring {
+            ring,
+            wake_buf,
+            timer_spec,
+            ..
+        } = self;
+        drop(ring);
+        std::mem::forget(wake_buf);
+        std::mem::forget(timer_spec);
+    }
+
+    /// Whether SQEs wait in the backlog.
+    pub(super) fn backlogged(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Queues an SQE (into the backlog if the submission queue is full), counting it in flight.
+    pub(super) fn push(&mut self, sqe: squeue::Entry) {
+        self.ops += 1;
+        if !self.backlog.is_empty() {
+            self.backlog.push(sqe);
+            return;
+        }
+        // SAFETY: every SQE built in this module points only at memory that stays alive and
+        // unmoved until the final completion for that SQE is reaped, or is leaked in the
+        // driver's teardown if it never arrives: a connection's outbox in the table (its boxed
+        // msghdr, iovec array and chunks, heap memory that does not move with the table's slots,
+        // changed only between sends), `wake_buf` and `timer_spec` (boxes owned here, dropped
+        // after the ring). Cancels and timeouts removals point at nothing.
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            self.backlog.push(sqe);
+        }
+    }
+
+    /// Moves the backlog into the submission queue, submitting as it fills up.
+    pub(super) fn flush_backlog(&mut self) {
+        while !self.backlog.is_empty() {
+            let mut moved = 0;
+            {
+                let mut sq = self.ring.submission();
+                for sqe in &self.backlog {
+                    // SAFETY: as in `push`.
+                    if unsafe { sq.push(sqe) }.is_err() {
+                        break;
+                    }
+                    moved += 1;
+                }
+            }
+            self.backlog.drain(..moved);
+            if self.backlog.is_empty() || self.ring.submit().is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Keeps a read armed on the core's wake-up eventfd.
+    pub(super) fn arm_wake(&mut self, fd: std::os::fd::RawFd) {
+        let buf: *mut u64 = &mut *self.wake_buf;
+        let sqe = opcode::Read::new(types::Fd(fd), buf.cast(), 8)
+            .build()
+            .user_data(user_data(OP_WAKE, 0));
+        self.wake_armed = true;
+        self.push(sqe);
+    }
+
+    /// The timer fired (its completion arrived).
+    pub(super) fn timer_fired(&mut self) {
+        self.timer_armed = false;
+    }
+
+    /// Withdraws the wake-up read and the timer: everything is closed and the loop ends once
+    /// their final completions are in.
+    pub(super) fn withdraw(&mut self) {
+        self.withdrawn = true;
+        if self.wake_armed {
+            self.push(
+                opcode::AsyncCancel::new(user_data(OP_WAKE, 0))
+                    .build()
+                    .user_data(user_data(OP_CANCEL, 0)),
+            );
+        }
+        if self.timer_armed {
+            self.push(
+                opcode::TimeoutRemove::new(user_data(OP_TIMER, 0))
+                    .build()
+                    .user_data(user_data(OP_CANCEL, 0)),
+            );
+        }
+    }
+
+    /// Cancels every operation (the loop is ending).
+    pub(super) fn cancel_all(&mut self) {
+        self.push(
+            opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(user_data(OP_CANCEL, 0)),
+        );
+    }
+
+    fn arm_recv(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut RecvSend) {
+        if state.recv_armed {
+            return;
+        }
+        state.recv_armed = true;
+        let sqe = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), self.group)
+            .build()
+            .user_data(user_data(OP_RECV, key.to_u64()));
+        self.push(sqe);
+    }
+}
+
+impl Io for Ring {
+    type Conn = RecvSend;
+    type Listener = Accepting;
+
+    fn open(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut RecvSend) -> io::Result<()> {
+        self.arm_recv(key, fd, state);
+        Ok(())
+    }
+
+    fn read(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut RecvSend) {
+        self.arm_recv(key, fd, state);
+    }
+
+    fn stop_reading(&mut self, key: ConnKey, state: &mut RecvSend) {
+        if state.recv_armed && !state.recv_cancelled {
+            state.recv_cancelled = true;
+            // Completions already posted still arrive and go to the session, which holds them;
+            // nothing in the socket is lost.
+            self.push(
+                opcode::AsyncCancel::new(user_data(OP_RECV, key.to_u64()))
+                    .build()
+                    .user_data(user_data(OP_CANCEL, key.to_u64())),
+            );
+        }
+    }
+
+    fn can_send(&self, state: &RecvSend) -> bool {
+        !state.send_armed
+    }
+
+    fn send(
+        &mut self,
+        key: ConnKey,
+        fd: &OwnedFd,
+        out: &mut Outbox,
+        state: &mut RecvSend,
+    ) -> Sending {
+        // One send over every waiting chunk, read where the producers wrote the frames: a
+        // plain send for one chunk, a sendmsg over their iovecs for several.
+        let fd = types::Fd(fd.as_raw_fd());
+        let sqe = match out.span() {
+            // A longer span (a frame over 4 GiB) is sent in parts, as a short send is.
+            Span::One(ptr, len) => opcode::Send::new(fd, ptr, len.min(u32::MAX as usize) as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            Span::Many(msg) => opcode::SendMsg::new(fd, msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build(),
+        }
+        .user_data(user_data(OP_SEND, key.to_u64()));
+        state.send_armed = true;
+        self.push(sqe);
+        Sending::Pending
+    }
+
+    fn send_later(&mut self, key: ConnKey, _state: &mut RecvSend) {
+        self.later.push(key);
+    }
+
+    fn busy(&self, state: &RecvSend) -> bool {
+        state.recv_armed || state.send_armed
+    }
+
+    fn abort(&mut self, fd: &OwnedFd, _state: &mut RecvSend) {
+        // SAFETY: plain syscall on a socket the table owns. It ends the multishot receive (EOF)
+        // and any pending send (EPIPE), so their final completions arrive and the slot can go.
+        unsafe {
+            libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
+        }
+    }
+
+    fn release(&mut self, _key: ConnKey, _fd: &OwnedFd, _state: &mut RecvSend) {}
+
+    fn listen(&mut self, slot: u32, fd: &OwnedFd, state: &mut Accepting) -> io::Result<()> {
+        if !state.armed {
+            state.armed = true;
+            let sqe = opcode::AcceptMulti::new(types::Fd(fd.as_raw_fd()))
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(user_data(OP_ACCEPT, u64::from(slot)));
+            self.push(sqe);
+        }
+        Ok(())
+    }
+
+    fn stop_listening(&mut self, slot: u32, state: &mut Accepting) {
+        if state.armed {
+            self.push(
+                opcode::AsyncCancel::new(user_data(OP_ACCEPT, u64::from(slot)))
+                    .build()
+                    .user_data(user_data(OP_CANCEL, u64::from(slot))),
+            );
+        }
+    }
+
+    fn listener_busy(&self, state: &Accepting) -> bool {
+        state.armed
+    }
+
+    fn release_listener(&mut self, _slot: u32, _fd: &OwnedFd, _state: &mut Accepting) {}
+
+    fn wake_at(&mut self, at: Instant) {
+        if self.timer_armed || self.withdrawn {
+            return;
+        }
+        self.timer_armed = true;
+        let wait = at
+            .saturating_duration_since(Instant::now())
+            .min(TIMER_PERIOD);
+        *self.timer_spec = types::Timespec::from(wait);
+        let sqe = opcode::Timeout::new(&*self.timer_spec)
+            .build()
+            .user_data(user_data(OP_TIMER, 0));
+        self.push(sqe);
+    }
+}
