@@ -4,13 +4,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::engine::send::{FrameIndex, Link, PushError, SendQueue};
+use crate::engine::handle::ConnHandle;
+use crate::engine::send::{FrameIndex, Gate, PushError};
 use crate::engine::session::ConnInfo;
 use crate::error::{CloseReason, WriteError};
 use crate::frame::{Codec, Frame, Parse};
@@ -27,7 +28,7 @@ pub struct Conn {
 struct ConnInner {
     info: ConnInfo,
     codec: Codec,
-    sendq: Arc<SendQueue>,
+    sendq: ConnHandle,
 }
 
 impl std::fmt::Debug for Conn {
@@ -41,7 +42,7 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(info: ConnInfo, codec: Codec, sendq: Arc<SendQueue>) -> Conn {
+    pub(crate) fn new(info: ConnInfo, codec: Codec, sendq: ConnHandle) -> Conn {
         Conn {
             inner: Arc::new(ConnInner { info, codec, sendq }),
         }
@@ -157,13 +158,13 @@ impl Conn {
 
     /// Asks the owning core to read this connection again: its channel has room.
     pub(crate) fn resume(&self) {
-        self.inner.sendq.request_resume();
+        self.inner.sendq.resume_reading();
     }
 
     /// A waker that makes the owning core read this connection again (its session stopped
     /// reading and can take more now). Holds the connection weakly.
     pub(crate) fn resume_waker(&self) -> Waker {
-        Waker::from(Arc::new(ResumeOnWake(Arc::downgrade(&self.inner.sendq))))
+        self.inner.sendq.resume_waker()
     }
 
     /// The connection's codec.
@@ -173,17 +174,17 @@ impl Conn {
 
     /// Closes the send queue and returns what it held, split back into messages.
     pub(crate) fn take_unsent(&self) -> Vec<Bytes> {
-        split_frames(&self.inner.codec, self.inner.sendq.close())
+        split_frames(&self.inner.codec, self.inner.sendq.close_queue())
     }
 
     /// Sends what is queued, then closes the connection. Returns at once.
     pub fn close(&self) {
-        self.inner.sendq.request_close(false, false);
+        self.inner.sendq.close_conn(false, false);
     }
 
     /// Whether the connection is still open for writing.
     pub fn is_open(&self) -> bool {
-        matches!(self.inner.sendq.link(), Link::Up)
+        matches!(self.inner.sendq.gate(), Gate::Open)
     }
 }
 
@@ -195,17 +196,6 @@ pub(crate) enum Enqueue {
     Encoder {
         announced: usize,
     },
-}
-
-/// Wakes a paused connection: its core resumes reading it (nothing if it is gone).
-struct ResumeOnWake(Weak<SendQueue>);
-
-impl Wake for ResumeOnWake {
-    fn wake(self: Arc<Self>) {
-        if let Some(sendq) = self.0.upgrade() {
-            sendq.request_resume();
-        }
-    }
 }
 
 impl From<Enqueue> for WriteError {
@@ -222,7 +212,7 @@ impl From<Enqueue> for WriteError {
 
 /// Frames `msg` and queues it on `sendq`; returns the frame's length. Waits for room, except on
 /// the queue's own core (where waiting would stall the core that drains it).
-pub(crate) fn enqueue(codec: &Codec, sendq: &Arc<SendQueue>, msg: &[u8]) -> Result<usize, Enqueue> {
+pub(crate) fn enqueue(codec: &Codec, sendq: &ConnHandle, msg: &[u8]) -> Result<usize, Enqueue> {
     // Framed in place (header, then one copy of the payload): about half the cost of building
     // a `Frame` and copying it.
     let fill = complete(|payload: &mut [u8]| payload.copy_from_slice(msg));
@@ -245,14 +235,14 @@ pub(crate) fn complete(fill: impl FnOnce(&mut [u8])) -> impl FnOnce(&mut [u8]) -
 #[inline]
 pub(crate) fn enqueue_with<F: FnOnce(&mut [u8]) -> bool>(
     codec: &Codec,
-    sendq: &Arc<SendQueue>,
+    sendq: &ConnHandle,
     len: usize,
     fill: &mut Option<F>,
 ) -> Result<usize, Enqueue> {
     codec.check_len(len).map_err(Enqueue::Frame)?;
     // Room for the longest header (and a delimiter): the exact length comes from the encoder.
     let room = len + codec.max_overhead();
-    let deadline = sendq.core().is_current().then(Instant::now);
+    let deadline = sendq.on_own_core().then(Instant::now);
     let mut refused = None;
     let written = sendq
         .push_with(room, deadline, |dst| {

@@ -74,7 +74,7 @@ pub(in crate::engine) fn take_deferred(batch: &mut Vec<u64>) {
 }
 
 /// What other threads share with a core.
-pub(crate) struct CoreShared {
+pub(in crate::engine) struct CoreShared {
     index: usize,
     commands: Mutex<Vec<Command>>,
     alive: AtomicBool,
@@ -125,8 +125,7 @@ impl CoreShared {
         self.counters.snapshot(self.index)
     }
 
-    /// Queues `cmd` (engine-internal: upper layers use the methods above and the send queue's)
-    /// and wakes the core if it sleeps. A command sent to a core that has ended is
+    /// Queues `cmd` (upper layers go through `handle.rs`) and wakes the core if it sleeps. A command sent to a core that has ended is
     /// dropped, which drops any ack sender inside it, so a waiter sees a disconnected channel;
     /// returns whether the core took it.
     pub(in crate::engine) fn send(&self, cmd: Command) -> bool {
@@ -146,51 +145,6 @@ impl CoreShared {
             }
         }
         true
-    }
-
-    // ---- the door for upper layers: they call these, never build commands --------------
-
-    /// Asks this core to accept on `fd` (a socket bound for it) for listener `id`; the
-    /// receiver hears once it does (a disconnect means it could not).
-    pub(crate) fn add_listener(
-        &self,
-        id: u64,
-        fd: OwnedFd,
-        acceptor: Arc<dyn Acceptor>,
-    ) -> std::sync::mpsc::Receiver<()> {
-        let (ack, done) = std::sync::mpsc::sync_channel(1);
-        self.send(Command::AddListener {
-            id,
-            fd,
-            acceptor,
-            ack,
-        });
-        done
-    }
-
-    /// Asks this core to close listener `id` and its connections; the receiver hears once it
-    /// has (or disconnects if the core has ended).
-    pub(crate) fn remove_listener(&self, id: u64) -> std::sync::mpsc::Receiver<()> {
-        let (ack, done) = std::sync::mpsc::sync_channel(1);
-        self.send(Command::RemoveListener { id, ack });
-        done
-    }
-
-    /// Hands a connected socket to this core, draining `sendq` and feeding `session`. `false`
-    /// if the core has ended.
-    pub(crate) fn adopt(
-        &self,
-        fd: OwnedFd,
-        info: ConnInfo,
-        sendq: Arc<SendQueue>,
-        session: Box<dyn Session>,
-    ) -> bool {
-        self.send(Command::AddConn {
-            fd,
-            info,
-            sendq,
-            session,
-        })
     }
 
     /// Driver: takes the queued commands, if any were sent since the last call.
@@ -236,7 +190,7 @@ impl CoreShared {
 }
 
 /// A backend's per-core loop.
-pub(crate) trait Driver: Sized {
+pub(in crate::engine) trait Driver: Sized {
     /// Sets the core up on its own thread (the ring or poller must be created there).
     fn new(shared: Arc<CoreShared>, cfg: &RuntimeConfig) -> Result<Self, StartError>;
     /// Runs until shut down, then releases everything the kernel may still use.

@@ -9,6 +9,7 @@ pub(crate) mod cpus;
 pub(crate) mod dialer;
 mod doorbell;
 pub(crate) mod epoll;
+pub(crate) mod handle;
 pub(crate) mod probe;
 pub(crate) mod send;
 pub(crate) mod session;
@@ -20,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use self::core::{Command, CoreShared};
+use self::handle::CoreHandle;
 pub use self::stats::CoreStats;
 use crate::error::StartError;
 
@@ -125,7 +127,7 @@ pub(crate) fn online_cpus() -> usize {
 
 struct RuntimeInner {
     backend: Backend,
-    cores: Vec<Arc<CoreShared>>,
+    cores: Vec<CoreHandle>,
     dialer: self::dialer::Dialer,
     threads: Mutex<Vec<JoinHandle<()>>>,
     grace: Duration,
@@ -182,7 +184,7 @@ impl Runtime {
             let started = spawn(index, &config, backend);
             match started {
                 Ok((shared, thread)) => {
-                    cores.push(shared);
+                    cores.push(CoreHandle(shared));
                     threads.push(thread);
                     index += 1;
                     if backend == Backend::Auto {
@@ -195,7 +197,7 @@ impl Runtime {
                 }
                 Err(err) => {
                     for core in &cores {
-                        core.send(Command::Shutdown {
+                        core.0.send(Command::Shutdown {
                             grace: Duration::ZERO,
                         });
                     }
@@ -230,7 +232,7 @@ impl Runtime {
 
     /// A snapshot of every core's counters (updated once per loop turn).
     pub fn stats(&self) -> Vec<CoreStats> {
-        self.inner.cores.iter().map(|c| c.stats()).collect()
+        self.inner.cores.iter().map(|c| c.0.stats()).collect()
     }
 
     /// Stops every core now (closing listeners and connections after the shutdown grace) and
@@ -248,11 +250,13 @@ impl Runtime {
         (hasher.finish() % self.inner.cores.len() as u64) as usize
     }
 
-    pub(crate) fn core(&self, index: usize) -> &Arc<CoreShared> {
+    /// Core `index` (modulo the number of cores).
+    pub(crate) fn core(&self, index: usize) -> &CoreHandle {
         &self.inner.cores[index % self.inner.cores.len()]
     }
 
-    pub(crate) fn all_cores(&self) -> &[Arc<CoreShared>] {
+    /// Every core, in order.
+    pub(crate) fn all_cores(&self) -> &[CoreHandle] {
         &self.inner.cores
     }
 
@@ -266,7 +270,7 @@ impl RuntimeInner {
     fn stop(&self) {
         self.dialer.stop();
         for core in &self.cores {
-            core.send(Command::Shutdown { grace: self.grace });
+            core.0.send(Command::Shutdown { grace: self.grace });
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         let me = std::thread::current().id();

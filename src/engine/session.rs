@@ -6,11 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::engine::core::{next_conn_id, CoreShared};
-use crate::engine::send::SendQueue;
+use crate::engine::core::next_conn_id;
+use crate::engine::handle::{ConnHandle, CoreHandle};
 use crate::error::{CloseReason, ConnError};
 
 /// Identity of one connection, fixed for its life.
@@ -31,10 +30,9 @@ pub struct ConnInfo {
 pub(crate) struct Delivered {
     /// Messages handed to the user.
     pub(crate) messages: u64,
-    /// The consumer is full: stop reading this connection until [`Command::Resume`]. Bytes
-    /// already given (and any the driver must still hand over) are kept by the session.
-    ///
-    /// [`Command::Resume`]: crate::engine::core::Command::Resume
+    /// The consumer is full: stop reading this connection until it is resumed
+    /// ([`ConnHandle::resume_reading`]). Bytes already given (and any the driver must still
+    /// hand over) are kept by the session.
     pub(crate) paused: bool,
 }
 
@@ -97,13 +95,10 @@ pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(50
 
 /// Builds the session and queue for each connection a listener accepts.
 pub(crate) trait Acceptor: Send + Sync {
-    /// A connection was accepted on `core`; `None` refuses it (the core closes it at once and
-    /// counts it in [`CoreStats::refused`](crate::CoreStats::refused)).
-    fn open(
-        &self,
-        info: ConnInfo,
-        core: &Arc<CoreShared>,
-    ) -> Option<(Arc<SendQueue>, Box<dyn Session>)>;
+    /// A connection was accepted on `core`: its send side and its session. `None` refuses it
+    /// (the core closes it at once and counts it in
+    /// [`CoreStats::refused`](crate::CoreStats::refused)).
+    fn open(&self, info: ConnInfo, core: &CoreHandle) -> Option<(ConnHandle, Box<dyn Session>)>;
 
     /// Whether this listener's sessions want [`Session::on_tick`].
     fn ticks(&self) -> bool {

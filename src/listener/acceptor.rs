@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use crate::channel::ChannelSource;
 use crate::conn::{CloseHook, Conn};
-use crate::engine::core::CoreShared;
-use crate::engine::send::SendQueue;
+use crate::engine::handle::{AfterFailure, ConnHandle, CoreHandle};
 use crate::engine::session::{Acceptor, ConnInfo, Session};
 use crate::frame::Codec;
 use crate::framed::{Deliver, FramedSession, SessionLimits};
@@ -36,11 +35,7 @@ pub(super) struct FramedAcceptor {
 }
 
 impl Acceptor for FramedAcceptor {
-    fn open(
-        &self,
-        info: ConnInfo,
-        core: &Arc<CoreShared>,
-    ) -> Option<(Arc<SendQueue>, Box<dyn Session>)> {
+    fn open(&self, info: ConnInfo, core: &CoreHandle) -> Option<(ConnHandle, Box<dyn Session>)> {
         // Admission and registration under one lock: the cap holds across cores.
         let mut registry = self.registry.lock();
         if let Some(max) = self.max_connections {
@@ -53,11 +48,11 @@ impl Acceptor for FramedAcceptor {
                 return None;
             }
         }
-        let sendq = SendQueue::new(
-            core.clone(),
+        let sendq = ConnHandle::new(
+            core,
             self.send_queue_bytes,
             Box::new(self.codec),
-            false,
+            AfterFailure::Refuse,
         );
         let conn = Conn::new(info, self.codec, sendq.clone());
         registry.insert(info.id, conn.clone());

@@ -4,10 +4,10 @@ mod buffered;
 mod config;
 mod encode;
 mod future;
+mod link;
 
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU8};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,20 +19,19 @@ pub use buffered::{
 pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
 
-use crate::conn::{split_frames, Conn};
-use crate::engine::core::{next_conn_id, CoreShared};
-use crate::engine::dialer::{Next, Redial};
-use crate::engine::send::{Link, PushError, SendQueue};
+use crate::conn::split_frames;
+use crate::engine::handle::{AfterFailure, ConnHandle, CoreHandle};
+use crate::engine::send::PushError;
 use crate::engine::session::ConnInfo;
 use crate::engine::Runtime;
 use crate::error::{
     CloseReason, ConnError, DialError, FailReason, Failed, TryWriteError, Unsent, WriteError,
 };
 use crate::frame::Codec;
-use crate::framed::{Deliver, FramedSession, SessionLimits};
 use crate::handler::{HandlerErrorPolicy, MessageHandler};
 use crate::listener::resolve;
 use config::FailedHandler;
+use link::Link;
 
 /// A connection to one address that frames and queues messages. Cheap to clone and safe to use
 /// from many threads at once: each message is framed whole into the send memory, so frames
@@ -69,8 +68,8 @@ const OUTAGE_GAVE_UP: u8 = 2;
 struct WriterInner {
     addr: SocketAddr,
     codec: Codec,
-    sendq: Arc<SendQueue>,
-    core: Arc<CoreShared>,
+    sendq: ConnHandle,
+    core: CoreHandle,
     connect_timeout: Duration,
     handler: Option<MessageHandler>,
     policy: HandlerErrorPolicy,
@@ -130,11 +129,15 @@ impl Writer {
             resolve(&config.address).ok_or_else(|| DialError::Resolve(config.address.clone()))?;
         let core = runtime.core(runtime.core_for(&addr)).clone();
         let auto = config.retry.max_attempts != Some(0) || config.background_connect;
-        let sendq = SendQueue::new(
-            core.clone(),
+        let after_failure = match auto {
+            true => AfterFailure::Hold,
+            false => AfterFailure::Refuse,
+        };
+        let sendq = ConnHandle::new(
+            &core,
             config.send_queue_bytes_in_effect(),
             Box::new(codec),
-            auto,
+            after_failure,
         );
         let inner = Arc::new_cyclic(|me| WriterInner {
             addr,
@@ -156,7 +159,7 @@ impl Writer {
         if config.background_connect {
             inner
                 .sendq
-                .set_reconnecting(Arc::new(ConnError::NotConnected));
+                .hold_unconnected(Arc::new(ConnError::NotConnected));
             inner.schedule_redial(Duration::ZERO);
         } else {
             let info = inner.connect()?;
@@ -178,7 +181,7 @@ impl Writer {
 
     /// Whether the writer has a live connection now.
     pub fn is_connected(&self) -> bool {
-        matches!(self.inner.sendq.link(), Link::Up)
+        matches!(self.inner.link(), Link::Up)
     }
 
     /// The runtime the writer runs on (for its per-core counters).
@@ -275,164 +278,14 @@ fn push_error(err: PushError) -> WriteError {
     }
 }
 
-/// A per-thread xorshift for jitter: no shared state, no dependency.
-fn jitter_unit() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64);
-            t | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
-}
-
 impl WriterInner {
-    /// When the core sees the connection fail: reconnect in the background, or, if the writer
-    /// is gone, hand what is queued to the failed-message handler.
-    fn install_down_hook(&self) {
-        let writer = self.me.clone();
-        let sendq = Arc::downgrade(&self.sendq);
-        let (codec, addr, on_failed) = (self.codec, self.addr, self.on_failed.clone());
-        self.sendq.set_on_down(Box::new(move || {
-            if let Some(writer) = writer.upgrade() {
-                writer.outage_started();
-                writer.schedule_redial(Duration::ZERO);
-            } else if let Some(sendq) = sendq.upgrade() {
-                let rest = sendq.give_up(Arc::new(ConnError::NotConnected));
-                report(on_failed.as_ref(), addr, &codec, rest, FailReason::Dropped);
-            }
-        }));
-    }
-
-    fn schedule_redial(&self, delay: Duration) {
-        let job: Weak<dyn Redial> = self.me.clone();
-        self.runtime.dialer().schedule(job, Instant::now() + delay);
-    }
-
-    /// The link is down: queue writes again and reconnect in the background.
-    fn restart_reconnecting(&self) {
-        if self.sendq.start_reconnecting() {
-            self.attempts.store(0, Ordering::Relaxed);
-            self.schedule_redial(Duration::ZERO);
-        }
-    }
-
-    fn connect(&self) -> Result<ConnInfo, DialError> {
-        let addr = self.addr;
-        let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::TimedOut {
-                DialError::Timeout {
-                    addr,
-                    after: self.connect_timeout,
-                }
-            } else {
-                DialError::Connect { addr, source }
-            }
-        })?;
-        let local = stream
-            .local_addr()
-            .map_err(|source| DialError::Connect { addr, source })?;
-        stream
-            .set_nodelay(true)
-            .map_err(|source| DialError::Connect { addr, source })?;
-        let info = ConnInfo {
-            id: next_conn_id(),
-            peer: addr,
-            local,
-            core: self.core.index(),
-        };
-        let conn = Conn::new(info, self.codec, self.sendq.clone());
-        let session = FramedSession::new(
-            conn,
-            Deliver::Handler(self.handler.clone()),
-            self.policy,
-            None,
-            SessionLimits::default(),
-        );
-        self.sendq.relink();
-        if !self.core.adopt(
-            OwnedFd::from(stream),
-            info,
-            self.sendq.clone(),
-            Box::new(session),
-        ) {
-            return Err(DialError::RuntimeClosed);
-        }
-        tracing::debug!(conn = info.id, %addr, "writer connected");
-        Ok(info)
-    }
-
-    /// Reconnects now if the link is down (one thread dials; the others wait for it).
-    fn reconnect(&self) -> Result<(), DialError> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Link::Down(err) = self.sendq.link() {
-            tracing::debug!(addr = %self.addr, error = %err, "writer reconnecting");
-            *current = Some(self.connect()?);
-            self.attempts.store(0, Ordering::Relaxed);
-            self.outage_ended();
-        }
-        Ok(())
-    }
-
-    /// The connection was lost: log it, once per outage.
-    fn outage_started(&self) {
-        let was = self.outage.swap(OUTAGE_LOGGED, Ordering::Relaxed);
-        if was == OUTAGE_NONE {
-            tracing::info!(addr = %self.addr, "writer lost its connection; reconnecting");
-        } else {
-            // A give-up already reported stays reported until the outage ends.
-            self.outage.store(was, Ordering::Relaxed);
-        }
-    }
-
-    /// Connected again: log the end of the outage, if its start was logged.
-    fn outage_ended(&self) {
-        if self.outage.swap(OUTAGE_NONE, Ordering::Relaxed) != OUTAGE_NONE {
-            tracing::info!(addr = %self.addr, "writer reconnected");
-        }
-    }
-
-    fn give_up(&self, attempts: u32, err: DialError) {
-        if self.outage.swap(OUTAGE_GAVE_UP, Ordering::Relaxed) != OUTAGE_GAVE_UP {
-            tracing::warn!(addr = %self.addr, attempts, error = %err,
-                "writer gave up reconnecting; writes retry the connection themselves");
-        } else {
-            tracing::debug!(addr = %self.addr, attempts, error = %err, "reconnecting failed again");
-        }
-        let err = Arc::new(err);
-        let rest = self
-            .sendq
-            .give_up(Arc::new(ConnError::Reconnect(err.clone())));
-        let reason = FailReason::GaveUp {
-            attempts,
-            error: err,
-        };
-        report(
-            self.on_failed.as_ref(),
-            self.addr,
-            &self.codec,
-            rest,
-            reason,
-        );
-    }
-
     /// Waits until drained (or `deadline`); returns whether drained.
     fn flush(&self, deadline: Option<Instant>) -> Result<bool, WriteError> {
         if self.core.is_current() {
             return Err(WriteError::WouldDeadlock);
         }
         loop {
-            match self.sendq.wait_drained(deadline) {
+            match self.sendq.wait_drained(deadline).map_err(Link::from) {
                 Ok(drained) => return Ok(drained),
                 Err(Link::Down(_)) => self.reconnect().map_err(WriteError::Reconnect)?,
                 Err(Link::Closed) => return Err(WriteError::Closed),
@@ -461,42 +314,14 @@ impl WriterInner {
         }
         // Whatever is still queued now could not be sent in time: cut the connection (the
         // kernel gives back the buffer in flight) and collect the rest.
-        if let Some(done) = self.sendq.request_close(true, !on_core) {
+        if let Some(done) = self.sendq.close_conn(true, !on_core) {
             let _ = done.recv_timeout(Duration::from_secs(5));
         }
-        let unsent = split_frames(&self.codec, self.sendq.close());
+        let unsent = split_frames(&self.codec, self.sendq.close_queue());
         if unsent.is_empty() {
             Ok(())
         } else {
             Err(Unsent { unsent, reason })
-        }
-    }
-}
-
-impl Redial for WriterInner {
-    fn attempt(&self) -> Next {
-        if !matches!(self.sendq.link(), Link::Reconnecting) {
-            return Next::Done;
-        }
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match self.connect() {
-            Ok(info) => {
-                *current = Some(info);
-                self.attempts.store(0, Ordering::Relaxed);
-                self.outage_ended();
-                Next::Done
-            }
-            Err(err) => {
-                drop(current);
-                let failed = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.retry.allows(failed) {
-                    tracing::debug!(addr = %self.addr, failed, error = %err, "reconnect failed");
-                    Next::RetryIn(self.retry.delay(failed, jitter_unit()))
-                } else {
-                    self.give_up(failed, err);
-                    Next::Done
-                }
-            }
         }
     }
 }
@@ -530,15 +355,15 @@ fn report(
 
 impl Drop for WriterInner {
     fn drop(&mut self) {
-        match self.sendq.link() {
+        match self.link() {
             Link::Closed => {}
             Link::Up => {
                 // Last handle gone without close(): send what is queued, then close, without
                 // blocking here. If that connection fails, the down hook reports the rest.
-                self.sendq.request_close(false, false);
+                self.sendq.close_conn(false, false);
             }
             Link::Reconnecting | Link::Down(_) => {
-                let rest = self.sendq.give_up(Arc::new(ConnError::NotConnected));
+                let rest = self.sendq.refuse(Arc::new(ConnError::NotConnected));
                 report(
                     self.on_failed.as_ref(),
                     self.addr,

@@ -62,7 +62,7 @@ pub(crate) enum Flow {
 impl<I: Io> Conns<I> {
     /// Adds a connected socket draining `sendq` into `session`, and starts sending what is
     /// queued (a writer's queue may hold frames from before a reconnect).
-    pub(crate) fn insert(
+    pub(in crate::engine) fn insert(
         &mut self,
         fd: OwnedFd,
         sendq: Arc<SendQueue>,

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::conn::ListenerRef;
 use super::{Conns, Io, ACCEPT_RETRY};
+use crate::engine::handle::CoreHandle;
 use crate::engine::session::{Acceptor, ConnInfo};
 
 /// A listener of the table.
@@ -115,14 +116,15 @@ impl<I: Io> Conns<I> {
             return; // dropping `fd` closes it
         }
         let info = ConnInfo::accepted(&fd, peer, self.shared.index());
-        let Some((sendq, session)) = l.acceptor.open(info, &self.shared) else {
+        let core = CoreHandle(self.shared.clone());
+        let Some((conn, session)) = l.acceptor.open(info, &core) else {
             self.stats.refused += 1;
             return;
         };
         l.conns += 1;
         self.stats.accepted += 1;
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
-        self.insert(fd, sendq, session, ListenerRef::Accepted(slot), io);
+        self.insert(fd, conn.0, session, ListenerRef::Accepted(slot), io);
     }
 
     /// Accepting on `slot` failed with something a retry may cure (out of descriptors or

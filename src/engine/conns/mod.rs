@@ -123,7 +123,7 @@ pub(crate) struct Conns<I: Io> {
 
 impl<I: Io> Conns<I> {
     /// An empty table for the core `shared` describes.
-    pub(crate) fn new(shared: Arc<CoreShared>) -> Conns<I> {
+    pub(in crate::engine) fn new(shared: Arc<CoreShared>) -> Conns<I> {
         Conns {
             stats: CoreStats {
                 core: shared.index(),
@@ -139,7 +139,7 @@ impl<I: Io> Conns<I> {
     }
 
     /// The core this table belongs to.
-    pub(crate) fn shared(&self) -> &Arc<CoreShared> {
+    pub(in crate::engine) fn shared(&self) -> &Arc<CoreShared> {
         &self.shared
     }
 

@@ -15,7 +15,7 @@ mod queue;
 
 use std::sync::Arc;
 
-pub(crate) use queue::SendQueue;
+pub(in crate::engine) use queue::SendQueue;
 
 use crate::error::ConnError;
 
@@ -25,15 +25,17 @@ pub(crate) trait FrameIndex: Send + Sync {
     fn frame_start(&self, buf: &[u8], offset: usize) -> usize;
 }
 
-/// Whether the queue currently feeds a connection.
+/// Whether a queue takes writes: the engine's side of a connection's life, which the layer
+/// above names (a writer's link is up, reconnecting, down or closed).
 #[derive(Debug, Clone)]
-pub(crate) enum Link {
-    /// A connection is live or being set up: writes are accepted.
-    Up,
-    /// The connection failed and a reconnect is under way: writes are still accepted and wait.
-    Reconnecting,
-    /// The connection failed and nobody reconnects: writes are refused until a reconnect.
-    Down(Arc<ConnError>),
+pub(crate) enum Gate {
+    /// A connection is attached or being set up: writes are taken.
+    Open,
+    /// No connection, and one is expected (a writer reconnecting): writes are taken and wait.
+    Held,
+    /// No connection, and none is expected: writes are refused with this error until the queue
+    /// is opened again.
+    Refusing(Arc<ConnError>),
     /// Closed for good: writes fail.
     Closed,
 }
@@ -41,7 +43,7 @@ pub(crate) enum Link {
 /// Why a push was refused.
 #[derive(Debug)]
 pub(crate) enum PushError {
-    /// The link is down (the caller may reconnect and retry).
+    /// The gate refuses writes (the owner may reconnect and retry).
     Down(Arc<ConnError>),
     /// The queue is closed.
     Closed,

@@ -28,19 +28,21 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::engine::core::{Command, CoreShared};
+use crate::engine::core::CoreShared;
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::{FrameIndex, Link};
+use crate::engine::send::FrameIndex;
 use crate::error::ConnError;
 
 mod core_side;
+mod gate;
 mod producer;
 #[cfg(test)]
 mod tests;
 
-const UP: u8 = 0;
-const RECONNECTING: u8 = 1;
-const DOWN: u8 = 2;
+// `Gate` as an atomic (changed only under the lock, read also without it).
+const OPEN: u8 = 0;
+const HELD: u8 = 1;
+const REFUSING: u8 = 2;
 const CLOSED: u8 = 3;
 
 /// Who may send on the connection now: one sender at a time keeps the byte order.
@@ -81,7 +83,7 @@ struct Ctl {
 }
 
 /// See the module docs.
-pub(crate) struct SendQueue {
+pub(in crate::engine) struct SendQueue {
     ctl: Mutex<Ctl>,
     changed: Condvar,
     /// The link state, also readable without the lock (changed only under it).
@@ -89,20 +91,21 @@ pub(crate) struct SendQueue {
     limit: usize,
     core: Arc<CoreShared>,
     frames: Box<dyn FrameIndex>,
-    /// On a failure, go to `Reconnecting` (and call `on_down`) instead of `Down`.
-    auto_reconnect: bool,
-    on_down: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// When its connection fails, the queue is `Held` (and `on_held` called) instead of
+    /// `Refusing`.
+    hold_on_failure: bool,
+    on_held: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SendQueue {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
-    /// is accepted into an empty queue). With `auto_reconnect`, a failure leaves writes accepted
-    /// while [`SendQueue::set_on_down`]'s hook reconnects.
+    /// is accepted into an empty queue). With `hold_on_failure`, a failed connection leaves
+    /// writes taken while [`SendQueue::on_held`]'s hook finds another.
     pub(crate) fn new(
         core: Arc<CoreShared>,
         limit: usize,
         frames: Box<dyn FrameIndex>,
-        auto_reconnect: bool,
+        hold_on_failure: bool,
     ) -> Arc<SendQueue> {
         Arc::new(SendQueue {
             ctl: Mutex::new(Ctl {
@@ -120,18 +123,18 @@ impl SendQueue {
                 wakers: Vec::new(),
             }),
             changed: Condvar::new(),
-            state: AtomicU8::new(UP),
+            state: AtomicU8::new(OPEN),
             limit: limit.max(1),
             core,
             frames,
-            auto_reconnect,
-            on_down: OnceLock::new(),
+            hold_on_failure,
+            on_held: OnceLock::new(),
         })
     }
 
-    /// Sets the hook called (on the core) when a failure starts a reconnect.
-    pub(crate) fn set_on_down(&self, hook: Box<dyn Fn() + Send + Sync>) {
-        let _ = self.on_down.set(hook);
+    /// Sets the hook called (on the core) when a failed connection leaves the queue `Held`.
+    pub(crate) fn on_held(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_held.set(hook);
     }
 
     #[inline]
@@ -189,136 +192,16 @@ impl SendQueue {
     /// down: the caller retries at once.
     pub(crate) fn register_waker(&self, waker: &Waker, len: usize) -> bool {
         let mut ctl = self.lock();
-        if self.state.load(Ordering::Acquire) >= DOWN || self.fits(&ctl, len) {
+        if self.state.load(Ordering::Acquire) >= REFUSING || self.fits(&ctl, len) {
             return false;
         }
         ctl.wakers.push(waker.clone());
         true
     }
 
-    /// Nobody is reconnecting yet but someone will: accept writes again (queued meanwhile).
-    pub(crate) fn start_reconnecting(&self) -> bool {
-        let mut ctl = self.lock();
-        let ok = self
-            .state
-            .compare_exchange(DOWN, RECONNECTING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if ok && ctl.error.is_none() {
-            ctl.error = Some(Arc::new(ConnError::NotConnected));
-        }
-        self.notify(&mut ctl);
-        ok
-    }
-
-    /// A queue that starts without a connection (connecting in the background).
-    pub(crate) fn set_reconnecting(&self, err: Arc<ConnError>) {
-        let mut ctl = self.lock();
-        ctl.error = Some(err);
-        let _ = self
-            .state
-            .compare_exchange(UP, RECONNECTING, Ordering::AcqRel, Ordering::Acquire);
-    }
-
     /// The core this queue belongs to.
     pub(crate) fn core(&self) -> &Arc<CoreShared> {
         &self.core
-    }
-
-    /// The link's current state.
-    pub(crate) fn link(&self) -> Link {
-        match self.state.load(Ordering::Acquire) {
-            UP => Link::Up,
-            CLOSED => Link::Closed,
-            RECONNECTING => Link::Reconnecting,
-            _ => Link::Down(
-                self.lock()
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(ConnError::NotConnected)),
-            ),
-        }
-    }
-
-    /// Asks the core to read the connection draining this queue again (its consumer has room).
-    pub(crate) fn request_resume(self: &Arc<Self>) {
-        self.core.send(Command::Resume(self.clone()));
-    }
-
-    /// Asks the core to close the connection draining this queue: after sending what is
-    /// queued, or at once (`force`: what was not sent comes back to the queue). With `wait`,
-    /// returns a receiver that hears once it is closed (`None` if the core has ended).
-    pub(crate) fn request_close(
-        self: &Arc<Self>,
-        force: bool,
-        wait: bool,
-    ) -> Option<std::sync::mpsc::Receiver<()>> {
-        let (ack, done) = match wait {
-            true => {
-                let (ack, done) = std::sync::mpsc::sync_channel(1);
-                (Some(ack), Some(done))
-            }
-            false => (None, None),
-        };
-        let sent = self.core.send(Command::CloseConn {
-            sendq: self.clone(),
-            force,
-            ack,
-        });
-        done.filter(|_| sent)
-    }
-
-    /// Waits until everything accepted so far was handed to the kernel (`Ok(true)`), or until
-    /// `deadline` (`Ok(false)`). Errors when the link is down or closed with bytes still queued.
-    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> Result<bool, Link> {
-        let mut ctl = self.lock();
-        loop {
-            if ctl.held == 0 {
-                return Ok(true);
-            }
-            match self.state.load(Ordering::Acquire) {
-                UP | RECONNECTING => {}
-                _ => {
-                    drop(ctl);
-                    return Err(self.link());
-                }
-            }
-            match self.wait(ctl, deadline) {
-                Some(next) => ctl = next,
-                None => return Ok(false),
-            }
-        }
-    }
-
-    /// A reconnect is about to attach a new connection: writes are accepted again.
-    pub(crate) fn relink(&self) {
-        let _ctl = self.lock();
-        let _ = self
-            .state
-            .compare_exchange(RECONNECTING, UP, Ordering::AcqRel, Ordering::Acquire);
-        let _ = self
-            .state
-            .compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire);
-    }
-
-    /// Nobody will reconnect: refuse writes with `err`, and return everything queued.
-    pub(crate) fn give_up(&self, err: Arc<ConnError>) -> BytesMut {
-        let mut ctl = self.settled(self.lock());
-        if self.state.load(Ordering::Acquire) != CLOSED {
-            self.state.store(DOWN, Ordering::Release);
-            ctl.error = Some(err);
-        }
-        let rest = self.drain(&mut ctl);
-        self.notify(&mut ctl);
-        rest
-    }
-
-    /// Closes the queue for good and returns what was never handed to the kernel.
-    pub(crate) fn close(&self) -> BytesMut {
-        let mut ctl = self.settled(self.lock());
-        self.state.store(CLOSED, Ordering::Release);
-        let rest = self.drain(&mut ctl);
-        self.notify(&mut ctl);
-        rest
     }
 
     /// Waits until no direct send is out, so that what it leaves is back in the queue (a direct

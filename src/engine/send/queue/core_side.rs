@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{SendQueue, Sender, CLOSED, DOWN, RECONNECTING};
+use super::{SendQueue, Sender, CLOSED, HELD, REFUSING};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
 use crate::error::ConnError;
@@ -110,8 +110,8 @@ impl SendQueue {
     }
 
     /// Core: the connection is gone. `out` holds what was being sent; the frames the kernel did
-    /// not take in full are kept to be sent first next time. The link becomes
-    /// `Reconnecting`/`Down` (`reason` given and `reusable`) or `Closed`.
+    /// not take in full are kept to be sent first next time. The gate becomes `Held` or
+    /// `Refusing` (`reason` given and `reusable`: see `hold_on_failure`) or `Closed`.
     pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
         let returned = out.take_all();
         let mut ctl = self.lock();
@@ -128,13 +128,13 @@ impl SendQueue {
         let dropped = self.rewind_all(&mut ctl.chunks);
         ctl.held = ctl.held.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
-        let mut reconnect = false;
+        let mut held = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
             match reason {
                 Some(err) if reusable => {
                     ctl.error = Some(err);
-                    reconnect = self.auto_reconnect;
-                    let next = if reconnect { RECONNECTING } else { DOWN };
+                    held = self.hold_on_failure;
+                    let next = if held { HELD } else { REFUSING };
                     self.state.store(next, Ordering::Release);
                 }
                 _ => self.state.store(CLOSED, Ordering::Release),
@@ -145,8 +145,8 @@ impl SendQueue {
             waker.wake();
         }
         drop(ctl);
-        if reconnect {
-            if let Some(hook) = self.on_down.get() {
+        if held {
+            if let Some(hook) = self.on_held.get() {
                 hook();
             }
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
-use super::{Ctl, SendQueue, Sender, CLOSED, DOWN, UP};
+use super::{Ctl, SendQueue, Sender, CLOSED, OPEN, REFUSING};
 use crate::engine::core::{defer_flush, Command};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::{direct, PushError};
@@ -53,7 +53,7 @@ impl SendQueue {
     ) -> (usize, Result<(), PushError>) {
         let mut ctl = self.lock();
         for (done, frame) in frames.iter().enumerate() {
-            if !self.fits(&ctl, frame.len()) || self.state.load(Ordering::Acquire) >= DOWN {
+            if !self.fits(&ctl, frame.len()) || self.state.load(Ordering::Acquire) >= REFUSING {
                 if done > 0 {
                     // Let the core start on what is queued while this thread waits.
                     ctl = self.announce_keep(ctl);
@@ -82,7 +82,7 @@ impl SendQueue {
         loop {
             match self.state.load(Ordering::Acquire) {
                 CLOSED => return Err(PushError::Closed),
-                DOWN => {
+                REFUSING => {
                     let err = ctl
                         .error
                         .clone()
@@ -148,7 +148,7 @@ impl SendQueue {
         if ctl.queued == 0
             || ctl.sender != Sender::Nobody
             || ctl.direct_blocked
-            || self.state.load(Ordering::Acquire) != UP
+            || self.state.load(Ordering::Acquire) != OPEN
             || self.core.is_current()
         {
             return ctl;

@@ -1,0 +1,273 @@
+//! The engine's door for the layers above it (listener, writer, conn): a [`CoreHandle`] to one
+//! core and a [`ConnHandle`] to one connection's send side (a writer's, across its
+//! reconnects). Through them those layers add listeners and connections, write, wait for a
+//! flush, resume reading, close, and steer a writer's queue through its reconnects; the
+//! commands, the send queue's internals and the connection table stay inside the engine.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Weak};
+use std::task::{Wake, Waker};
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::engine::core::{Command, CoreShared};
+use crate::engine::send::chunk::{Chunk, ChunkPool};
+use crate::engine::send::{FrameIndex, Gate, PushError, SendQueue};
+use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::error::ConnError;
+use crate::frame::Frame;
+
+/// One core of a runtime, as the layers above the engine see it.
+#[derive(Clone)]
+pub(crate) struct CoreHandle(pub(in crate::engine) Arc<CoreShared>);
+
+impl CoreHandle {
+    /// Index of this core in its runtime.
+    pub(crate) fn index(&self) -> usize {
+        self.0.index()
+    }
+
+    /// Whether the calling thread is this core's (where waiting for the core would deadlock).
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        self.0.is_current()
+    }
+
+    /// The send memory of this core's connections, for handles that fill chunks themselves.
+    pub(crate) fn pool(&self) -> &ChunkPool {
+        self.0.pool()
+    }
+
+    /// Asks this core to accept on `fd` (a socket bound for it) for listener `id`; the
+    /// receiver hears once it does (a disconnect means it could not).
+    pub(crate) fn add_listener(
+        &self,
+        id: u64,
+        fd: OwnedFd,
+        acceptor: Arc<dyn Acceptor>,
+    ) -> Receiver<()> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.0.send(Command::AddListener {
+            id,
+            fd,
+            acceptor,
+            ack,
+        });
+        done
+    }
+
+    /// Asks this core to close listener `id` and its connections; the receiver hears once it
+    /// has (or disconnects if the core has ended).
+    pub(crate) fn remove_listener(&self, id: u64) -> Receiver<()> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.0.send(Command::RemoveListener { id, ack });
+        done
+    }
+
+    /// Hands a connected socket to this core, draining `conn`'s queue and feeding `session`.
+    /// `false` if the core has ended.
+    pub(crate) fn adopt(
+        &self,
+        fd: OwnedFd,
+        info: ConnInfo,
+        conn: &ConnHandle,
+        session: Box<dyn Session>,
+    ) -> bool {
+        self.0.send(Command::AddConn {
+            fd,
+            info,
+            sendq: conn.0.clone(),
+            session,
+        })
+    }
+}
+
+/// What a connection's queue does when its connection fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Refuse writes (an accepted connection's queue, or a writer that will not reconnect by
+    /// itself).
+    Refuse,
+    /// Hold writes for the next connection and call the [`ConnHandle::on_held`] hook.
+    Hold,
+}
+
+/// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
+/// any thread.
+#[derive(Clone)]
+pub(crate) struct ConnHandle(pub(in crate::engine) Arc<SendQueue>);
+
+impl ConnHandle {
+    /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
+    /// is taken into an empty queue). `frames` finds frame boundaries in what it holds, so that a
+    /// failed connection's partly sent frame is sent again whole.
+    pub(crate) fn new(
+        core: &CoreHandle,
+        limit: usize,
+        frames: Box<dyn FrameIndex>,
+        after_failure: AfterFailure,
+    ) -> ConnHandle {
+        let hold = after_failure == AfterFailure::Hold;
+        ConnHandle(SendQueue::new(core.0.clone(), limit, frames, hold))
+    }
+
+    /// Whether the calling thread is the owning core's.
+    #[inline]
+    pub(crate) fn on_own_core(&self) -> bool {
+        self.0.core().is_current()
+    }
+
+    // ---- writing -------------------------------------------------------------------------
+
+    /// Queues one frame, waiting (until `deadline`, if any) for room.
+    pub(crate) fn push(
+        &self,
+        frame: &Frame<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        self.0.push(frame, deadline)
+    }
+
+    /// Reserves `room` bytes of send memory (waiting until `deadline`, if any) and lets `fill`
+    /// write one whole frame at their start; `fill` returns its length, or `None` to queue
+    /// nothing. `fill` runs under the queue's lock and must not write to this connection.
+    #[inline]
+    pub(crate) fn push_with(
+        &self,
+        room: usize,
+        deadline: Option<Instant>,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Result<Option<usize>, PushError> {
+        self.0.push_with(room, deadline, fill)
+    }
+
+    /// Queues `frames` in order, waiting for room whenever the queue is full; returns how many
+    /// were queued and why the rest were not.
+    pub(crate) fn push_frames(
+        &self,
+        frames: &[Frame<'_>],
+        deadline: Option<Instant>,
+    ) -> (usize, Result<(), PushError>) {
+        self.0.push_frames(frames, deadline)
+    }
+
+    /// Queues chunks of frames built elsewhere (a batching handle's) and sends them, from this
+    /// thread when nobody else is sending. On an error the chunks stay in `chunks`.
+    pub(crate) fn push_chunks(
+        &self,
+        chunks: &mut VecDeque<Chunk>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError> {
+        self.0.push_chunks(chunks, deadline)
+    }
+
+    /// Async writers: `waker` is woken when room frees up or the gate changes. `false` (and
+    /// nothing registered) if a `len`-byte frame fits now or the gate refuses: retry at once.
+    pub(crate) fn register_waker(&self, waker: &Waker, len: usize) -> bool {
+        self.0.register_waker(waker, len)
+    }
+
+    /// Waits until everything queued so far was handed to the kernel (`Ok(true)`) or until
+    /// `deadline` (`Ok(false)`); the gate, if it refuses or is closed with bytes still queued.
+    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> Result<bool, Gate> {
+        self.0.wait_drained(deadline)
+    }
+
+    // ---- reading and closing -------------------------------------------------------------
+
+    /// Asks the owning core to read the connection again (its consumer has room).
+    pub(crate) fn resume_reading(&self) {
+        self.0.core().send(Command::Resume(self.0.clone()));
+    }
+
+    /// A waker that makes the owning core read the connection again; holds it weakly.
+    pub(crate) fn resume_waker(&self) -> Waker {
+        Waker::from(Arc::new(ResumeOnWake(Arc::downgrade(&self.0))))
+    }
+
+    /// Asks the owning core to close the connection: after sending what is queued, or at once
+    /// (`force`: what was not sent comes back to the queue). With `wait`, returns a receiver
+    /// that hears once it is closed (`None` if the core has ended).
+    pub(crate) fn close_conn(&self, force: bool, wait: bool) -> Option<Receiver<()>> {
+        let (ack, done) = match wait {
+            true => {
+                let (ack, done) = std::sync::mpsc::sync_channel(1);
+                (Some(ack), Some(done))
+            }
+            false => (None, None),
+        };
+        let sent = self.0.core().send(Command::CloseConn {
+            sendq: self.0.clone(),
+            force,
+            ack,
+        });
+        done.filter(|_| sent)
+    }
+
+    /// Closes the queue for good; returns what was never handed to the kernel.
+    pub(crate) fn close_queue(&self) -> BytesMut {
+        self.0.close()
+    }
+
+    /// Whether the queue takes writes now.
+    pub(crate) fn gate(&self) -> Gate {
+        self.0.gate()
+    }
+
+    // ---- a writer's reconnects -----------------------------------------------------------
+
+    /// Sets the hook called on the core when a failed connection leaves the queue held
+    /// ([`AfterFailure::Hold`]).
+    pub(crate) fn on_held(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        self.0.on_held(hook);
+    }
+
+    /// A refusing queue holds writes again (a connection is expected); whether it was refusing.
+    pub(crate) fn hold(&self) -> bool {
+        self.0.hold()
+    }
+
+    /// The queue starts with no connection, one being expected (`err` until then).
+    pub(crate) fn hold_unconnected(&self, err: Arc<ConnError>) {
+        self.0.hold_unconnected(err);
+    }
+
+    /// A new connection is about to be adopted: writes are taken again.
+    pub(crate) fn reopen(&self) {
+        self.0.reopen();
+    }
+
+    /// No connection is expected: refuse writes with `err`; returns what was queued.
+    pub(crate) fn refuse(&self, err: Arc<ConnError>) -> BytesMut {
+        self.0.refuse(err)
+    }
+
+    /// A handle that does not keep the queue alive.
+    pub(crate) fn downgrade(&self) -> WeakConnHandle {
+        WeakConnHandle(Arc::downgrade(&self.0))
+    }
+}
+
+/// A [`ConnHandle`] that does not keep its queue alive.
+pub(crate) struct WeakConnHandle(Weak<SendQueue>);
+
+impl WeakConnHandle {
+    /// The handle, if the queue still exists.
+    pub(crate) fn upgrade(&self) -> Option<ConnHandle> {
+        self.0.upgrade().map(ConnHandle)
+    }
+}
+
+/// Wakes a paused connection: its core resumes reading it (nothing if it is gone).
+struct ResumeOnWake(Weak<SendQueue>);
+
+impl Wake for ResumeOnWake {
+    fn wake(self: Arc<Self>) {
+        if let Some(sendq) = self.0.upgrade() {
+            sendq.core().send(Command::Resume(sendq.clone()));
+        }
+    }
+}

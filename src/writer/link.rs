@@ -1,0 +1,230 @@
+//! A writer's link to its address: up, reconnecting, down or closed (what its queue's gate
+//! means for a writer), and the reconnects: the hook the core calls when the connection fails,
+//! the background redials paced by the [`RetryPolicy`](crate::RetryPolicy), the dial itself,
+//! giving up (the queued messages go to `on_failed`), and logging each outage once.
+//!
+//! What a failed connection had not finished sending stays queued, cut at a frame boundary by
+//! the engine (the writer's codec tells it where frames start), and goes first on the next
+//! connection.
+
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::{report, WriterInner, OUTAGE_GAVE_UP, OUTAGE_LOGGED, OUTAGE_NONE};
+use crate::conn::Conn;
+use crate::engine::core::next_conn_id;
+use crate::engine::dialer::{Next, Redial};
+use crate::engine::send::Gate;
+use crate::engine::session::ConnInfo;
+use crate::error::{ConnError, DialError, FailReason};
+use crate::framed::{Deliver, FramedSession, SessionLimits};
+
+/// Where a writer's link stands.
+#[derive(Debug, Clone)]
+pub(crate) enum Link {
+    /// Connected, or the first connect is under way: writes are queued and sent.
+    Up,
+    /// The connection failed and a reconnect is under way: writes are queued and wait.
+    Reconnecting,
+    /// The connection failed and nobody reconnects: a write reconnects first.
+    Down(Arc<ConnError>),
+    /// Closed for good: writes fail.
+    Closed,
+}
+
+impl From<Gate> for Link {
+    fn from(gate: Gate) -> Link {
+        match gate {
+            Gate::Open => Link::Up,
+            Gate::Held => Link::Reconnecting,
+            Gate::Refusing(err) => Link::Down(err),
+            Gate::Closed => Link::Closed,
+        }
+    }
+}
+
+/// A per-thread xorshift for jitter: no shared state, no dependency.
+fn jitter_unit() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            t | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+impl WriterInner {
+    /// Where the link stands now.
+    pub(super) fn link(&self) -> Link {
+        self.sendq.gate().into()
+    }
+
+    /// When the core sees the connection fail: reconnect in the background, or, if the writer
+    /// is gone, hand what is queued to the failed-message handler.
+    pub(super) fn install_down_hook(&self) {
+        let writer = self.me.clone();
+        let sendq = self.sendq.downgrade();
+        let (codec, addr, on_failed) = (self.codec, self.addr, self.on_failed.clone());
+        self.sendq.on_held(Box::new(move || {
+            if let Some(writer) = writer.upgrade() {
+                writer.outage_started();
+                writer.schedule_redial(Duration::ZERO);
+            } else if let Some(sendq) = sendq.upgrade() {
+                let rest = sendq.refuse(Arc::new(ConnError::NotConnected));
+                report(on_failed.as_ref(), addr, &codec, rest, FailReason::Dropped);
+            }
+        }));
+    }
+
+    pub(super) fn schedule_redial(&self, delay: Duration) {
+        let job: Weak<dyn Redial> = self.me.clone();
+        self.runtime.dialer().schedule(job, Instant::now() + delay);
+    }
+
+    /// The link is down: queue writes again and reconnect in the background.
+    pub(super) fn restart_reconnecting(&self) {
+        if self.sendq.hold() {
+            self.attempts.store(0, Ordering::Relaxed);
+            self.schedule_redial(Duration::ZERO);
+        }
+    }
+
+    pub(super) fn connect(&self) -> Result<ConnInfo, DialError> {
+        let addr = self.addr;
+        let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::TimedOut {
+                DialError::Timeout {
+                    addr,
+                    after: self.connect_timeout,
+                }
+            } else {
+                DialError::Connect { addr, source }
+            }
+        })?;
+        let local = stream
+            .local_addr()
+            .map_err(|source| DialError::Connect { addr, source })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|source| DialError::Connect { addr, source })?;
+        let info = ConnInfo {
+            id: next_conn_id(),
+            peer: addr,
+            local,
+            core: self.core.index(),
+        };
+        let conn = Conn::new(info, self.codec, self.sendq.clone());
+        let session = FramedSession::new(
+            conn,
+            Deliver::Handler(self.handler.clone()),
+            self.policy,
+            None,
+            SessionLimits::default(),
+        );
+        self.sendq.reopen();
+        if !self
+            .core
+            .adopt(OwnedFd::from(stream), info, &self.sendq, Box::new(session))
+        {
+            return Err(DialError::RuntimeClosed);
+        }
+        tracing::debug!(conn = info.id, %addr, "writer connected");
+        Ok(info)
+    }
+
+    /// Reconnects now if the link is down (one thread dials; the others wait for it).
+    pub(super) fn reconnect(&self) -> Result<(), DialError> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Link::Down(err) = self.link() {
+            tracing::debug!(addr = %self.addr, error = %err, "writer reconnecting");
+            *current = Some(self.connect()?);
+            self.attempts.store(0, Ordering::Relaxed);
+            self.outage_ended();
+        }
+        Ok(())
+    }
+
+    /// The connection was lost: log it, once per outage.
+    fn outage_started(&self) {
+        let was = self.outage.swap(OUTAGE_LOGGED, Ordering::Relaxed);
+        if was == OUTAGE_NONE {
+            tracing::info!(addr = %self.addr, "writer lost its connection; reconnecting");
+        } else {
+            // A give-up already reported stays reported until the outage ends.
+            self.outage.store(was, Ordering::Relaxed);
+        }
+    }
+
+    /// Connected again: log the end of the outage, if its start was logged.
+    fn outage_ended(&self) {
+        if self.outage.swap(OUTAGE_NONE, Ordering::Relaxed) != OUTAGE_NONE {
+            tracing::info!(addr = %self.addr, "writer reconnected");
+        }
+    }
+
+    fn give_up(&self, attempts: u32, err: DialError) {
+        if self.outage.swap(OUTAGE_GAVE_UP, Ordering::Relaxed) != OUTAGE_GAVE_UP {
+            tracing::warn!(addr = %self.addr, attempts, error = %err,
+                "writer gave up reconnecting; writes retry the connection themselves");
+        } else {
+            tracing::debug!(addr = %self.addr, attempts, error = %err, "reconnecting failed again");
+        }
+        let err = Arc::new(err);
+        let rest = self
+            .sendq
+            .refuse(Arc::new(ConnError::Reconnect(err.clone())));
+        let reason = FailReason::GaveUp {
+            attempts,
+            error: err,
+        };
+        report(
+            self.on_failed.as_ref(),
+            self.addr,
+            &self.codec,
+            rest,
+            reason,
+        );
+    }
+}
+
+impl Redial for WriterInner {
+    fn attempt(&self) -> Next {
+        if !matches!(self.link(), Link::Reconnecting) {
+            return Next::Done;
+        }
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match self.connect() {
+            Ok(info) => {
+                *current = Some(info);
+                self.attempts.store(0, Ordering::Relaxed);
+                self.outage_ended();
+                Next::Done
+            }
+            Err(err) => {
+                drop(current);
+                let failed = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.retry.allows(failed) {
+                    tracing::debug!(addr = %self.addr, failed, error = %err, "reconnect failed");
+                    Next::RetryIn(self.retry.delay(failed, jitter_unit()))
+                } else {
+                    self.give_up(failed, err);
+                    Next::Done
+                }
+            }
+        }
+    }
+}
