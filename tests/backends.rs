@@ -16,7 +16,7 @@ use buffstreams::{
     Backend, CloseReason, ConnError, FrameError, Framing, Listener, ListenerConfig, RetryPolicy,
     Runtime, WriteError, Writer, WriterConfig,
 };
-use common::{fill, runtime_on, wait_until, Digest, Rng, BACKENDS};
+use common::{fill, runtime_on, wait_until, Digest, Rng};
 
 /// A runtime of `cores` unpinned cores on `backend`.
 fn runtime(backend: Backend, cores: usize) -> Runtime {
@@ -134,14 +134,7 @@ fn stream_and_check(
     assert_eq!(got, sent, "{framing:?}: per-connection sequences differ");
 }
 
-#[test]
-fn echo_through_conn_write() {
-    for backend in BACKENDS {
-        echo_through_conn_write_on(backend);
-    }
-}
-
-fn echo_through_conn_write_on(backend: Backend) {
+fn echo_through_conn_write(backend: Backend) {
     common::init_tracing();
     const N: u32 = 50_000;
     let server_rt = runtime(backend, 2);
@@ -194,14 +187,7 @@ fn echo_through_conn_write_on(backend: Backend) {
 
 /// A peer announcing 1 GiB is cut with `FrameError::TooLarge`; a good connection on the same
 /// core keeps streaming and closes cleanly.
-#[test]
-fn bad_peer_closes_only_its_connection() {
-    for backend in BACKENDS {
-        bad_peer_closes_only_its_connection_on(backend);
-    }
-}
-
-fn bad_peer_closes_only_its_connection_on(backend: Backend) {
+fn bad_peer_closes_only_its_connection(backend: Backend) {
     const MAX: usize = 64 * 1024;
     let rt = runtime(backend, 1);
     let closed: Arc<Mutex<HashMap<SocketAddr, CloseReason>>> = Arc::default();
@@ -293,14 +279,7 @@ fn bad_peer_closes_only_its_connection_on(backend: Backend) {
 
 /// A peer that resets mid-frame closes its connection with an I/O error (or a truncated frame,
 /// if the EOF is seen first), reported once.
-#[test]
-fn reset_peer_is_reported_once() {
-    for backend in BACKENDS {
-        reset_peer_is_reported_once_on(backend);
-    }
-}
-
-fn reset_peer_is_reported_once_on(backend: Backend) {
+fn reset_peer_is_reported_once(backend: Backend) {
     let rt = runtime(backend, 1);
     let closed: Arc<Mutex<Vec<(SocketAddr, CloseReason)>>> = Arc::default();
     let c = closed.clone();
@@ -369,14 +348,7 @@ fn flush_within(writer: &Writer, timeout: Duration) {
 /// Outage after outage: the background retries give up, the next write reconnects by itself,
 /// and what is written then goes out (the queue is re-armed on every new connection, even when
 /// the old one died with a send in flight).
-#[test]
-fn writer_recovers_after_giving_up() {
-    for backend in BACKENDS {
-        writer_recovers_after_giving_up_on(backend);
-    }
-}
-
-fn writer_recovers_after_giving_up_on(backend: Backend) {
+fn writer_recovers_after_giving_up(backend: Backend) {
     let server_rt = runtime(backend, 1);
     let client_rt = runtime(backend, 1);
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
@@ -417,14 +389,7 @@ fn writer_recovers_after_giving_up_on(backend: Backend) {
     listener.close();
 }
 
-#[test]
-fn runtime_shutdown_sends_queued_messages() {
-    for backend in BACKENDS {
-        runtime_shutdown_sends_queued_messages_on(backend);
-    }
-}
-
-fn runtime_shutdown_sends_queued_messages_on(backend: Backend) {
+fn runtime_shutdown_sends_queued_messages(backend: Backend) {
     let server_rt = runtime(backend, 1);
     let Sink {
         listener, received, ..
@@ -463,3 +428,11 @@ fn epoll_and_io_uring_interoperate() {
         sink.listener.close();
     }
 }
+
+common::on_both_backends!(
+    echo_through_conn_write,
+    bad_peer_closes_only_its_connection,
+    reset_peer_is_reported_once,
+    writer_recovers_after_giving_up,
+    runtime_shutdown_sends_queued_messages,
+);

@@ -1,5 +1,5 @@
 //! Broadcast: one message to every live connection (or a filtered set), in order, without a
-//! slow reader holding up the others.
+//! slow reader holding up the others; on both backends.
 
 mod common;
 
@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use buffstreams::{
-    Listener, ListenerConfig, Runtime, RuntimeConfig, WriteError, Writer, WriterConfig,
-};
-use common::wait_until;
+use buffstreams::{Backend, Listener, ListenerConfig, Runtime, WriteError, Writer, WriterConfig};
+use common::{runtime_on, wait_until};
 
 const CLIENTS: usize = 16;
 
@@ -25,22 +23,15 @@ struct Client {
     in_order: Arc<AtomicBool>,
 }
 
-fn runtime(cores: usize) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cores,
-        pin: false,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
+/// The clients' runtime: two cores on `backend`.
+fn runtime(backend: Backend) -> Runtime {
+    Runtime::new(runtime_on(backend, 2)).expect("runtime")
 }
 
-fn listener(send_queue_bytes: usize) -> Listener {
+/// A two-core listener on `backend` that ignores what it receives.
+fn listener(backend: Backend, send_queue_bytes: usize) -> Listener {
     let config = ListenerConfig::new("127.0.0.1:0", |_, _| Ok(()))
-        .runtime(RuntimeConfig {
-            cores: 2,
-            pin: false,
-            ..RuntimeConfig::default()
-        })
+        .runtime(runtime_on(backend, 2))
         .send_queue_bytes(send_queue_bytes);
     Listener::bind(config).expect("bind")
 }
@@ -83,12 +74,11 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
     msg
 }
 
-#[test]
-fn every_client_gets_every_broadcast_in_order() {
+fn every_client_gets_every_broadcast_in_order(backend: Backend) {
     common::init_tracing();
     const COUNT: u64 = 2_000;
-    let listener = listener(1 << 20);
-    let clients_rt = runtime(2);
+    let listener = listener(backend, 1 << 20);
+    let clients_rt = runtime(backend);
     let clients = connect(&listener, &clients_rt, CLIENTS);
 
     let infos = listener.connections();
@@ -132,11 +122,10 @@ fn every_client_gets_every_broadcast_in_order() {
     assert_eq!(listener.broadcast(b"nobody").expect("frame").attempted(), 0);
 }
 
-#[test]
-fn broadcast_to_reaches_only_the_matching_connections() {
+fn broadcast_to_reaches_only_the_matching_connections(backend: Backend) {
     common::init_tracing();
-    let listener = listener(1 << 20);
-    let clients_rt = runtime(2);
+    let listener = listener(backend, 1 << 20);
+    let clients_rt = runtime(backend);
     let clients = connect(&listener, &clients_rt, CLIENTS);
     // Every other client (by its address) is selected.
     let selected: HashMap<SocketAddr, bool> = clients
@@ -181,12 +170,11 @@ fn broadcast_to_reaches_only_the_matching_connections() {
     listener.close();
 }
 
-#[test]
-fn a_client_that_never_reads_does_not_hold_up_the_others() {
+fn a_client_that_never_reads_does_not_hold_up_the_others(backend: Backend) {
     common::init_tracing();
     const SIZE: usize = 4096;
-    let listener = listener(64 * 1024);
-    let clients_rt = runtime(2);
+    let listener = listener(backend, 64 * 1024);
+    let clients_rt = runtime(backend);
     let clients = connect(&listener, &clients_rt, CLIENTS);
 
     // A peer that connects and never reads, with a small receive buffer.
@@ -263,3 +251,9 @@ fn a_client_that_never_reads_does_not_hold_up_the_others() {
     drop(stalled);
     listener.close();
 }
+
+common::on_both_backends!(
+    every_client_gets_every_broadcast_in_order,
+    broadcast_to_reaches_only_the_matching_connections,
+    a_client_that_never_reads_does_not_hold_up_the_others,
+);

@@ -41,34 +41,6 @@ fn counting_listener(
 }
 
 /// Runs a lifecycle scenario on each backend.
-macro_rules! on_both_backends {
-    ($scenario:ident, $uring:ident, $epoll:ident) => {
-        #[test]
-        fn $uring() {
-            $scenario(Backend::IoUring);
-        }
-        #[test]
-        fn $epoll() {
-            $scenario(Backend::Epoll);
-        }
-    };
-}
-
-on_both_backends!(
-    close_then_rebind_same_port,
-    close_then_rebind_same_port_io_uring,
-    close_then_rebind_same_port_epoll
-);
-on_both_backends!(
-    writer_reconnects_after_listener_restart,
-    writer_reconnects_after_listener_restart_io_uring,
-    writer_reconnects_after_listener_restart_epoll
-);
-on_both_backends!(
-    never_policy_reconnects_on_the_next_write,
-    never_policy_reconnects_on_the_next_write_io_uring,
-    never_policy_reconnects_on_the_next_write_epoll
-);
 
 fn close_then_rebind_same_port(backend: Backend) {
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
@@ -191,12 +163,6 @@ fn never_policy_reconnects_on_the_next_write(backend: Backend) {
     writer.close().unwrap();
     listener.close();
 }
-
-on_both_backends!(
-    reuseport_spreads_connections_over_cores,
-    reuseport_spreads_connections_over_cores_io_uring,
-    reuseport_spreads_connections_over_cores_epoll
-);
 
 fn reuseport_spreads_connections_over_cores(backend: Backend) {
     let received = Arc::new(AtomicU64::new(0));
@@ -416,3 +382,10 @@ fn a_second_listener_on_a_busy_port_is_refused() {
     let again = counting_listener(&addr.to_string(), 1, seen, Backend::IoUring);
     again.close();
 }
+
+common::on_both_backends!(
+    close_then_rebind_same_port,
+    writer_reconnects_after_listener_restart,
+    never_policy_reconnects_on_the_next_write,
+    reuseport_spreads_connections_over_cores,
+);

@@ -105,6 +105,26 @@ pub fn init_tracing() {
 /// Both engine backends, for tests that run on each.
 pub const BACKENDS: [Backend; 2] = [Backend::IoUring, Backend::Epoll];
 
+/// Runs `scenario(backend: Backend)` as two tests, `scenario::io_uring` and `scenario::epoll`,
+/// so a failure names its backend.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn io_uring() {
+                super::$scenario(buffstreams::Backend::IoUring);
+            }
+            #[test]
+            fn epoll() {
+                super::$scenario(buffstreams::Backend::Epoll);
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
+
 /// An unpinned runtime of `cores` cores on `backend` (tests share the machine's CPUs).
 pub fn runtime_on(backend: Backend, cores: usize) -> RuntimeConfig {
     RuntimeConfig {
