@@ -40,8 +40,6 @@ fn counting_listener(
     .unwrap()
 }
 
-/// Runs a lifecycle scenario on each backend.
-
 fn close_then_rebind_same_port(backend: Backend) {
     let seen = Arc::<Mutex<Vec<Vec<u8>>>>::default();
     let first = counting_listener("127.0.0.1:0", 2, seen.clone(), backend);
