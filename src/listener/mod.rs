@@ -1,16 +1,17 @@
 //! A listener: one `SO_REUSEPORT` socket per core on the same address; each core accepts and
-//! owns its connections for their whole life. `acceptor` builds each connection's session.
+//! owns its connections for their whole life. `bind` makes the sockets, `acceptor` builds each
+//! connection's session.
 
 mod acceptor;
+mod bind;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::channel::ChannelSender;
 use crate::config::{Delivery, ListenerConfig};
@@ -22,6 +23,8 @@ use crate::frame::{AssemblyBudget, Codec};
 use crate::log_limit::LogLimit;
 
 use self::acceptor::{FramedAcceptor, Sink};
+pub(crate) use self::bind::resolve;
+use self::bind::{bind_socket, ensure_port_free};
 
 /// A running listener. Cheap to clone: one clone can [`wait`](Listener::wait) while another
 /// [`close`](Listener::close)s. Dropping the last clone closes it.
@@ -121,41 +124,6 @@ fn log_unsent(info: &ConnInfo, _reason: &CloseReason, unsent: Vec<Bytes>) {
             "connection closed with queued messages unsent (set ListenerConfig::on_close to get them)"
         );
     }
-}
-
-pub(crate) fn resolve(address: &str) -> Option<SocketAddr> {
-    address.to_socket_addrs().ok()?.next()
-}
-
-/// Fails with `EADDRINUSE` if something already listens on `addr`'s port: the per-core sockets
-/// share it through `SO_REUSEPORT`, which would otherwise let a second listener (another process
-/// started by mistake) silently take part of the connections. A probe socket without
-/// `SO_REUSEPORT` cannot bind while any listening socket holds the port (`SO_REUSEADDR` lets it
-/// past connections in `TIME_WAIT`).
-fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
-    if addr.port() == 0 {
-        return Ok(());
-    }
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        probe.set_only_v6(true)?;
-    }
-    probe.set_reuse_address(true)?;
-    probe.bind(&addr.into())
-}
-
-fn bind_socket(addr: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    // Accepted sockets inherit TCP_NODELAY on Linux: one syscall here instead of one per accept.
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket)
 }
 
 impl Listener {
