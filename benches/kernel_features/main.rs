@@ -1,10 +1,13 @@
-//! Do three io_uring features pay for buffstreams' send/receive path? Each is measured with
+//! Do these io_uring features pay for buffstreams' send/receive path? Each is measured with
 //! and without, in the same run, the variants alternating round after round, using the
 //! `io-uring` crate directly (not the library's engine):
 //!
 //! 1. registered ring fd (`ringfd.rs`): NOP submit-and-wait, single- and multithreaded;
 //! 2. registered files (`files.rs`): SEND of 64 B and 16 KiB on loopback TCP, `Fd` vs `Fixed`;
-//! 3. SEND vs SEND_ZC vs SEND_ZC from a registered buffer (`zc.rs`), 1 KiB to 256 KiB.
+//! 3. SEND vs SEND_ZC vs SEND_ZC from a registered buffer (`zc.rs`), 1 KiB to 256 KiB;
+//! 4. the shape of a send of many chunks (`shapes.rs`): SENDMSG over iovecs (the engine's),
+//!    a send bundle over a provided-buffer ring, one SEND per chunk, a plain sendmsg(2), and
+//!    one SEND of a contiguous buffer.
 //!
 //! `cargo bench --bench kernel_features [-- --quick]`. Output lines:
 //! `RESULT feature=<f> variant=<v> ns_per_op=<median> min=<..> max=<..>` per variant and
@@ -15,6 +18,7 @@
 mod files;
 mod harness;
 mod ringfd;
+mod shapes;
 mod zc;
 
 use std::io;
@@ -71,10 +75,11 @@ fn main() -> ExitCode {
         opts.rounds,
         opts.round.as_millis()
     );
-    let features: [(&str, Run); 3] = [
+    let features: [(&str, Run); 4] = [
         ("registered_ring_fd", ringfd::run),
         ("registered_files", files::run),
         ("send_zc", zc::run),
+        ("send_shapes", shapes::run),
     ];
     let mut failed = false;
     for (name, run) in features {
