@@ -457,9 +457,9 @@ fn buffered_leftovers_go_to_on_failed() {
     listener.close();
 }
 
-/// A buffered handle on a thread that is not the core's sends its batches itself (one
-/// nonblocking `sendmsg` each) when no send is under way: the owning core sends almost
-/// nothing, and what it counts as sent is only what the handle's thread left to it.
+/// A buffered handle on a thread that is not the core's sends its batches itself when no send
+/// is under way: the owning core sends almost nothing, and what it counts as sent is only what
+/// the handle's thread left to it.
 #[test]
 fn buffered_batches_are_sent_from_the_writing_thread() {
     for backend in BACKENDS {
@@ -489,6 +489,65 @@ fn buffered_batches_are_sent_from_the_writing_thread() {
         drop(out);
         writer.close().expect("close");
         listener.close();
+    }
+}
+
+/// A batch larger than the socket takes at once is finished by the writing thread as the socket
+/// drains (it waits for room, as a blocking write would), not handed to the core: 8 MiB in one
+/// batch, twice what a loopback socket's send buffer grows to here, to a peer that starts
+/// reading 10 ms late. Three tries: a stall of the
+/// machine longer than the writing thread waits (100 ms) hands the rest to the core, which is
+/// correct but not what this checks.
+#[test]
+fn a_batch_the_socket_cannot_take_at_once_is_finished_by_the_writing_thread() {
+    const FRAME: usize = (512 << 10) + 4;
+    const BATCH: usize = 16 * FRAME;
+    for backend in BACKENDS {
+        let mut by_core = Vec::new();
+        for _ in 0..3 {
+            let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = server.local_addr().expect("addr");
+            let reader = std::thread::spawn(move || {
+                let (mut conn, _) = server.accept().expect("accept");
+                // Not reading at first: the writer's first send fills the socket and returns.
+                std::thread::sleep(Duration::from_millis(10));
+                let mut buf = vec![0u8; 1 << 20];
+                let mut total = 0;
+                while total < BATCH {
+                    match std::io::Read::read(&mut conn, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+                total
+            });
+            let writer = Writer::dial(
+                WriterConfig::new(addr.to_string())
+                    .max_message_size(512 << 10)
+                    .runtime(rt(backend, 1)),
+            )
+            .expect("dial");
+            let before = writer.runtime().stats()[0].bytes_sent;
+            let mut out = writer.buffered_with_capacity(BATCH);
+            for _ in 0..16 {
+                out.write(&vec![7u8; 512 << 10]).expect("write");
+            }
+            out.flush().expect("flush");
+            writer.flush().expect("flush");
+            assert_eq!(reader.join().expect("reader"), BATCH);
+            // The core publishes its counters once per loop turn: let it take one.
+            std::thread::sleep(Duration::from_millis(20));
+            by_core.push(writer.runtime().stats()[0].bytes_sent - before);
+            drop(out);
+            let _ = writer.close();
+            if by_core.last().is_some_and(|&b| (b as usize) < BATCH / 8) {
+                break;
+            }
+        }
+        assert!(
+            by_core.iter().any(|&b| (b as usize) < BATCH / 8),
+            "{backend:?}: the core sent {by_core:?} of {BATCH} bytes in each try"
+        );
     }
 }
 

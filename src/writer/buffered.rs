@@ -30,9 +30,11 @@ const LARGE_BATCH_MIN: usize = 256 << 10;
 /// each message is framed into memory this handle owns (one copy, no lock, no atomic), and when
 /// the next message would take the batch past the handle's batch size, or on
 /// [`flush`](BufferedWriter::flush), the batch joins the writer's queue with one lock and is
-/// sent at once: straight from this thread with one nonblocking `sendmsg` when no send is under
-/// way on the connection, otherwise by the owning core. This is the fastest way to stream from a
-/// thread that is not the core's.
+/// sent at once: straight from this thread when no send is under way on the connection (one
+/// `sendmsg`, and, if the socket's buffer is too full to take it all, more as it drains, for at
+/// most 100 ms, as a blocking `write` would wait), otherwise by the owning core, which also
+/// finishes what this thread left. This is the fastest way to stream from a thread that is not
+/// the core's.
 ///
 /// **Batch size.** [`Writer::buffered`] sizes batches by how many handles share the writer's
 /// core: [`BUFFERED_WRITERS_PER_CORE`] (4 MiB) shared out among them, but never more than

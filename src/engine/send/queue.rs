@@ -10,8 +10,9 @@
 //!
 //! One sender at a time keeps the byte order (`Sender`): the core while its outbox holds
 //! chunks, or a producer thread handing on a `BufferedWriter` batch, which sends straight from
-//! its own thread with one nonblocking `sendmsg` when nobody else is sending (no hand-off to the
-//! core's thread). What such a send leaves goes back to the front of the queue for the core.
+//! its own thread with nonblocking `sendmsg`s when nobody else is sending (no hand-off to the
+//! core's thread; if the socket is full it waits for room, as a blocking write would, for at
+//! most 100 ms). What such a send leaves goes back to the front of the queue for the core.
 //! `producer.rs` holds the producers' side, `core_side.rs` the core's.
 //!
 //! The queue bounds the bytes it holds (waiting plus in flight): a full queue makes writers wait
@@ -205,7 +206,7 @@ impl SendQueue {
     }
 
     /// Waits until no direct send is out, so that what it leaves is back in the queue (a direct
-    /// send never blocks, so this is short).
+    /// send waits for room for at most `direct::FINISH_WITHIN`, so this is short).
     fn settled<'a>(&'a self, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
         while ctl.sender == Sender::Producer {
             // The producer notifies under the lock when it hands the token back.

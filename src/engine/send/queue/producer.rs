@@ -119,8 +119,8 @@ impl SendQueue {
 
     /// Appends whole chunks of frames built elsewhere (a [`BufferedWriter`]'s), waiting (until
     /// `deadline`, if any) for room, then sends what is queued: from a producer thread, straight
-    /// away with one nonblocking syscall if nobody else is sending (as `BufWriter::flush`
-    /// does), else through the core. On an error the chunks stay in `chunks`.
+    /// away if nobody else is sending (as `BufWriter::flush` does), else through the core. On an
+    /// error the chunks stay in `chunks`.
     ///
     /// [`BufferedWriter`]: crate::BufferedWriter
     pub(crate) fn push_chunks(
@@ -142,8 +142,9 @@ impl SendQueue {
     }
 
     /// From a producer thread (not the core's): if nobody is sending, sends what is queued now
-    /// with one nonblocking syscall. What the kernel does not take (its buffer is full, or the
-    /// connection failed) stays first in the queue, and the core is told.
+    /// from this thread (`direct::send_batch`: at once, then as the socket drains, for a short
+    /// while). What the kernel does not take (its buffer stayed full, or the connection failed)
+    /// stays first in the queue, and the core is told.
     fn send_direct<'a>(self: &'a Arc<Self>, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
         if ctl.queued == 0
             || ctl.sender != Sender::Nobody
@@ -167,8 +168,9 @@ impl SendQueue {
             }
         }
         drop(ctl);
-        // An error leaves everything queued: the core's own send meets it and closes.
-        let mut sent = direct::send_chunks(&fd, &out).unwrap_or(0);
+        // What the kernel does not take stays queued: the core's own send finishes it, or meets
+        // the error and closes.
+        let mut sent = direct::send_batch(&fd, &out);
         let mut ctl = self.lock();
         let same_conn = ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, &fd));
         drop(fd);
