@@ -209,7 +209,11 @@ impl WriteMode {
 /// One thread round-robins over the connections, 64 messages at a time, as the tokio client
 /// drives its connections from one thread.
 fn stream_buffered(writers: &[Writer], payload: &[u8]) -> Result<(), String> {
-    let mut outs: Vec<_> = writers.iter().map(Writer::buffered).collect();
+    let batch = wire::env_bytes("BUFFSTREAMS_BENCH_BATCH");
+    let mut outs: Vec<_> = writers
+        .iter()
+        .map(|w| batch.map_or_else(|| w.buffered(), |n| w.buffered_with_capacity(n)))
+        .collect();
     loop {
         for out in &mut outs {
             for _ in 0..64 {

@@ -17,6 +17,10 @@ usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--
 environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams streaming client
               writes (default buffered: a BufferedWriter per connection, as the std client
               uses a BufWriter; batch: write_batch of 64; plain: Writer::write per message)
+             BUFFSTREAMS_BENCH_BATCH=<bytes>  the BufferedWriter's batch size (buffered_with_capacity;
+              default: Writer::buffered's, shared out per core, 64 KiB to 1 MiB)
+             BUFFSTREAMS_BENCH_STD_BUF=<bytes>  the std stream client's BufWriter size (default
+              64 KiB); these two are for diagnostic comparisons, the published run sets neither
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
             tokio-uring-adapter (this crate's tokio-uring feature; build with
             --features tokio-uring, else a SKIP)

@@ -40,3 +40,8 @@ pub fn frames(size: usize, target: usize) -> Vec<u8> {
     }
     out
 }
+
+/// A byte count from the environment variable `name` (for the bench's diagnostic knobs).
+pub fn env_bytes(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok().filter(|&n| n > 0)
+}

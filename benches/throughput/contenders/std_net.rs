@@ -106,11 +106,15 @@ pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
 }
 
 /// Writes frames through a 64 KiB `BufWriter` until the connection fails: one `write(2)` per
-/// ~64 KiB of frames.
+/// ~64 KiB of frames. `BUFFSTREAMS_BENCH_STD_BUF=<bytes>` changes the size, for a diagnostic
+/// comparison of batch sizes (the published figures use 64 KiB).
 fn stream_conn(stream: TcpStream, size: usize) -> io::Result<()> {
     let header = wire::header(size);
     let payload = wire::payload(size);
-    let mut writer = BufWriter::with_capacity(BUF, stream);
+    let mut writer = BufWriter::with_capacity(
+        wire::env_bytes("BUFFSTREAMS_BENCH_STD_BUF").unwrap_or(BUF),
+        stream,
+    );
     loop {
         writer.write_all(&header)?;
         writer.write_all(&payload)?;

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::engine::send::chunk::Chunk;
+use crate::engine::send::outbox::Span;
 
 /// At most this many chunks (1 MiB) go into one direct send: a `BufferedWriter`'s largest batch.
 pub(crate) const MAX_IOV: usize = 64;
@@ -65,6 +66,29 @@ pub(crate) fn send_chunks(
             &msg,
             libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
         )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// One nonblocking send of what `span` points at (an outbox's unsent bytes), from the core's
+/// thread: the io_uring core tries this before it submits a send, so that a reply costs one
+/// syscall instead of an operation and a second `io_uring_enter` for its completion. Returns
+/// how many bytes the kernel took; `WouldBlock` when its buffer is full.
+pub(crate) fn send_span(fd: &OwnedFd, span: &Span) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let sent = match *span {
+        // SAFETY: `span` was just taken from an outbox that is not touched until this call
+        // returns, so it points at `len` live, unchanging bytes; the kernel copies them before
+        // returning (a plain send). `fd` is an open socket kept alive by the caller's reference.
+        Span::One(ptr, len) => unsafe {
+            libc::send(fd.as_raw_fd(), ptr as *const libc::c_void, len, flags)
+        },
+        // SAFETY: as above, for the outbox's message header and the iovecs and chunks it points
+        // at, all owned by the outbox and unchanged until its next `&mut` method call.
+        Span::Many(msg) => unsafe { libc::sendmsg(fd.as_raw_fd(), msg, flags) },
     };
     if sent < 0 {
         return Err(io::Error::last_os_error());

@@ -9,7 +9,7 @@
 //! and return to a per-core pool.
 
 pub(crate) mod chunk;
-mod direct;
+pub(in crate::engine) mod direct;
 pub(crate) mod outbox;
 mod queue;
 

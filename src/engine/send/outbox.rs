@@ -92,6 +92,11 @@ impl Outbox {
         }
     }
 
+    /// Bytes the last [`span`](Outbox::span) covers.
+    pub(crate) fn span_len(&self) -> usize {
+        self.iov.iter().map(|v| v.iov_len).sum()
+    }
+
     /// The kernel took `n` more bytes: chunks it took in full move to `done`.
     pub(crate) fn advance(&mut self, mut n: usize, done: &mut Vec<Chunk>) {
         while let Some(front) = self.chunks.front_mut() {

@@ -20,6 +20,7 @@ impl Core {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         cqes.extend(self.io.ring.completion());
+        self.io.lone_turn = cqes.len() <= 1;
         for cqe in &cqes {
             let data = cqe.user_data();
             let (res, flags) = (cqe.result(), cqe.flags());

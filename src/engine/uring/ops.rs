@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use io_uring::{opcode, squeue, types, IoUring};
 
 use crate::engine::conns::{ConnKey, Io, Sending};
+use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, Span};
 use crate::engine::session::TICK;
 
@@ -27,6 +28,14 @@ pub(super) fn user_data(op: u64, target: u64) -> u64 {
     (op << 56) | (target & ((1 << 56) - 1))
 }
 
+/// Whether a direct send's error only means "not now" (the ring's send waits instead).
+fn is_retry(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
 /// The timer's longest wait: a tick, an accept retry or a deadline is never missed by more.
 const TIMER_PERIOD: Duration = TICK;
 
@@ -35,6 +44,9 @@ const TIMER_PERIOD: Duration = TICK;
 pub(crate) struct RecvSend {
     recv_armed: bool,
     send_armed: bool,
+    /// A direct send found the socket's buffer full: the next send goes through the ring (which
+    /// waits for room) until one completes.
+    socket_full: bool,
     /// The multishot receive was cancelled by a pause and its final completion has not arrived:
     /// an `ECANCELED` then is ours, even if the session resumed meanwhile.
     recv_cancelled: bool,
@@ -55,6 +67,7 @@ impl RecvSend {
     /// The send's completion arrived.
     pub(super) fn send_ended(&mut self) {
         self.send_armed = false;
+        self.socket_full = false;
     }
 }
 
@@ -89,6 +102,8 @@ pub(crate) struct Ring {
     pub(super) withdrawn: bool,
     /// Connections to send on again next turn (see [`Io::send_later`]).
     pub(super) later: Vec<ConnKey>,
+    /// This turn reaped at most one completion: a send it makes is likely a lone reply.
+    pub(super) lone_turn: bool,
 }
 
 impl Ring {
@@ -104,6 +119,7 @@ impl Ring {
             timer_armed: false,
             withdrawn: false,
             later: Vec::new(),
+            lone_turn: false,
         }
     }
 
@@ -259,9 +275,28 @@ impl Io for Ring {
         state: &mut RecvSend,
     ) -> Sending {
         // One send over every waiting chunk, read where the producers wrote the frames: a
-        // plain send for one chunk, a sendmsg over their iovecs for several.
+        // plain send for one chunk, a sendmsg over their iovecs for several. On a turn that
+        // reaped a single completion (a lone request), first as a nonblocking syscall: that
+        // finishes the reply at once, with no completion to wait for and no second
+        // `io_uring_enter` (same-core ping-pong p50 16.2 -> 15.5 us). On busier turns every send
+        // goes by the ring, one `io_uring_enter` for all: trying each directly cost
+        // 256-connection ping-pong 15% of its round trips, trying the first of each turn 35%
+        // (replies trickling out one by one keep both ends from batching). A socket whose
+        // buffer is full is also left to the ring, whose send waits for room.
+        let span = out.span();
+        if self.lone_turn && !state.socket_full && self.ring.submission().is_empty() {
+            match direct::send_span(fd, &span) {
+                Ok(n) if n > 0 => {
+                    // Fewer bytes than asked: the buffer is full now; the rest goes by the ring.
+                    state.socket_full = n < out.span_len();
+                    return Sending::Sent(n);
+                }
+                Err(err) if !is_retry(&err) => return Sending::Failed(err),
+                _ => state.socket_full = true,
+            }
+        }
         let fd = types::Fd(fd.as_raw_fd());
-        let sqe = match out.span() {
+        let sqe = match span {
             // A longer span (a frame over 4 GiB) is sent in parts, as a short send is.
             Span::One(ptr, len) => opcode::Send::new(fd, ptr, len.min(u32::MAX as usize) as u32)
                 .flags(libc::MSG_NOSIGNAL)
