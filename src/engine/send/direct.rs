@@ -1,4 +1,5 @@
-//! The syscalls a producer thread makes: a nonblocking `sendmsg` straight from the chunks of a
+//! Sends made by a plain syscall rather than the ring. The io_uring core's lone reply
+//! ([`send_span`]); and a producer thread's nonblocking `sendmsg` straight from the chunks of a
 //! batch it hands on, when nobody else is sending on the connection (see `SendQueue`), and, if
 //! the socket's buffer was too full to take it all, more of them as the buffer drains (waiting
 //! in `poll` for room, as a blocking `write` would) for at most [`FINISH_WITHIN`]. What is left

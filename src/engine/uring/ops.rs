@@ -1,7 +1,8 @@
 //! What the io_uring core submits: the operations the connection table asks for (multishot
-//! receive and accept, sends, cancels), the standing wake-up read and the timer, and the
-//! submission queue with its overflow backlog. Every SQE built here points only at memory that
-//! outlives its completion (see [`Ring::push`]).
+//! receive and accept, sends, cancels; a lone reply goes out by a direct syscall instead), the
+//! standing wake-up read and the timer, and the submission queue with its overflow backlog.
+//! Every SQE built here points only at memory that outlives its completion (see
+//! [`Ring::push`]).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
