@@ -125,7 +125,8 @@ pub(crate) fn batch_bytes(handles: usize) -> usize {
 
 impl BufferedWriter<'_> {
     /// Frames `msg` into the batch; returns the number of bytes framed. If `msg` would take the
-    /// batch past 64 KiB (256 KiB for frames over 16 KiB), hands the batch on first (see
+    /// batch past its size ([`batch_bytes`](BufferedWriter::batch_bytes); at least 256 KiB for
+    /// frames over 16 KiB), hands the batch on first (see
     /// [`flush`](BufferedWriter::flush)): an error from that means `msg` was not taken (the
     /// batch stays, for `flush` or the drop).
     #[inline]
