@@ -4,14 +4,14 @@
 //! (those that hit the per-turn read or send cap while the kernel still had more for them).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
 
 use crate::engine::conns::{ConnKey, Io, Sending};
-use crate::engine::epoll::sys;
+use crate::engine::send::direct;
 use crate::engine::send::outbox::Outbox;
 
 /// Listener tokens carry this bit; connection tokens are their keys' bits (56 of them).
@@ -104,10 +104,9 @@ impl Io for Poller {
         out: &mut Outbox,
         state: &mut Watch,
     ) -> Sending {
-        let total = out.unsent_len();
-        match sys::sendmsg(fd.as_fd(), out) {
+        match direct::send_outbox(fd, out) {
             Ok(n) => {
-                if n < total {
+                if n < out.span_len() {
                     // A short send means the kernel's buffer is full (it set SOCK_NOSPACE, so a
                     // writable edge follows when room frees up).
                     state.write_blocked = true;

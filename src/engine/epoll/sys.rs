@@ -1,12 +1,10 @@
-//! The few raw syscalls the epoll backend makes on sockets it owns: nonblocking receive, send
-//! without `SIGPIPE`, `accept4`, and draining the wake-up eventfd. Every `unsafe` block of the
-//! backend is here.
+//! The few raw syscalls the epoll backend makes on sockets it owns: nonblocking receive,
+//! `accept4`, and draining the wake-up eventfd (its sends are `direct::send_outbox`, shared
+//! with the io_uring core). Every `unsafe` block of the backend is here.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-use crate::engine::send::outbox::Outbox;
 
 /// One nonblocking `recv` into `buf`: `Ok(0)` is the peer's EOF.
 pub(super) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
@@ -20,22 +18,6 @@ pub(super) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
             libc::MSG_DONTWAIT,
         )
     };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-/// One nonblocking `sendmsg` of every unsent byte of `out` (as much as the kernel takes).
-/// `MSG_NOSIGNAL`: a peer that went away gives `EPIPE`, never a `SIGPIPE` that would kill the
-/// process.
-pub(super) fn sendmsg(fd: BorrowedFd<'_>, out: &mut Outbox) -> io::Result<usize> {
-    let msg = out.msghdr();
-    // SAFETY: `msg` points at a msghdr owned by `out` whose iovecs cover live chunk memory
-    // owned by `out`; `out` is borrowed mutably for the whole call, so none of it changes or
-    // moves, and the kernel copies the bytes before returning. `fd` is a socket borrowed from
-    // its owner for the call.
-    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }

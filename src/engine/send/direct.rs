@@ -1,5 +1,5 @@
-//! Sends made by a plain syscall rather than the ring. The io_uring core's lone reply
-//! ([`send_span`]); and a producer thread's nonblocking `sendmsg` straight from the chunks of a
+//! Sends made by a plain syscall rather than the ring: an outbox's ([`send_outbox`], the epoll
+//! backend's and the io_uring core's lone reply); and a producer thread's nonblocking `sendmsg` straight from the chunks of a
 //! batch it hands on, when nobody else is sending on the connection (see `SendQueue`), and, if
 //! the socket's buffer was too full to take it all, more of them as the buffer drains (waiting
 //! in `poll` for room, as a blocking `write` would) for at most [`FINISH_WITHIN`]. What is left
@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::outbox::Span;
+use crate::engine::send::outbox::Outbox;
 
 /// At most this many chunks (1 MiB) go into one direct send: a `BufferedWriter`'s largest batch.
 pub(crate) const MAX_IOV: usize = 64;
@@ -74,23 +74,21 @@ pub(crate) fn send_chunks(
     Ok(sent as usize)
 }
 
-/// One nonblocking send of what `span` points at (an outbox's unsent bytes), from the core's
-/// thread: the io_uring core tries this before it submits a send, so that a reply costs one
-/// syscall instead of an operation and a second `io_uring_enter` for its completion. Returns
-/// how many bytes the kernel took; `WouldBlock` when its buffer is full.
-pub(crate) fn send_span(fd: &OwnedFd, span: &Span) -> io::Result<usize> {
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    let sent = match *span {
-        // SAFETY: `span` was just taken from an outbox that is not touched until this call
-        // returns, so it points at `len` live, unchanging bytes; the kernel copies them before
-        // returning (a plain send). `fd` is an open socket kept alive by the caller's reference.
-        Span::One(ptr, len) => unsafe {
-            libc::send(fd.as_raw_fd(), ptr as *const libc::c_void, len, flags)
-        },
-        // SAFETY: as above, for the outbox's message header and the iovecs and chunks it points
-        // at, all owned by the outbox and unchanged until its next `&mut` method call.
-        Span::Many(msg) => unsafe { libc::sendmsg(fd.as_raw_fd(), msg, flags) },
-    };
+/// One nonblocking `sendmsg` of the unsent bytes of `out` (at most [`MAX_CHUNKS_PER_SEND`]
+/// chunks; [`Outbox::span_len`] says how many bytes that covers), as much as the kernel takes.
+/// The epoll backend sends with it, and the io_uring core for a lone reply (no operation, no
+/// completion to wait for). `MSG_NOSIGNAL`: a peer that went away gives `EPIPE`, never a
+/// `SIGPIPE` that would kill the process.
+///
+/// [`MAX_CHUNKS_PER_SEND`]: crate::engine::send::outbox::MAX_CHUNKS_PER_SEND
+pub(crate) fn send_outbox(fd: &OwnedFd, out: &mut Outbox) -> io::Result<usize> {
+    let msg = out.msghdr();
+    // SAFETY: `msg` points at a msghdr owned by `out` whose iovecs cover live chunk memory
+    // owned by `out`; `out` is borrowed mutably for the whole call, so none of it changes or
+    // moves, and the kernel copies the bytes before returning (a plain, not zero-copy, send).
+    // `fd` is an open socket kept alive by the caller's reference.
+    let sent =
+        unsafe { libc::sendmsg(fd.as_raw_fd(), msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -56,7 +56,8 @@ impl Outbox {
         &mut self.chunks
     }
 
-    /// Bytes not yet taken by the kernel.
+    /// Bytes not yet taken by the kernel (used by tests).
+    #[cfg(test)]
     pub(crate) fn unsent_len(&self) -> usize {
         self.chunks.iter().map(|c| c.unsent().len()).sum()
     }
@@ -92,7 +93,7 @@ impl Outbox {
         }
     }
 
-    /// Bytes the last [`span`](Outbox::span) covers.
+    /// Bytes the last [`msghdr`](Outbox::msghdr) (or [`span`](Outbox::span)) covers.
     pub(crate) fn span_len(&self) -> usize {
         self.iov.iter().map(|v| v.iov_len).sum()
     }

@@ -284,9 +284,8 @@ impl Io for Ring {
         // 256-connection ping-pong 15% of its round trips, trying the first of each turn 35%
         // (replies trickling out one by one keep both ends from batching). A socket whose
         // buffer is full is also left to the ring, whose send waits for room.
-        let span = out.span();
         if self.lone_turn && !state.socket_full && self.ring.submission().is_empty() {
-            match direct::send_span(fd, &span) {
+            match direct::send_outbox(fd, out) {
                 Ok(n) if n > 0 => {
                     // Fewer bytes than asked: the buffer is full now; the rest goes by the ring.
                     state.socket_full = n < out.span_len();
@@ -297,7 +296,7 @@ impl Io for Ring {
             }
         }
         let fd = types::Fd(fd.as_raw_fd());
-        let sqe = match span {
+        let sqe = match out.span() {
             // A longer span (a frame over 4 GiB) is sent in parts, as a short send is.
             Span::One(ptr, len) => opcode::Send::new(fd, ptr, len.min(u32::MAX as usize) as u32)
                 .flags(libc::MSG_NOSIGNAL)
