@@ -6,8 +6,9 @@ usage: cargo bench --bench throughput | python3 ci/plot.py -o bench.svg
 
 One panel per (workload, unit): stream, stream-server, stream-client and churn in msgs/s (churn's are
 connections/s), pingpong latency (p50/p99 in microseconds) and pingpong round trips/s.
-Bars are grouped by configuration (size, connections, server cores), one colour per
-contender. A panel whose values span more than 50x uses a logarithmic axis.
+Bars are grouped by configuration (size, connections, server cores and, in a panel with more
+than one, the loopback MTU), one colour per contender. A panel whose values span more than 50x
+uses a logarithmic axis. Lines without `mtu=` (older output) count as one unnamed MTU.
 """
 
 import argparse
@@ -70,11 +71,13 @@ def parse(lines):
                 "contender": fields["contender"],
                 "value": float(fields["value"]),
                 "unit": fields["unit"],
+                "mtu": int(fields["mtu"]) if "mtu" in fields else None,
             }
         except (KeyError, ValueError):
             print(f"plot.py: skipping malformed line: {line.strip()}", file=sys.stderr)
             continue
-        key = tuple(row[k] for k in ("workload", "size", "conns", "cores", "contender", "unit"))
+        key = tuple(
+            row[k] for k in ("workload", "size", "conns", "cores", "mtu", "contender", "unit"))
         seen[key] = row
     return list(seen.values())
 
@@ -99,7 +102,7 @@ def panels_of(rows):
         unit = r["unit"]
         unit_key = "rtt_us" if unit in ("rtt_p50_us", "rtt_p99_us") else unit
         pkey = (r["workload"], unit_key)
-        group = (r["size"], r["conns"], r["cores"], unit)
+        group = (r["size"], r["conns"], r["cores"], r["mtu"], unit)
         # Dicts keep insertion order: panels and groups come out in the bench's own order.
         panels.setdefault(pkey, {}).setdefault(group, {})[r["contender"]] = r["value"]
 
@@ -109,12 +112,16 @@ def panels_of(rows):
     out = []
     for (workload, unit_key) in sorted(panels, key=lambda k: wl_order(k[0])):
         groups = []
-        for (size, conns, cores, unit) in panels[(workload, unit_key)]:
+        panel = panels[(workload, unit_key)]
+        several_mtus = len({mtu for (_, _, _, mtu, _) in panel}) > 1
+        for (size, conns, cores, mtu, unit) in panel:
             label = f"{size_label(size)} × {conns} conn"
             label += f"\n{cores} core" + ("s" if cores > 1 else "")
             if unit_key == "rtt_us":
                 label += ", " + ("p50" if unit == "rtt_p50_us" else "p99")
-            groups.append((label, panels[(workload, unit_key)][(size, conns, cores, unit)]))
+            if several_mtus:
+                label += f"\nMTU {mtu}" if mtu is not None else "\nMTU ?"
+            groups.append((label, panel[(size, conns, cores, mtu, unit)]))
         what = "connections/s (higher is better)" if workload == "churn" else UNIT_TITLES.get(
             unit_key, unit_key)
         out.append((f"{workload}: {what}", unit_key, groups))

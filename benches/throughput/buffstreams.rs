@@ -56,10 +56,22 @@ impl Backend {
 }
 
 fn runtime(backend: Backend, cores: usize, pin: bool) -> Result<Runtime, StartError> {
+    // Diagnostic knobs (both ends' runtimes; the published runs set neither):
+    // BUFFSTREAMS_BENCH_BUSY_POLL_US=<micros> busy polls, BUFFSTREAMS_BENCH_SQPOLL=1 asks for
+    // SQPOLL (its kernel thread idling 2 ms).
+    let busy_poll = std::env::var("BUFFSTREAMS_BENCH_BUSY_POLL_US")
+        .ok()
+        .and_then(|us| us.parse().ok())
+        .map(Duration::from_micros);
+    let sqpoll = std::env::var("BUFFSTREAMS_BENCH_SQPOLL")
+        .is_ok_and(|v| v == "1")
+        .then_some(Duration::from_millis(2));
     Runtime::new(RuntimeConfig {
         cores,
         backend: backend.engine(),
         pin,
+        busy_poll,
+        sqpoll,
         ..RuntimeConfig::default()
     })
     .map_err(|e| {

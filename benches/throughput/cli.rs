@@ -6,14 +6,26 @@ use crate::plan::{Contender, Workload};
 
 pub const USAGE: &str = "\
 usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--reps N]
-                                         [--warmup SECS] [--window SECS]
-  --quick           CI smoke test: 4 configurations, short windows (< 60 s)
+                                         [--warmup SECS] [--window SECS] [--mtu N[,N]...]
+  --quick           CI smoke test: 5 configurations, short windows (< 60 s)
   --filter S        keep trials whose contender or workload name contains S
                     (repeat to narrow: every filter must match one of the two)
   --reps N          repetitions of every trial (default: quick 2, full 5)
   --warmup SECS     traffic before the measurement window (default: quick 0.2, full 0.3)
   --window SECS     measurement window (default: quick 0.4, full 1.0)
   --client-cpu N    CPU the client is pinned to (default 1; 0 puts both ends on one core)
+  --only-conns N[,N]...  keep only configurations with these connection counts
+  --only-workload W[,W]...  keep only these workloads (exact names)
+  --only-contender C[,C]...  keep only these contenders (exact names)
+  --mtu N[,N]...    loopback MTUs (68 to 65536; a comma list, or repeat the option): every
+                    selected configuration runs at each one instead of at the plan's MTUs
+                    (full: stream, stream-server and stream-client at 65536, 9000 and 1500,
+                    pingpong and churn at the host's; quick: everything at the host's, plus
+                    stream 110 B x 4 conns at 1500). The host loopback's own MTU (read from lo,
+                    normally 65536) runs on the host loopback; every other MTU in an anonymous
+                    network namespace of its own whose lo has that MTU, made when first needed
+                    and freed by the kernel when the bench exits, however it exits (needs root:
+                    else SKIP reason=netns). Both children check lo's MTU (else reason=wrong-mtu)
 environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams streaming client
               writes (default buffered: a BufferedWriter per connection, as the std client
               uses a BufWriter; batch: write_batch of 64; plain: Writer::write per message)
@@ -21,6 +33,10 @@ environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams s
               default: Writer::buffered's, shared out per core, 64 KiB to 1 MiB)
              BUFFSTREAMS_BENCH_STD_BUF=<bytes>  the std stream client's BufWriter size (default
               64 KiB); these two are for diagnostic comparisons, the published run sets neither
+             BUFFSTREAMS_BENCH_BUSY_POLL_US=<micros>  RuntimeConfig::busy_poll of both buffstreams
+              ends' runtimes (spin that long before sleeping; diagnostic, unset in published runs)
+             BUFFSTREAMS_BENCH_SQPOLL=1  RuntimeConfig::sqpoll (2 ms idle) for both ends (io_uring;
+              diagnostic, unset in published runs)
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
             tokio-uring-adapter (this crate's tokio-uring feature; build with
             --features tokio-uring, else a SKIP)
@@ -29,7 +45,8 @@ workloads:  stream         each contender's client into its own server (end to e
             stream-client  each contender's stream client into the common std server
             pingpong       one outstanding message per connection, echoed
             churn          connect, send one message, close
-RESULT lines carry the median value and the server's and client's CPU ns per message.";
+RESULT lines carry the median value, the server's and client's CPU ns per message and, last,
+the loopback MTU (mtu=N), which the server and client children check in their namespace.";
 
 /// Options of a benchmark run.
 #[derive(Clone, Debug)]
@@ -41,6 +58,14 @@ pub struct Options {
     pub window: Duration,
     /// CPU the client process is pinned to (the server, with one core, is on CPU 0).
     pub client_cpu: usize,
+    /// `--mtu`: the loopback MTUs every configuration runs at; empty for the plan's own.
+    pub mtus: Vec<u32>,
+    /// `--only-conns`: the connection counts kept; empty keeps all.
+    pub conns: Vec<usize>,
+    /// `--only-workload`: the workloads kept; empty keeps all.
+    pub workloads: Vec<Workload>,
+    /// `--only-contender`: the contenders kept; empty keeps all.
+    pub contenders: Vec<Contender>,
 }
 
 impl Options {
@@ -120,6 +145,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut warmup = None;
     let mut window = None;
     let mut client_cpu = 1;
+    let mut mtus = Vec::new();
+    let mut conns_kept = Vec::new();
+    let mut workloads = Vec::new();
+    let mut contenders_kept = Vec::new();
     let mut role = None;
     let mut contender = None;
     let mut workload = None;
@@ -142,6 +171,34 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--warmup" => warmup = Some(seconds(arg, &value()?)?),
             "--window" => window = Some(seconds(arg, &value()?)?),
             "--client-cpu" => client_cpu = number(arg, &value()?)?,
+            "--mtu" => {
+                for v in value()?.split(',') {
+                    match number(arg, v.trim())? {
+                        // IPv4's minimum (below it lo loses 127.0.0.1) to loopback's default.
+                        mtu @ 68..=65536 => mtus.push(mtu as u32),
+                        _ => return Err(format!("{arg}: {v:?} is not an MTU in 68..=65536")),
+                    }
+                }
+            }
+            "--only-workload" => {
+                for v in value()?.split(',') {
+                    let w = Workload::from_name(v.trim())
+                        .ok_or_else(|| format!("{arg}: no workload {v:?}"))?;
+                    workloads.push(w);
+                }
+            }
+            "--only-contender" => {
+                for v in value()?.split(',') {
+                    let c = Contender::from_name(v.trim())
+                        .ok_or_else(|| format!("{arg}: no contender {v:?}"))?;
+                    contenders_kept.push(c);
+                }
+            }
+            "--only-conns" => {
+                for v in value()?.split(',') {
+                    conns_kept.push(number(arg, v.trim())?);
+                }
+            }
             "--role" => {
                 role = Some(match value()?.as_str() {
                     "server" => Role::Server,
@@ -199,6 +256,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         warmup: warmup.unwrap_or(Duration::from_millis(if quick { 200 } else { 300 })),
         window: window.unwrap_or(Duration::from_millis(if quick { 400 } else { 1000 })),
         client_cpu,
+        mtus,
+        conns: conns_kept,
+        workloads,
+        contenders: contenders_kept,
     }))
 }
 

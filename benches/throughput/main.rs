@@ -1,6 +1,6 @@
 //! Side-by-side throughput and latency benchmark: buffstreams against the usual Rust choices.
 //!
-//! `cargo bench --bench throughput [-- --quick] [--filter <substring>]... [--reps N]`
+//! `cargo bench --bench throughput [-- --quick] [--filter <substring>]... [--reps N] [--mtu N]`
 //!
 //! The parent process (this `main`) never touches a socket. Every trial re-executes this
 //! binary twice, once as the server (`--role server`, pinned to CPU 0) and once as the client
@@ -14,18 +14,20 @@
 //! `stream-server` isolates the receive path (one common load generator into each contender's
 //! server) and `stream-client` the send path (each contender's client into one common server,
 //! std's); `pingpong` echoes one outstanding message per connection; `churn` connects, sends
-//! one message and closes.
+//! one message and closes. The streaming workloads also run at loopback MTUs 9000 and 1500
+//! (`--mtu` picks others), each in an anonymous network namespace of its own (`netns.rs`).
 //!
 //! Files: `cli.rs` options; `plan.rs` contenders, workloads and the trial matrix; `run.rs` one
 //! trial from the parent's side; `role.rs` the child side; `proc.rs` child processes, pinning,
 //! rlimits, CPU time; `stats.rs` the counters children keep; `wire.rs` the common frame format;
-//! `loadgen.rs` the common load generator; `contenders/` tokio, std and raw; `buffstreams.rs`
-//! the library under test.
+//! `loadgen.rs` the common load generator; `netns.rs` the namespaces of the MTU views;
+//! `contenders/` tokio, std and raw; `buffstreams.rs` the library under test.
 
 mod buffstreams;
 mod cli;
 mod contenders;
 mod loadgen;
+mod netns;
 mod plan;
 mod proc;
 mod report;
@@ -34,6 +36,7 @@ mod run;
 mod stats;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -65,10 +68,14 @@ fn main() -> ExitCode {
 fn orchestrate(opts: &cli::Options) -> ExitCode {
     proc::raise_nofile_limit();
     let started = Instant::now();
-    let configs = plan::configs(opts);
+    let host_mtu = netns::loopback_mtu().unwrap_or_else(|e| {
+        eprintln!("# cannot read the host loopback's MTU ({e}): taking 65536");
+        65536
+    });
+    let configs = plan::configs(opts, host_mtu);
     let trials: usize = configs.iter().map(|c| c.contenders.len()).sum::<usize>() * opts.reps;
     eprintln!(
-        "# throughput: {} mode, {} configurations, {} trials ({} reps), warm-up {:.2} s, window {:.2} s, server on CPU 0 (1 core) or unpinned, client on CPU {}",
+        "# throughput: {} mode, {} configurations, {} trials ({} reps), warm-up {:.2} s, window {:.2} s, server on CPU 0 (1 core) or unpinned, client on CPU {}, host loopback MTU {}",
         if opts.quick { "quick" } else { "full" },
         configs.len(),
         trials,
@@ -76,14 +83,34 @@ fn orchestrate(opts: &cli::Options) -> ExitCode {
         opts.warmup.as_secs_f64(),
         opts.window.as_secs_f64(),
         opts.client_cpu,
+        host_mtu,
     );
     if trials == 0 {
         eprintln!("# nothing selected by the filter");
     }
+    // One anonymous namespace per MTU other than the host loopback's, made when first needed
+    // and held (by its fd) to the end of the run; the kernel frees it when the process ends.
+    let mut namespaces = BTreeMap::new();
     let mut results = Vec::new();
     let mut hung = Vec::new();
     for config in &configs {
-        let summary = run::config(opts, config, &mut hung);
+        let netns = (config.mtu != host_mtu).then(|| {
+            &*namespaces.entry(config.mtu).or_insert_with(|| {
+                let made = netns::with_loopback_mtu(config.mtu).map_err(|e| e.to_string());
+                match &made {
+                    Ok(_) => eprintln!(
+                        "# mtu={}: a new network namespace, lo at MTU {0}",
+                        config.mtu
+                    ),
+                    Err(e) => eprintln!(
+                        "# mtu={}: no network namespace ({e}); its trials are skipped",
+                        config.mtu
+                    ),
+                }
+                made
+            })
+        });
+        let summary = run::config(opts, config, netns, &mut hung);
         report::print_config(&summary);
         results.push(summary);
     }

@@ -129,13 +129,15 @@ impl Unit {
     }
 }
 
-/// One (workload, size, conns, cores) cell of the matrix and the contenders run in it.
+/// One (workload, size, conns, cores, mtu) cell of the matrix and the contenders run in it.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub workload: Workload,
     pub size: usize,
     pub conns: usize,
     pub cores: usize,
+    /// The loopback MTU the trials run at (`netns.rs` for any but the host loopback's).
+    pub mtu: u32,
     pub contenders: Vec<Contender>,
 }
 
@@ -151,11 +153,12 @@ impl Config {
 
     pub fn label(&self) -> String {
         format!(
-            "workload={} size={} conns={} cores={}",
+            "workload={} size={} conns={} cores={} mtu={}",
             self.workload.name(),
             self.size,
             self.conns,
-            self.cores
+            self.cores,
+            self.mtu
         )
     }
 }
@@ -163,59 +166,90 @@ impl Config {
 /// The ping-pong and churn message size, the same as the headline streaming size.
 pub const SMALL: usize = 110;
 
-/// The configurations a run covers, after `--filter`.
-pub fn configs(opts: &Options) -> Vec<Config> {
-    // (workload, size, conns, also with cores=2 in the full run)
-    let cells: &[(Workload, usize, usize, bool)] = if opts.quick {
+/// In a cell's MTU list: the host loopback's own MTU (`host_mtu` of `configs`).
+const HOST: u32 = 0;
+const HOST_ONLY: &[u32] = &[HOST];
+/// The MTU views of the streaming workloads in the full run: loopback's default, jumbo
+/// frames, Ethernet.
+const VIEWS: &[u32] = &[65536, 9000, 1500];
+
+/// The configurations a run covers, after `--filter`. `host_mtu` is the MTU of the host's
+/// loopback; `--mtu` replaces every cell's MTU list.
+pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
+    // (workload, size, conns, also with cores=2 in the full run, MTUs)
+    let cells: &[(Workload, usize, usize, bool, &[u32])] = if opts.quick {
         &[
-            (Workload::Stream, SMALL, 4, false),
-            (Workload::StreamServer, SMALL, 4, false),
-            (Workload::StreamClient, SMALL, 4, false),
-            (Workload::Pingpong, SMALL, 1, false),
+            (Workload::Stream, SMALL, 4, false, &[HOST, 1500]),
+            (Workload::StreamServer, SMALL, 4, false, HOST_ONLY),
+            (Workload::StreamClient, SMALL, 4, false, HOST_ONLY),
+            (Workload::Pingpong, SMALL, 1, false, HOST_ONLY),
         ]
     } else {
         &[
-            (Workload::Stream, SMALL, 1, false),
-            (Workload::Stream, SMALL, 4, true),
-            (Workload::Stream, SMALL, 64, true),
-            (Workload::Stream, 16, 4, false),
-            (Workload::Stream, 1024, 4, false),
-            (Workload::Stream, 65536, 4, false),
-            (Workload::StreamServer, SMALL, 1, false),
-            (Workload::StreamServer, SMALL, 4, true),
-            (Workload::StreamServer, SMALL, 64, true),
-            (Workload::StreamServer, 16, 4, false),
-            (Workload::StreamServer, 1024, 4, false),
-            (Workload::StreamServer, 65536, 4, false),
+            (Workload::Stream, SMALL, 1, false, VIEWS),
+            (Workload::Stream, SMALL, 4, true, VIEWS),
+            (Workload::Stream, SMALL, 64, true, VIEWS),
+            (Workload::Stream, 16, 4, false, VIEWS),
+            (Workload::Stream, 1024, 4, false, VIEWS),
+            (Workload::Stream, 65536, 4, false, VIEWS),
+            (Workload::StreamServer, SMALL, 1, false, VIEWS),
+            (Workload::StreamServer, SMALL, 4, true, VIEWS),
+            (Workload::StreamServer, SMALL, 64, true, VIEWS),
+            (Workload::StreamServer, 16, 4, false, VIEWS),
+            (Workload::StreamServer, 1024, 4, false, VIEWS),
+            (Workload::StreamServer, 65536, 4, false, VIEWS),
             // The send path. The common std server takes one core (threads pinned to CPU 0):
             // no cores=2 variant. `raw` stays in: its client is the common load generator
             // (pre-encoded frames, no per-message work), so its row is the ceiling, what the
             // common server absorbs from a sender that costs nothing; a framed client below it
             // is the limit, not the server.
-            (Workload::StreamClient, SMALL, 1, false),
-            (Workload::StreamClient, SMALL, 4, false),
-            (Workload::StreamClient, SMALL, 64, false),
-            (Workload::Pingpong, SMALL, 1, false),
-            (Workload::Pingpong, SMALL, 256, true),
-            (Workload::Churn, SMALL, 4, true),
+            (Workload::StreamClient, SMALL, 1, false, VIEWS),
+            (Workload::StreamClient, SMALL, 4, false, VIEWS),
+            (Workload::StreamClient, SMALL, 64, false, VIEWS),
+            (Workload::Pingpong, SMALL, 1, false, HOST_ONLY),
+            (Workload::Pingpong, SMALL, 256, true, HOST_ONLY),
+            (Workload::Churn, SMALL, 4, true, HOST_ONLY),
         ]
     };
     let mut out = Vec::new();
-    for &(workload, size, conns, multi) in cells {
+    for &(workload, size, conns, multi, cell_mtus) in cells {
+        if !opts.conns.is_empty() && !opts.conns.contains(&conns) {
+            continue;
+        }
+        if !opts.workloads.is_empty() && !opts.workloads.contains(&workload) {
+            continue;
+        }
         let core_counts: &[usize] = if multi && !opts.quick { &[1, 2] } else { &[1] };
+        let listed = if opts.mtus.is_empty() {
+            cell_mtus
+        } else {
+            &opts.mtus
+        };
+        let mut mtus: Vec<u32> = Vec::new();
+        for &m in listed {
+            let m = if m == HOST { host_mtu } else { m };
+            if !mtus.contains(&m) {
+                mtus.push(m);
+            }
+        }
         for &cores in core_counts {
             let contenders: Vec<Contender> = Contender::ALL
                 .into_iter()
                 .filter(|c| cores == 1 || c.multi_core())
                 .filter(|c| opts.selects(workload.name(), c.name()))
+                .filter(|c| opts.contenders.is_empty() || opts.contenders.contains(c))
                 .collect();
-            if !contenders.is_empty() {
+            if contenders.is_empty() {
+                continue;
+            }
+            for &mtu in &mtus {
                 out.push(Config {
                     workload,
                     size,
                     conns,
                     cores,
-                    contenders,
+                    mtu,
+                    contenders: contenders.clone(),
                 });
             }
         }

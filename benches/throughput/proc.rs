@@ -2,6 +2,7 @@
 //! file-descriptor limits and CPU time.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::BorrowedFd;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -84,15 +85,20 @@ pub struct ChildProc {
 }
 
 impl ChildProc {
-    /// Starts this same executable with `args`. Its stderr is forwarded, prefixed by `label`.
-    pub fn spawn(label: &str, args: &[String]) -> std::io::Result<ChildProc> {
+    /// Starts this same executable with `args`, inside the network namespace `netns` if one
+    /// is given (`netns.rs`). Its stderr is forwarded, prefixed by `label`.
+    pub fn spawn(
+        label: &str,
+        args: &[String],
+        netns: Option<BorrowedFd<'_>>,
+    ) -> std::io::Result<ChildProc> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .args(args)
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        let mut child = crate::netns::spawn(&mut cmd, netns)?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");

@@ -1,10 +1,12 @@
 //! Output: machine-readable RESULT / RATIO lines, then a table for people.
 //!
 //! `RESULT workload=<w> size=<b> conns=<n> cores=<n> contender=<c> value=<x> unit=<u>
-//! cpu_ns_per_msg=<x> client_cpu_ns_per_msg=<x>` carries the medians over reps: the value,
-//! then the server's and the client's CPU time (user + system, whole process) per message
-//! counted by the server (per round trip in ping-pong, per connection in churn). New fields
-//! only ever go at the end; `ci/plot.py` reads these lines as `key=value` pairs.
+//! cpu_ns_per_msg=<x> client_cpu_ns_per_msg=<x> mtu=<n>` carries the medians over reps: the
+//! value, then the server's and the client's CPU time (user + system, whole process) per
+//! message counted by the server (per round trip in ping-pong, per connection in churn), then
+//! the loopback MTU the trials ran at. New fields only ever go at the end; `ci/plot.py` reads
+//! these lines as `key=value` pairs. RATIO and SKIP lines carry `Config::label`, which ends
+//! with `mtu=<n>`.
 
 use crate::plan::{Contender, Unit};
 use crate::run::{Outcome, Summary};
@@ -101,7 +103,7 @@ pub fn print_config(summary: &Summary) {
     for o in summary.outcomes.iter().filter(|o| !o.samples.is_empty()) {
         for (i, &unit) in c.units().iter().enumerate() {
             println!(
-                "RESULT workload={} size={} conns={} cores={} contender={} value={} unit={} cpu_ns_per_msg={:.1} client_cpu_ns_per_msg={:.1}",
+                "RESULT workload={} size={} conns={} cores={} contender={} value={} unit={} cpu_ns_per_msg={:.1} client_cpu_ns_per_msg={:.1} mtu={}",
                 c.workload.name(),
                 c.size,
                 c.conns,
@@ -111,6 +113,7 @@ pub fn print_config(summary: &Summary) {
                 unit.name(),
                 cpu(o),
                 client_cpu(o),
+                c.mtu,
             );
         }
     }
@@ -119,11 +122,12 @@ pub fn print_config(summary: &Summary) {
 pub fn print_table(results: &[Summary]) {
     println!();
     println!(
-        "{:<14} {:>6} {:>5} {:>5}  {:<18} {:<11} {:>9}  {:>19}  {:>8}  {:>8}  {:>6}  {:>5}  {:>7}",
+        "{:<14} {:>6} {:>5} {:>5} {:>5}  {:<18} {:<11} {:>9}  {:>19}  {:>8}  {:>8}  {:>6}  {:>5}  {:>7}",
         "workload",
         "size",
         "conns",
         "cores",
+        "mtu",
         "contender",
         "unit",
         "median",
@@ -140,11 +144,12 @@ pub fn print_table(results: &[Summary]) {
             let uring = uring_median(summary, i);
             for o in &summary.outcomes {
                 let head = format!(
-                    "{:<14} {:>6} {:>5} {:>5}  {:<18} {:<11}",
+                    "{:<14} {:>6} {:>5} {:>5} {:>5}  {:<18} {:<11}",
                     c.workload.name(),
                     c.size,
                     c.conns,
                     c.cores,
+                    c.mtu,
                     o.contender.name(),
                     unit.name()
                 );

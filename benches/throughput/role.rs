@@ -1,14 +1,16 @@
 //! The child side of a trial. The parent speaks to a child in lines:
 //!
 //! ```text
-//! server -> parent   PORT <port> | UNAVAILABLE <why> | FAILED <why>
-//! client -> parent   READY       | UNAVAILABLE <why> | FAILED <why>
+//! server -> parent   PORT <port> mtu=<n>     | UNAVAILABLE <why> | FAILED <why>
+//! client -> parent   READY mtu=<n> mss=<n>   | UNAVAILABLE <why> | FAILED <why>
 //! parent -> both     START   (measurement window opens)
 //! parent -> both     STOP    (window closes)
 //! server -> parent   REPORT msgs=<n> bytes=<n> cpu_ns=<n> elapsed_ns=<n>
 //! client -> parent   CLIENT ok cpu_ns=<n> samples=<n> p50_ns=<n> p99_ns=<n> | CLIENT error <why>
 //! ```
 //! A child exits when its stdin closes, and the kernel kills it if the parent dies.
+//! `mtu` is the MTU of `lo` in the child's network namespace, which the parent checks against
+//! the configuration's; `mss` is TCP's segment size over it (`netns.rs`), for the log.
 //!
 //! Both sides time their own process (user + system CPU, every thread) over the window.
 //! The server is the contender's own, except in `stream-client` (the common std server,
@@ -23,7 +25,7 @@ use std::time::Instant;
 use crate::cli::{ChildArgs, Role};
 use crate::contenders::{self, ClientArgs, ServerArgs, StartError};
 use crate::plan::Workload;
-use crate::{loadgen, proc, stats};
+use crate::{loadgen, netns, proc, stats};
 
 pub fn main(args: ChildArgs) -> ExitCode {
     proc::die_with_parent();
@@ -56,7 +58,7 @@ fn server(args: &ChildArgs) -> ExitCode {
         Ok(h) => h,
         Err(e) => return refused(e),
     };
-    println!("PORT {}", handle.addr.port());
+    println!("PORT {} mtu={}", handle.addr.port(), loopback_mtu());
     let _running = handle;
 
     let mut window = None;
@@ -81,6 +83,8 @@ fn server(args: &ChildArgs) -> ExitCode {
 
 fn client(args: &ChildArgs) -> ExitCode {
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    // Before the contender's client starts: a private connection, not one to the server.
+    let mss = known("TCP's MSS over lo", netns::loopback_mss());
     let started = if args.workload == Workload::StreamServer {
         loadgen::start(addr, args.size, args.conns)
     } else {
@@ -96,7 +100,7 @@ fn client(args: &ChildArgs) -> ExitCode {
         Ok(h) => h,
         Err(e) => return refused(e),
     };
-    println!("READY");
+    println!("READY mtu={} mss={mss}", loopback_mtu());
     let _running = handle;
 
     let latency = args.workload == Workload::Pingpong && args.conns == 1;
@@ -145,6 +149,22 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `lo`'s MTU in this child's namespace, or `unknown` (the parent then refuses the trial).
+fn loopback_mtu() -> String {
+    known("lo's MTU", netns::loopback_mtu())
+}
+
+/// The value, or `unknown` with the reason on stderr (forwarded by the parent).
+fn known(what: &str, value: std::io::Result<u32>) -> String {
+    value.map_or_else(
+        |e| {
+            eprintln!("cannot read {what}: {e}");
+            "unknown".to_string()
+        },
+        |v| v.to_string(),
+    )
 }
 
 fn one_line(s: &str) -> String {

@@ -1,5 +1,6 @@
 //! The parent's side of the trials: one configuration, every rep, contenders alternating.
 
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread;
 use std::time::Duration;
 
@@ -30,12 +31,15 @@ pub struct Sample {
     /// Share of the machine's CPU time used by anything but this trial's server and client
     /// during the window (other tenants of a shared machine), 0..1; NaN if unknown.
     pub other_load: f64,
+    /// TCP's maximum segment size over the client's loopback (`netns::loopback_mss`).
+    pub mss: u32,
 }
 
 /// Why a trial produced nothing.
 #[derive(Clone, Debug)]
 pub struct Skip {
-    /// One token: `unavailable`, `timeout`, `exited`, `failed`, `client-error`, `no-messages`.
+    /// One token: `unavailable`, `timeout`, `exited`, `failed`, `client-error`, `no-messages`,
+    /// `netns` (no namespace for this MTU), `wrong-mtu` (a child saw another loopback MTU).
     pub reason: &'static str,
     pub detail: String,
 }
@@ -57,9 +61,21 @@ pub struct Summary {
     pub outcomes: Vec<Outcome>,
 }
 
-/// Runs every rep of `config`. `hung` lists contenders that timed out earlier in this run:
-/// they are not started again (a hung contender would otherwise cost a timeout per trial).
-pub fn config(opts: &Options, config: &Config, hung: &mut Vec<Contender>) -> Summary {
+/// Runs every rep of `config`, on the host loopback (`netns` None) or in the network
+/// namespace of `config.mtu` (`netns.rs`; an error skips every trial). `hung` lists
+/// contenders that timed out earlier in this run: they are not started again (a hung
+/// contender would otherwise cost a timeout per trial).
+pub fn config(
+    opts: &Options,
+    config: &Config,
+    netns: Option<&Result<OwnedFd, String>>,
+    hung: &mut Vec<Contender>,
+) -> Summary {
+    let netns = match netns {
+        None => Ok(None),
+        Some(Ok(fd)) => Ok(Some(fd.as_fd())),
+        Some(Err(why)) => Err(skip("netns", format!("mtu {}: {why}", config.mtu))),
+    };
     let mut outcomes: Vec<Outcome> = config
         .contenders
         .iter()
@@ -77,13 +93,13 @@ pub fn config(opts: &Options, config: &Config, hung: &mut Vec<Contender>) -> Sum
             }
             let contender = outcome.contender;
             let name = contender.name();
-            let result = if hung.contains(&contender) {
-                Err(skip(
+            let result = match &netns {
+                Err(no_ns) => Err(no_ns.clone()),
+                Ok(_) if hung.contains(&contender) => Err(skip(
                     "timeout",
                     "timed out earlier in this run; not started again",
-                ))
-            } else {
-                trial(opts, config, contender)
+                )),
+                Ok(ns) => trial(opts, config, contender, *ns),
             };
             match result {
                 Ok(sample) => {
@@ -103,7 +119,7 @@ pub fn config(opts: &Options, config: &Config, hung: &mut Vec<Contender>) -> Sum
                         skip.detail
                     );
                     match skip.reason {
-                        "unavailable" => outcome.unavailable = Some(skip.detail.clone()),
+                        "unavailable" | "netns" => outcome.unavailable = Some(skip.detail.clone()),
                         "timeout" if !hung.contains(&contender) => hung.push(contender),
                         _ => {}
                     }
@@ -134,6 +150,7 @@ fn describe(units: &[Unit], s: &Sample) -> String {
         "client_cpu_ns_per_msg {:.1}",
         s.client_cpu_ns_per_msg
     ));
+    out.push(format!("tcp mss {}", s.mss));
     out.join(", ")
 }
 
@@ -169,9 +186,28 @@ fn field(line: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// One measurement: spawn server and client, warm up, open and close the window, collect.
-/// Both children are killed and reaped when they go out of scope, on every path.
-fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample, Skip> {
+/// The loopback MTU a child reported (`mtu=<n>` on its first line) must be the config's:
+/// the namespace is the one asked for, or the trial is not reported.
+fn check_mtu(who: &str, line: &str, config: &Config) -> Result<(), Skip> {
+    match field(line, "mtu") {
+        Some(m) if m == f64::from(config.mtu) => Ok(()),
+        Some(m) => Err(skip(
+            "wrong-mtu",
+            format!("{who}'s loopback has MTU {m}, not {}", config.mtu),
+        )),
+        None => Err(skip("wrong-mtu", format!("{who} gave no MTU: {line:?}"))),
+    }
+}
+
+/// One measurement: spawn server and client (in `netns`, if given), warm up, open and close
+/// the window, collect. Both children are killed and reaped when they go out of scope, on
+/// every path.
+fn trial(
+    opts: &Options,
+    config: &Config,
+    contender: Contender,
+    netns: Option<BorrowedFd<'_>>,
+) -> Result<Sample, Skip> {
     let mut args = ChildArgs {
         role: Role::Server,
         contender,
@@ -185,16 +221,18 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
     };
     // The child picks the server itself (`Workload::server_for`); this only names it.
     let server_name = config.workload.server_for(contender).name();
-    let mut server = ChildProc::spawn(&format!("server {server_name}"), &args.to_args())
+    let mut server = ChildProc::spawn(&format!("server {server_name}"), &args.to_args(), netns)
         .map_err(|e| skip("failed", format!("spawn server: {e}")))?;
     let line = server
         .expect(&["PORT", "UNAVAILABLE", "FAILED"], START_TIMEOUT)
         .map_err(|w| waited("server", "port", w))?;
     refusal("server", &line)?;
-    let port: u16 = line["PORT".len()..]
-        .trim()
-        .parse()
-        .map_err(|_| skip("failed", format!("bad server line {line:?}")))?;
+    let port: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| skip("failed", format!("bad server line {line:?}")))?;
+    check_mtu("server", &line, config)?;
 
     args.role = Role::Client;
     args.port = port;
@@ -204,7 +242,7 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
     } else {
         contender.name().to_string()
     };
-    let mut client = ChildProc::spawn(&format!("client {client_name}"), &args.to_args())
+    let mut client = ChildProc::spawn(&format!("client {client_name}"), &args.to_args(), netns)
         .map_err(|e| skip("failed", format!("spawn client: {e}")))?;
     let line = client
         .expect(
@@ -213,6 +251,8 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
         )
         .map_err(|w| waited("client", "ready", w))?;
     refusal("client", &line)?;
+    check_mtu("client", &line, config)?;
+    let mss = field(&line, "mss").unwrap_or(0.0) as u32;
 
     thread::sleep(opts.warmup);
     for (who, child) in [("server", &mut server), ("client", &mut client)] {
@@ -286,5 +326,6 @@ fn trial(opts: &Options, config: &Config, contender: Contender) -> Result<Sample
         client_cpu_ns_per_msg: client_cpu_ns / msgs,
         rate: msgs / secs,
         other_load,
+        mss,
     })
 }
