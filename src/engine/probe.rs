@@ -131,8 +131,9 @@ pub fn probe() -> KernelReport {
         send_zc: false,
         auto_backend: crate::Backend::IoUring,
     };
-    let (ring, flags) = match crate::engine::uring::build_ring(8) {
-        Ok(ring) => ring,
+    let setup = crate::engine::uring::build_ring(8, Default::default());
+    let (ring, flags) = match setup {
+        Ok(setup) => (setup.ring, setup.flags),
         Err(err) => {
             report.io_uring = Some(err);
             report.auto_backend = crate::Backend::Epoll;

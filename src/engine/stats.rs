@@ -65,8 +65,18 @@ counters! {
     bytes_sent,
     /// Send operations submitted.
     sends,
-    /// Kernel waits made by the loop (`io_uring_enter` or `epoll_wait` calls).
+    /// Kernel calls the loop made to submit and wait (`io_uring_enter` or `epoll_wait`),
+    /// busy polling's included.
     enters,
+    /// Of those, the waits that could block: the core had announced it would sleep and waited
+    /// for an event (it may still have returned at once, if one was already there).
+    sleeps,
+    /// Times the core ran out of work and busy polled before sleeping
+    /// ([`RuntimeConfig::busy_poll`](crate::RuntimeConfig::busy_poll); always 0 without it).
+    busy_polls,
+    /// Of those, the ones that found work within the window, so the core did not sleep (the
+    /// others ended in a sleep, counted in `sleeps`).
+    busy_poll_hits,
     /// Loop turns.
     turns,
 }

@@ -38,6 +38,8 @@ pub(crate) struct Core {
     pub(super) buf: Box<[u8]>,
     /// The ready list being served this turn (kept to reuse its allocation).
     serving: Vec<ConnKey>,
+    /// `RuntimeConfig::busy_poll`: how long to poll before sleeping.
+    spin: Option<Duration>,
 }
 
 impl Driver for Core {
@@ -46,7 +48,13 @@ impl Driver for Core {
         poll.registry()
             .register(&mut SourceFd(&shared.wake_fd()), WAKE, Interest::READABLE)
             .map_err(StartError::Setup)?;
-        tracing::debug!(core = shared.index(), "epoll poller ready");
+        tracing::debug!(core = shared.index(), spin = ?cfg.spin(), "epoll poller ready");
+        if cfg.sqpoll.is_some() {
+            tracing::debug!(
+                core = shared.index(),
+                "sqpoll is io_uring's; epoll ignores it"
+            );
+        }
         Ok(Core {
             io: Poller {
                 poll,
@@ -57,13 +65,19 @@ impl Driver for Core {
             shared,
             buf: vec![0u8; cfg.recv_buffer_size as usize].into_boxed_slice(),
             serving: Vec::new(),
+            spin: cfg.spin(),
         })
     }
 
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
+        // The last poll brought events or left connections to serve (busy polling follows
+        // work only, not a timer's expiry).
+        let mut polled_work = false;
         loop {
+            let mut worked = std::mem::take(&mut polled_work);
             if let Some(commands) = self.shared.take_commands() {
+                worked = true;
                 for cmd in commands {
                     self.conns.command(cmd, &mut self.io);
                 }
@@ -78,14 +92,26 @@ impl Driver for Core {
             }
             // Published before polling, so counters are current whenever the core sleeps.
             self.shared.publish(&self.conns.stats);
-            let timeout = if !self.io.ready.is_empty() || !self.shared.about_to_sleep() {
-                Some(Duration::ZERO)
-            } else {
-                next_timer.map(|at| at.saturating_duration_since(Instant::now()))
-            };
-            self.conns.stats.enters += 1;
-            let polled = self.io.poll.poll(&mut events, timeout);
-            self.shared.awake();
+            let idle = self.io.ready.is_empty();
+            let polled = match self.spin {
+                Some(limit) if idle && worked => self.busy_poll(&mut events, limit, next_timer),
+                _ => Ok(false),
+            }
+            .and_then(|found| {
+                if found {
+                    return Ok(());
+                }
+                let timeout = if !idle || !self.shared.about_to_sleep() {
+                    Some(Duration::ZERO)
+                } else {
+                    self.conns.stats.sleeps += 1;
+                    next_timer.map(|at| at.saturating_duration_since(Instant::now()))
+                };
+                self.conns.stats.enters += 1;
+                let polled = self.io.poll.poll(&mut events, timeout);
+                self.shared.awake();
+                polled
+            });
             match polled {
                 Ok(()) => {}
                 // A signal: mio cleared `events` before waiting, so this turn just has none.
@@ -95,6 +121,7 @@ impl Driver for Core {
                     break;
                 }
             }
+            polled_work = !events.is_empty() || !self.io.ready.is_empty();
             let mut serving = std::mem::take(&mut self.serving);
             std::mem::swap(&mut serving, &mut self.io.ready);
             for event in events.iter() {
@@ -112,6 +139,45 @@ impl Driver for Core {
 }
 
 impl Core {
+    /// Busy polling (`RuntimeConfig::busy_poll`): the core found nothing to do and, instead of
+    /// sleeping at once, polls for up to `limit` (and not past the next timer): `epoll_wait`
+    /// with a zero timeout, commands from other threads, work its own thread deferred. Returns
+    /// whether it found any (the events are in `events`); if not, the caller sleeps as it
+    /// would have without the spin. It never announces sleep, so senders meanwhile write no
+    /// eventfd and the spin sees their work through the doorbell's pending flag
+    /// (`doorbell.rs`).
+    fn busy_poll(
+        &mut self,
+        events: &mut Events,
+        limit: Duration,
+        next_timer: Option<Instant>,
+    ) -> io::Result<bool> {
+        self.conns.stats.busy_polls += 1;
+        let start = Instant::now();
+        loop {
+            self.conns.stats.enters += 1;
+            match self.io.poll.poll(events, Some(Duration::ZERO)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+            if !events.is_empty()
+                || self.shared.has_commands()
+                || crate::engine::core::has_deferred()
+            {
+                self.conns.stats.busy_poll_hits += 1;
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now.duration_since(start) >= limit || next_timer.is_some_and(|at| now >= at) {
+                // Counters are current whenever the core sleeps.
+                self.shared.publish(&self.conns.stats);
+                return Ok(false);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Closes whatever is left (only if the loop ended early, on a poller error).
     fn teardown(mut self) {
         self.conns.close_all(&mut self.io);

@@ -21,6 +21,7 @@ impl Core {
         cqes.clear();
         cqes.extend(self.io.ring.completion());
         self.io.lone_turn = cqes.len() <= 1;
+        self.reaped_work = cqes.iter().any(|c| c.user_data() >> 56 != OP_TIMER);
         for cqe in &cqes {
             let data = cqe.user_data();
             let (res, flags) = (cqe.result(), cqe.flags());
