@@ -33,7 +33,7 @@ pub(in crate::engine) enum Command {
     RemoveListener { id: u64, ack: SyncSender<()> },
     /// Own a connected socket (a writer's).
     AddConn {
-        fd: OwnedFd,
+        fd: Arc<OwnedFd>,
         info: ConnInfo,
         sendq: Arc<SendQueue>,
         session: Box<dyn Session>,
@@ -73,6 +73,11 @@ pub(in crate::engine) fn take_deferred(batch: &mut Vec<u64>) {
     DEFERRED.with(|d| std::mem::swap(&mut *d.borrow_mut(), batch));
 }
 
+/// Whether [`defer_flush`] recorded connections the loop has not taken yet.
+pub(in crate::engine) fn has_deferred() -> bool {
+    DEFERRED.with(|d| !d.borrow().is_empty())
+}
+
 /// What other threads share with a core.
 pub(in crate::engine) struct CoreShared {
     index: usize,
@@ -83,6 +88,8 @@ pub(in crate::engine) struct CoreShared {
     wake: OwnedFd,
     counters: SharedCounters,
     pool: ChunkPool,
+    /// The core's ring runs with `IORING_SETUP_SQPOLL` (set once, before start-up returns).
+    sqpoll: AtomicBool,
 }
 
 impl CoreShared {
@@ -101,6 +108,7 @@ impl CoreShared {
             wake: unsafe { OwnedFd::from_raw_fd(fd) },
             counters: SharedCounters::default(),
             pool: ChunkPool::default(),
+            sqpoll: AtomicBool::new(false),
         })
     }
 
@@ -154,6 +162,23 @@ impl CoreShared {
         }
         let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
         Some(std::mem::take(&mut *queue))
+    }
+
+    /// Driver, busy polling: whether commands were sent since the last
+    /// [`CoreShared::take_commands`] (a load only: see `doorbell.rs`).
+    #[inline]
+    pub(in crate::engine) fn has_commands(&self) -> bool {
+        self.bell.peek()
+    }
+
+    /// io_uring driver, at start-up: the ring runs with `IORING_SETUP_SQPOLL`.
+    pub(in crate::engine) fn set_sqpoll(&self) {
+        self.sqpoll.store(true, Ordering::Release);
+    }
+
+    /// Whether the core's ring runs with `IORING_SETUP_SQPOLL`.
+    pub(in crate::engine) fn sqpoll(&self) -> bool {
+        self.sqpoll.load(Ordering::Acquire)
     }
 
     /// Driver: announces that the core is about to block. Returns `false` if commands arrived

@@ -76,12 +76,20 @@ impl CoreHandle {
         conn: &ConnHandle,
         session: Box<dyn Session>,
     ) -> bool {
-        self.0.send(Command::AddConn {
-            fd,
+        let fd = Arc::new(fd);
+        // Producers may send on it at once (a flush right after a dial sends from its own
+        // thread), before the core has taken the connection in.
+        conn.0.preattach(fd.clone());
+        let sent = self.0.send(Command::AddConn {
+            fd: fd.clone(),
             info,
             sendq: conn.0.clone(),
             session,
-        })
+        });
+        if !sent {
+            conn.0.unpreattach(&fd);
+        }
+        sent
     }
 }
 
@@ -210,6 +218,12 @@ impl ConnHandle {
     /// Closes the queue for good; returns what was never handed to the kernel.
     pub(crate) fn close_queue(&self) -> BytesMut {
         self.0.close()
+    }
+
+    /// [`close_queue`](ConnHandle::close_queue), also saying whether nothing of the queue's is
+    /// in flight (so closing the connection afterwards cannot hand anything back).
+    pub(crate) fn close_queue_idle(&self) -> (BytesMut, bool) {
+        self.0.close_idle()
     }
 
     /// Whether the queue takes writes now.

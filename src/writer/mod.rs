@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use buffered::{
     BufferedWriter, BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
+    BUFFERED_WRITER_SMALL_MSS_BYTES, LARGE_MSS,
 };
 pub use config::{RetryPolicy, WriterConfig};
 pub use future::WriteFuture;
@@ -79,6 +80,9 @@ struct WriterInner {
     current: Mutex<Option<ConnInfo>>,
     /// Failed attempts in the current outage.
     attempts: AtomicU32,
+    /// The TCP maximum segment size of the last connection (0 before the first): batch sizes
+    /// follow it (see [`BufferedWriter`]).
+    mss: AtomicU32,
     /// What was logged of the current outage: one event when it starts, one when it ends or
     /// the policy gives up, never one per write.
     outage: AtomicU8,
@@ -151,6 +155,7 @@ impl Writer {
             on_failed: config.on_failed,
             current: Mutex::new(None),
             attempts: AtomicU32::new(0),
+            mss: AtomicU32::new(0),
             outage: AtomicU8::new(OUTAGE_NONE),
             me: me.clone(),
             runtime: runtime.clone(),
@@ -297,10 +302,12 @@ impl WriterInner {
     fn close(&self, timeout: Duration) -> Result<(), Unsent> {
         let on_core = self.core.is_current();
         let mut reason = CloseReason::Local;
+        let mut drained = false;
         if !on_core {
             let deadline = Instant::now() + timeout;
             match self.flush(Some(deadline)) {
-                Ok(true) | Err(WriteError::Closed) => {}
+                Ok(true) => drained = true,
+                Err(WriteError::Closed) => {}
                 Ok(false) => {
                     reason = CloseReason::Error(Arc::new(ConnError::CloseTimedOut(timeout)))
                 }
@@ -312,12 +319,24 @@ impl WriterInner {
                 Err(_) => reason = CloseReason::Error(Arc::new(ConnError::NotConnected)),
             }
         }
-        // Whatever is still queued now could not be sent in time: cut the connection (the
+        let mut rest = BytesMut::new();
+        // Everything was handed to the kernel: close the queue first. If nothing of it is in
+        // flight then, closing the connection cannot hand anything back, so this need not wait
+        // for the core (a dial-write-close cycle is spared a round trip to the core's thread).
+        let idle = drained && {
+            let (queued, idle) = self.sendq.close_queue_idle();
+            rest = queued;
+            idle
+        };
+        // Otherwise whatever is still queued could not be sent in time: cut the connection (the
         // kernel gives back the buffer in flight) and collect the rest.
-        if let Some(done) = self.sendq.close_conn(true, !on_core) {
+        if let Some(done) = self.sendq.close_conn(true, !on_core && !idle) {
             let _ = done.recv_timeout(Duration::from_secs(5));
         }
-        let unsent = split_frames(&self.codec, self.sendq.close_queue());
+        if !idle {
+            rest.extend_from_slice(&self.sendq.close_queue());
+        }
+        let unsent = split_frames(&self.codec, rest);
         if unsent.is_empty() {
             Ok(())
         } else {

@@ -64,13 +64,12 @@ impl<I: Io> Conns<I> {
     /// queued (a writer's queue may hold frames from before a reconnect).
     pub(in crate::engine) fn insert(
         &mut self,
-        fd: OwnedFd,
+        fd: Arc<OwnedFd>,
         sendq: Arc<SendQueue>,
         session: Box<dyn Session>,
         opener: ListenerRef,
         io: &mut I,
     ) -> ConnKey {
-        let fd = Arc::new(fd);
         let key = self.conns.insert(Conn {
             fd: fd.clone(),
             session: Some(session),

@@ -124,7 +124,13 @@ impl<I: Io> Conns<I> {
         l.conns += 1;
         self.stats.accepted += 1;
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
-        self.insert(fd, conn.0, session, ListenerRef::Accepted(slot), io);
+        self.insert(
+            Arc::new(fd),
+            conn.0,
+            session,
+            ListenerRef::Accepted(slot),
+            io,
+        );
     }
 
     /// Accepting on `slot` failed with something a retry may cure (out of descriptors or

@@ -177,7 +177,13 @@ fn dialed(table: &mut Conns<Fake>, io: &mut Fake) -> (ConnKey, Arc<SendQueue>, A
     let sendq = queue(table);
     let seen = Arc::new(Mutex::new(Seen::default()));
     let session = Box::new(FakeSession(seen.clone()));
-    let key = table.insert(socket(), sendq.clone(), session, ListenerRef::Dialed, io);
+    let key = table.insert(
+        Arc::new(socket()),
+        sendq.clone(),
+        session,
+        ListenerRef::Dialed,
+        io,
+    );
     (key, sendq, seen)
 }
 

@@ -52,9 +52,6 @@ impl Poller {
     }
 
     fn register(&self, fd: &OwnedFd, token: Token, interest: Interest) -> io::Result<()> {
-        // The socket may come blocking (io_uring needs nothing else); draining it needs it
-        // nonblocking.
-        socket2::SockRef::from(fd).set_nonblocking(true)?;
         self.poll
             .registry()
             .register(&mut SourceFd(&fd.as_raw_fd()), token, interest)
@@ -141,6 +138,10 @@ impl Io for Poller {
     }
 
     fn listen(&mut self, slot: u32, fd: &OwnedFd, _state: &mut ()) -> io::Result<()> {
+        // Accepting until `EAGAIN` needs a nonblocking listener. Connections stay blocking,
+        // as on io_uring: every call the core makes on them passes `MSG_DONTWAIT`, and a
+        // producer thread's direct send may then wait for room inside the kernel.
+        socket2::SockRef::from(fd).set_nonblocking(true)?;
         self.register(fd, Token(LISTENER_TAG | slot as usize), Interest::READABLE)?;
         self.fresh.push(slot);
         Ok(())

@@ -24,7 +24,7 @@ pub(super) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// Accepts one connection (nonblocking, close-on-exec) and returns it with the peer's address
+/// Accepts one connection (blocking, close-on-exec: every call on it passes `MSG_DONTWAIT`) and returns it with the peer's address
 /// (`None` if the kernel gave an address that is not IPv4 or IPv6).
 pub(super) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
     // SAFETY: `try_init` hands us zeroed storage of the maximum size and its length; accept4
@@ -36,7 +36,7 @@ pub(super) fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<So
                 listener.as_raw_fd(),
                 storage.cast(),
                 len,
-                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::SOCK_CLOEXEC,
             );
             if fd < 0 {
                 Err(io::Error::last_os_error())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{SendQueue, Sender, CLOSED, HELD, REFUSING};
 use crate::engine::send::chunk::Chunk;
+use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
 use crate::error::ConnError;
 
@@ -15,13 +16,42 @@ impl SendQueue {
     /// Core: the queue now drains into connection `key` (a `ConnKey`). Returns whether bytes
     /// are waiting.
     pub(crate) fn attach(&self, key: u64, fd: Arc<OwnedFd>) -> bool {
+        let preattached = self
+            .lock()
+            .fd
+            .as_ref()
+            .is_some_and(|now| Arc::ptr_eq(now, &fd));
+        // A producer's blocking send on this socket waits for room for a bounded time. If the
+        // option cannot be set, producers do not send directly: everything goes by the core.
+        let fd = (preattached || direct::bound_blocking_sends(&fd).is_ok()).then_some(fd);
         let mut ctl = self.lock();
         ctl.key = Some(key);
-        ctl.fd = Some(fd);
+        ctl.fd = fd;
         // A flush announced while detached went nowhere: make the next push tell the core
         // again (the caller starts a send if this returns true).
         ctl.armed = true;
         ctl.chunks.iter().any(|c| !c.unsent().is_empty())
+    }
+
+    /// A writer's thread, about to hand a connected socket to the core: producers may send on it
+    /// directly from now on (the core's `attach` follows). Ignored if a connection is attached.
+    pub(crate) fn preattach(&self, fd: Arc<OwnedFd>) {
+        if direct::bound_blocking_sends(&fd).is_err() {
+            return;
+        }
+        let mut ctl = self.lock();
+        if ctl.key.is_none() {
+            ctl.fd = Some(fd);
+        }
+    }
+
+    /// The socket given to [`SendQueue::preattach`] will not be attached after all (the core has
+    /// ended): forget it, unless a connection took its place.
+    pub(crate) fn unpreattach(&self, fd: &Arc<OwnedFd>) {
+        let mut ctl = self.settled(self.lock());
+        if ctl.key.is_none() && ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, fd)) {
+            ctl.fd = None;
+        }
     }
 
     /// Core: the key of the connection this queue drains into, if any.

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{SendQueue, CLOSED, HELD, OPEN, REFUSING};
+use super::{SendQueue, Sender, CLOSED, HELD, OPEN, REFUSING};
 use crate::engine::send::Gate;
 use crate::error::ConnError;
 
@@ -57,7 +57,7 @@ impl SendQueue {
     /// Waits until everything accepted so far was handed to the kernel (`Ok(true)`), or until
     /// `deadline` (`Ok(false)`). Errors with the gate when it refuses or is closed with bytes
     /// still queued.
-    pub(crate) fn wait_drained(&self, deadline: Option<Instant>) -> Result<bool, Gate> {
+    pub(crate) fn wait_drained(self: &Arc<Self>, deadline: Option<Instant>) -> Result<bool, Gate> {
         let mut ctl = self.lock();
         loop {
             if ctl.held == 0 {
@@ -68,6 +68,21 @@ impl SendQueue {
                 _ => {
                     drop(ctl);
                     return Err(self.gate());
+                }
+            }
+            if ctl.sender == Sender::Nobody && ctl.queued > 0 {
+                // Nobody is sending what is queued: send it from this thread (as
+                // `BufWriter::flush` would) rather than wait for the core to be scheduled.
+                // Whatever it cannot send stays for the core, which was told of it.
+                let before = ctl.queued;
+                ctl = self.send_direct(ctl);
+                if ctl.queued < before {
+                    continue;
+                }
+                if ctl.armed {
+                    // Left for the core: make sure it is told (the lock is let go meanwhile).
+                    ctl = self.announce_keep(ctl);
+                    continue;
                 }
             }
             match self.wait(ctl, deadline) {
@@ -99,6 +114,18 @@ impl SendQueue {
         let rest = self.drain(&mut ctl);
         self.notify(&mut ctl);
         rest
+    }
+
+    /// [`SendQueue::close`], also saying whether the kernel has nothing of this queue's in
+    /// flight now (nothing taken by the core and not yet sent): then closing the connection
+    /// cannot hand anything back to it.
+    pub(crate) fn close_idle(&self) -> (BytesMut, bool) {
+        let mut ctl = self.settled(self.lock());
+        self.state.store(CLOSED, Ordering::Release);
+        let rest = self.drain(&mut ctl);
+        let idle = ctl.held == 0 && ctl.sender == Sender::Nobody;
+        self.notify(&mut ctl);
+        (rest, idle)
     }
 
     /// Closes the queue for good and returns what was never handed to the kernel.

@@ -145,7 +145,10 @@ impl SendQueue {
     /// from this thread (`direct::send_batch`: at once, then as the socket drains, for a short
     /// while). What the kernel does not take (its buffer stayed full, or the connection failed)
     /// stays first in the queue, and the core is told.
-    fn send_direct<'a>(self: &'a Arc<Self>, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+    pub(super) fn send_direct<'a>(
+        self: &'a Arc<Self>,
+        mut ctl: MutexGuard<'a, Ctl>,
+    ) -> MutexGuard<'a, Ctl> {
         if ctl.queued == 0
             || ctl.sender != Sender::Nobody
             || ctl.direct_blocked
@@ -159,7 +162,7 @@ impl SendQueue {
         };
         ctl.sender = Sender::Producer;
         let mut out = std::mem::take(&mut ctl.direct);
-        while out.len() < direct::MAX_IOV
+        while out.len() < direct::MAX_BATCH_CHUNKS
             && ctl.chunks.front().is_some_and(|c| !c.unsent().is_empty())
         {
             if let Some(chunk) = ctl.chunks.pop_front() {
@@ -224,7 +227,10 @@ impl SendQueue {
     }
 
     /// `announce`, keeping the lock (re-taken if a command had to be sent).
-    fn announce_keep<'a>(self: &'a Arc<Self>, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+    pub(super) fn announce_keep<'a>(
+        self: &'a Arc<Self>,
+        mut ctl: MutexGuard<'a, Ctl>,
+    ) -> MutexGuard<'a, Ctl> {
         if !ctl.armed {
             return ctl;
         }
