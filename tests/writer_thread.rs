@@ -1,7 +1,7 @@
 //! What a writing thread sends itself, on both backends, so that the send path does not wait for
 //! the core's thread to be scheduled: a whole default batch (more than one `sendmsg`'s 64
 //! chunks), a flush and a close while the core is busy, a bounded wait on a peer that never
-//! reads, and batch sizes that follow the path's TCP segment size.
+//! reads, and the socket's bound on unsent bytes.
 
 mod common;
 
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use buffstreams::{
     Backend, Listener, ListenerConfig, Writer, WriterConfig, BUFFERED_WRITER_BYTES,
-    BUFFERED_WRITER_SMALL_MSS_BYTES,
+    DEFAULT_NOTSENT_LOWAT,
 };
 use common::runtime_on as rt;
 
@@ -149,41 +149,59 @@ fn a_send_into_a_peer_that_never_reads_is_bounded(backend: Backend) {
     drop(conn);
 }
 
-/// Batch sizes follow the connection's TCP segment size: 256 KiB at a 1500-byte MTU, 1 MiB at
-/// a 9000-byte one, each measured inside a network namespace of its own.
-fn batches_follow_the_path_mss(backend: Backend) {
-    if not_root() {
-        eprintln!("skipped: making a network namespace needs root");
-        return;
+/// The `TCP_NOTSENT_LOWAT` of this process's socket whose local address is `local`, read
+/// through `/proc/self/fd` (the writer does not hand its socket out).
+fn notsent_lowat_of(local: std::net::SocketAddr) -> Option<u32> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: the descriptor is only borrowed for the two reads below, during which the
+        // writer that owns it (alive in the caller) keeps it open; a descriptor of another
+        // kind just fails the calls.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd);
+        if sock.local_addr().ok().and_then(|a| a.as_socket()) == Some(local) {
+            return sock.tcp_notsent_lowat().ok();
+        }
     }
-    for (mtu, want) in [
-        (1500, BUFFERED_WRITER_SMALL_MSS_BYTES),
-        (9000, BUFFERED_WRITER_BYTES),
-    ] {
-        let got = common::in_namespace_with_mtu(mtu, move || {
-            let (addr, reader) = draining_peer();
-            let writer = Writer::dial(WriterConfig::new(addr.to_string()).runtime(rt(backend, 1)))
-                .expect("dial");
-            let out = writer.buffered();
-            let got = out.batch_bytes();
-            drop(out);
-            writer.close().expect("close");
-            reader.join().expect("reader");
-            got
-        })
-        .expect("network namespace");
-        assert_eq!(got, want, "{backend:?}: batch size at MTU {mtu}");
-    }
+    None
 }
 
-fn not_root() -> bool {
-    // SAFETY: geteuid has no preconditions and touches no memory.
-    unsafe { libc::geteuid() != 0 }
+/// A writer's socket bounds the bytes the kernel holds unsent (`TCP_NOTSENT_LOWAT`, what makes
+/// large batches pay on a 1500-byte MTU): the default, a setting, or the kernel's own.
+fn a_writer_bounds_its_unsent_bytes(backend: Backend) {
+    for (set, want) in [
+        (None, Some(DEFAULT_NOTSENT_LOWAT)),
+        (Some(Some(300_000)), Some(300_000)),
+        (Some(None), None),
+    ] {
+        let (addr, reader) = draining_peer();
+        let mut cfg = WriterConfig::new(addr.to_string()).runtime(rt(backend, 1));
+        if let Some(lowat) = set {
+            cfg = cfg.notsent_lowat(lowat);
+        }
+        let writer = Writer::dial(cfg).expect("dial");
+        let local = writer.conn_info().expect("connected").local;
+        let got = notsent_lowat_of(local).expect("the writer's socket");
+        match want {
+            Some(want) => assert_eq!(got, want, "{backend:?}"),
+            // Not set on the socket (0): the kernel's net.ipv4.tcp_notsent_lowat applies.
+            None => assert_eq!(got, 0, "{backend:?}"),
+        }
+        writer.close().expect("close");
+        reader.join().expect("reader");
+    }
 }
 
 common::on_both_backends!(
     a_default_batch_is_sent_whole_by_the_writing_thread,
     flush_and_close_do_not_wait_for_a_busy_core,
     a_send_into_a_peer_that_never_reads_is_bounded,
-    batches_follow_the_path_mss,
+    a_writer_bounds_its_unsent_bytes,
 );

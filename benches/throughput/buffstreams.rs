@@ -109,13 +109,25 @@ pub fn server(backend: Backend, args: &ServerArgs) -> Result<ServerHandle, Start
     })
 }
 
+/// `BUFFSTREAMS_BENCH_LOWAT`: the writers' `TCP_NOTSENT_LOWAT` in bytes, or `none` (unset:
+/// the library's default).
+fn notsent_lowat() -> Option<u32> {
+    match std::env::var("BUFFSTREAMS_BENCH_LOWAT") {
+        Ok(v) if v == "none" => None,
+        Ok(v) => v.parse().ok().or(Some(buffstreams::DEFAULT_NOTSENT_LOWAT)),
+        Err(_) => Some(buffstreams::DEFAULT_NOTSENT_LOWAT),
+    }
+}
+
 pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, StartError> {
     // The client process is pinned to CPU 1; its core thread inherits that.
     let rt = runtime(backend, 1, false)?;
+    let lowat = notsent_lowat();
     let cfg = || {
         WriterConfig::new(args.addr.to_string())
             .max_message_size(MAX_FRAME)
             .connect_timeout(Duration::from_secs(5))
+            .notsent_lowat(lowat)
     };
     match args.workload {
         Workload::Stream | Workload::StreamClient => {

@@ -17,6 +17,7 @@ usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--
   --only-conns N[,N]...  keep only configurations with these connection counts
   --only-workload W[,W]...  keep only these workloads (exact names)
   --only-contender C[,C]...  keep only these contenders (exact names)
+  --only-size N[,N]...  keep only configurations with these message sizes
   --mtu N[,N]...    loopback MTUs (68 to 65536; a comma list, or repeat the option): every
                     selected configuration runs at each one instead of at the plan's MTUs
                     (full: stream, stream-server and stream-client at 65536, 9000 and 1500,
@@ -31,6 +32,8 @@ environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams s
               uses a BufWriter; batch: write_batch of 64; plain: Writer::write per message)
              BUFFSTREAMS_BENCH_BATCH=<bytes>  the BufferedWriter's batch size (buffered_with_capacity;
               default: Writer::buffered's, shared out per core, 64 KiB to 1 MiB)
+             BUFFSTREAMS_BENCH_LOWAT=<bytes>|none  the buffstreams writers' TCP_NOTSENT_LOWAT
+              (default: WriterConfig's, DEFAULT_NOTSENT_LOWAT)
              BUFFSTREAMS_BENCH_STD_BUF=<bytes>  the std stream client's BufWriter size (default
               64 KiB); these two are for diagnostic comparisons, the published run sets neither
              BUFFSTREAMS_BENCH_BUSY_POLL_US=<micros>  RuntimeConfig::busy_poll of both buffstreams
@@ -66,6 +69,8 @@ pub struct Options {
     pub workloads: Vec<Workload>,
     /// `--only-contender`: the contenders kept; empty keeps all.
     pub contenders: Vec<Contender>,
+    /// `--only-size`: the message sizes kept; empty keeps all.
+    pub sizes: Vec<usize>,
 }
 
 impl Options {
@@ -149,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut conns_kept = Vec::new();
     let mut workloads = Vec::new();
     let mut contenders_kept = Vec::new();
+    let mut sizes = Vec::new();
     let mut role = None;
     let mut contender = None;
     let mut workload = None;
@@ -192,6 +198,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     let c = Contender::from_name(v.trim())
                         .ok_or_else(|| format!("{arg}: no contender {v:?}"))?;
                     contenders_kept.push(c);
+                }
+            }
+            "--only-size" => {
+                for v in value()?.split(',') {
+                    sizes.push(number(arg, v.trim())?);
                 }
             }
             "--only-conns" => {
@@ -260,6 +271,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         conns: conns_kept,
         workloads,
         contenders: contenders_kept,
+        sizes,
     }))
 }
 

@@ -219,6 +219,9 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
         if !opts.workloads.is_empty() && !opts.workloads.contains(&workload) {
             continue;
         }
+        if !opts.sizes.is_empty() && !opts.sizes.contains(&size) {
+            continue;
+        }
         let core_counts: &[usize] = if multi && !opts.quick { &[1, 2] } else { &[1] };
         let listed = if opts.mtus.is_empty() {
             cell_mtus

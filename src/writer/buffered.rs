@@ -12,18 +12,8 @@ use crate::frame::{Codec, FixedHeader};
 use crate::writer::{push_error, report, Writer};
 
 /// Most bytes a [`BufferedWriter`] gathers before it hands them on by itself (a single larger
-/// message goes alone): 1 MiB, when few handles share the core and the connection's segments
-/// are large (an MSS of at least [`LARGE_MSS`]: loopback, jumbo frames).
+/// message goes alone): 1 MiB, when few handles share the core.
 pub const BUFFERED_WRITER_BYTES: usize = 1 << 20;
-
-/// Most bytes a [`BufferedWriter`] gathers on a connection whose TCP segments are smaller than
-/// [`LARGE_MSS`] (a standard 1500-byte Ethernet MTU): 256 KiB.
-pub const BUFFERED_WRITER_SMALL_MSS_BYTES: usize = 256 << 10;
-
-/// The TCP maximum segment size from which a [`BufferedWriter`] gathers up to
-/// [`BUFFERED_WRITER_BYTES`] rather than [`BUFFERED_WRITER_SMALL_MSS_BYTES`]: 8 KiB (a 9000-byte
-/// jumbo MTU gives 8948, loopback's 65,536 about 32 KiB and up; Ethernet's 1500 gives 1448).
-pub const LARGE_MSS: u32 = 8 << 10;
 
 /// Fewest bytes a [`BufferedWriter`] sized by its core gathers before it hands them on: 64 KiB,
 /// `std::io::BufWriter`'s size in the benchmark, when many handles share the core.
@@ -48,12 +38,9 @@ const LARGE_BATCH_MIN: usize = 256 << 10;
 ///
 /// **Batch size.** [`Writer::buffered`] sizes batches by how many handles share the writer's
 /// core: [`BUFFERED_WRITERS_PER_CORE`] (4 MiB) shared out among them, but never less than
-/// [`BUFFERED_WRITER_MIN_BYTES`] (64 KiB) or more than [`BUFFERED_WRITER_BYTES`] (1 MiB), or
-/// [`BUFFERED_WRITER_SMALL_MSS_BYTES`] (256 KiB) on a connection whose TCP segments are smaller
-/// than [`LARGE_MSS`] (a real network's 1500-byte MTU). On a small MTU the kernel's per-byte
-/// cost of a send grows with the bytes it has in flight (each batch is copied cold into fresh
-/// socket memory), and 256 KiB batches sent 15-50% more than 1 MiB ones in every run measured
-/// here at MTU 1500 (see the README's Sending section).
+/// [`BUFFERED_WRITER_MIN_BYTES`] (64 KiB) or more than [`BUFFERED_WRITER_BYTES`] (1 MiB). On a
+/// real network's MTU a large batch pays only with the socket's unsent bytes bounded
+/// ([`WriterConfig::notsent_lowat`](crate::WriterConfig::notsent_lowat), on by default).
 /// Large sends are what make a TCP stream cheap: on loopback 1 MiB batches cost the server a
 /// fifth less CPU per message than 64 KiB ones and the client 18% less (fewer wake-ups of the
 /// reader and fewer ACKs per byte; the figures are in the README's Sending section), while 64
@@ -132,15 +119,10 @@ impl Writer {
     }
 }
 
-/// The batch size of each of `handles` handles sharing a core, on a connection whose maximum
-/// segment size is `mss` (0: not known yet, taken as large).
-pub(crate) fn batch_bytes(handles: usize, mss: u32) -> usize {
-    let most = if mss == 0 || mss >= LARGE_MSS {
-        BUFFERED_WRITER_BYTES
-    } else {
-        BUFFERED_WRITER_SMALL_MSS_BYTES
-    };
-    (BUFFERED_WRITERS_PER_CORE / handles.max(1)).clamp(BUFFERED_WRITER_MIN_BYTES, most)
+/// The batch size of each of `handles` handles sharing a core.
+pub(crate) fn batch_bytes(handles: usize) -> usize {
+    (BUFFERED_WRITERS_PER_CORE / handles.max(1))
+        .clamp(BUFFERED_WRITER_MIN_BYTES, BUFFERED_WRITER_BYTES)
 }
 
 impl BufferedWriter<'_> {
@@ -253,9 +235,7 @@ impl BufferedWriter<'_> {
     /// Sizes batches by how many handles share the core now (unless fixed).
     fn size_batches(&mut self) {
         if !self.fixed_limit {
-            let inner = &self.writer.inner;
-            let mss = inner.mss.load(std::sync::atomic::Ordering::Relaxed);
-            self.limit = batch_bytes(inner.core.pool().batchers(), mss);
+            self.limit = batch_bytes(self.writer.inner.core.pool().batchers());
         }
     }
 

@@ -127,6 +127,7 @@ pub struct WriterConfig {
     /// The settings shared with [`ListenerConfig`](crate::ListenerConfig), and their setters.
     pub(crate) options: StreamOptions,
     pub(crate) connect_timeout: Duration,
+    pub(crate) notsent_lowat: Option<u32>,
     pub(crate) handler: Option<MessageHandler>,
     pub(crate) retry: RetryPolicy,
     pub(crate) background_connect: bool,
@@ -134,6 +135,9 @@ pub struct WriterConfig {
 }
 
 forward_stream_options!(WriterConfig);
+
+/// A writer's default [`WriterConfig::notsent_lowat`]: 128 KiB.
+pub const DEFAULT_NOTSENT_LOWAT: u32 = 128 << 10;
 
 impl WriterConfig {
     /// Dial `address`. Defaults: u32 big-endian length prefix, 8 MiB maximum, 5 s connect
@@ -148,6 +152,7 @@ impl WriterConfig {
             address: address.into(),
             options: StreamOptions::default(),
             connect_timeout: Duration::from_secs(5),
+            notsent_lowat: Some(DEFAULT_NOTSENT_LOWAT),
             handler: None,
             retry: RetryPolicy::default(),
             background_connect: false,
@@ -182,6 +187,23 @@ impl WriterConfig {
     /// How long a (re)connect may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most bytes the kernel holds unsent in the socket (`TCP_NOTSENT_LOWAT`) before a send
+    /// waits (default [`DEFAULT_NOTSENT_LOWAT`], 128 KiB; `None` leaves the kernel's default,
+    /// no limit but the send buffer). A batch is then copied into the socket as the network
+    /// takes it rather than ahead of it, so the memory it is copied into is still in cache:
+    /// on a 1500-byte MTU this made a `BufferedWriter` 1.3-1.6x faster (see the README's
+    /// Sending section). It also makes the socket report itself writable only below the mark,
+    /// to `poll` and to the core's sends alike.
+    ///
+    /// ```
+    /// use buffstreams::WriterConfig;
+    /// let cfg = WriterConfig::new("127.0.0.1:5031").notsent_lowat(Some(256 * 1024));
+    /// ```
+    pub fn notsent_lowat(mut self, bytes: Option<u32>) -> Self {
+        self.notsent_lowat = bytes;
         self
     }
 

@@ -121,9 +121,10 @@ impl WriterInner {
         stream
             .set_nodelay(true)
             .map_err(|source| DialError::Connect { addr, source })?;
-        // Batch sizes follow the path's segment size; unknown (an error) keeps the last one.
-        if let Ok(mss) = socket2::SockRef::from(&stream).tcp_mss() {
-            self.mss.store(mss, Ordering::Relaxed);
+        if let Some(lowat) = self.notsent_lowat {
+            socket2::SockRef::from(&stream)
+                .set_tcp_notsent_lowat(lowat)
+                .map_err(|source| DialError::Connect { addr, source })?;
         }
         let info = ConnInfo {
             id: next_conn_id(),

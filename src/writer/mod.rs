@@ -15,9 +15,8 @@ use bytes::{Bytes, BytesMut};
 
 pub use buffered::{
     BufferedWriter, BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
-    BUFFERED_WRITER_SMALL_MSS_BYTES, LARGE_MSS,
 };
-pub use config::{RetryPolicy, WriterConfig};
+pub use config::{RetryPolicy, WriterConfig, DEFAULT_NOTSENT_LOWAT};
 pub use future::WriteFuture;
 
 use crate::conn::split_frames;
@@ -80,9 +79,8 @@ struct WriterInner {
     current: Mutex<Option<ConnInfo>>,
     /// Failed attempts in the current outage.
     attempts: AtomicU32,
-    /// The TCP maximum segment size of the last connection (0 before the first): batch sizes
-    /// follow it (see [`BufferedWriter`]).
-    mss: AtomicU32,
+    /// `TCP_NOTSENT_LOWAT` for each connection.
+    notsent_lowat: Option<u32>,
     /// What was logged of the current outage: one event when it starts, one when it ends or
     /// the policy gives up, never one per write.
     outage: AtomicU8,
@@ -155,7 +153,7 @@ impl Writer {
             on_failed: config.on_failed,
             current: Mutex::new(None),
             attempts: AtomicU32::new(0),
-            mss: AtomicU32::new(0),
+            notsent_lowat: config.notsent_lowat,
             outage: AtomicU8::new(OUTAGE_NONE),
             me: me.clone(),
             runtime: runtime.clone(),
