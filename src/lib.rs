@@ -107,7 +107,7 @@ pub use options::{
 };
 pub use writer::{
     BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITERS_PER_CORE,
-    BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES, DEFAULT_NOTSENT_LOWAT,
+    BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES, DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS,
 };
 
 /// The oldest kernel the io_uring engine supports, as `(major, minor)`.

@@ -110,12 +110,12 @@ pub fn server(backend: Backend, args: &ServerArgs) -> Result<ServerHandle, Start
 }
 
 /// `BUFFSTREAMS_BENCH_LOWAT`: the writers' `TCP_NOTSENT_LOWAT` in bytes, or `none` (unset:
-/// the library's default).
-fn notsent_lowat() -> Option<u32> {
+/// the library's default, which depends on the segment size).
+fn notsent_lowat() -> Option<Option<u32>> {
     match std::env::var("BUFFSTREAMS_BENCH_LOWAT") {
-        Ok(v) if v == "none" => None,
-        Ok(v) => v.parse().ok().or(Some(buffstreams::DEFAULT_NOTSENT_LOWAT)),
-        Err(_) => Some(buffstreams::DEFAULT_NOTSENT_LOWAT),
+        Ok(v) if v == "none" => Some(None),
+        Ok(v) => v.parse().ok().map(Some),
+        Err(_) => None,
     }
 }
 
@@ -127,7 +127,10 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
         WriterConfig::new(args.addr.to_string())
             .max_message_size(MAX_FRAME)
             .connect_timeout(Duration::from_secs(5))
-            .notsent_lowat(lowat)
+    };
+    let cfg = || match lowat {
+        Some(lowat) => cfg().notsent_lowat(lowat),
+        None => cfg(),
     };
     match args.workload {
         Workload::Stream | Workload::StreamClient => {

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::config::{DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS};
 use super::{report, WriterInner, OUTAGE_GAVE_UP, OUTAGE_LOGGED, OUTAGE_NONE};
 use crate::conn::Conn;
 use crate::engine::core::next_conn_id;
@@ -121,9 +122,18 @@ impl WriterInner {
         stream
             .set_nodelay(true)
             .map_err(|source| DialError::Connect { addr, source })?;
-        if let Some(lowat) = self.notsent_lowat {
-            socket2::SockRef::from(&stream)
-                .set_tcp_notsent_lowat(lowat)
+        let sock = socket2::SockRef::from(&stream);
+        let lowat = match self.notsent_lowat {
+            Some(chosen) => chosen,
+            // By the path: a real network's segments, or loopback's (an unknown MSS counts as
+            // small).
+            None => match sock.tcp_mss() {
+                Ok(mss) if mss >= LOWAT_MAX_MSS => None,
+                _ => Some(DEFAULT_NOTSENT_LOWAT),
+            },
+        };
+        if let Some(lowat) = lowat {
+            sock.set_tcp_notsent_lowat(lowat)
                 .map_err(|source| DialError::Connect { addr, source })?;
         }
         let info = ConnInfo {

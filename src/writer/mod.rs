@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 pub use buffered::{
     BufferedWriter, BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
 };
-pub use config::{RetryPolicy, WriterConfig, DEFAULT_NOTSENT_LOWAT};
+pub use config::{RetryPolicy, WriterConfig, DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS};
 pub use future::WriteFuture;
 
 use crate::conn::split_frames;
@@ -79,8 +79,8 @@ struct WriterInner {
     current: Mutex<Option<ConnInfo>>,
     /// Failed attempts in the current outage.
     attempts: AtomicU32,
-    /// `TCP_NOTSENT_LOWAT` for each connection.
-    notsent_lowat: Option<u32>,
+    /// `TCP_NOTSENT_LOWAT` for each connection (`None`: by the segment size).
+    notsent_lowat: Option<Option<u32>>,
     /// What was logged of the current outage: one event when it starts, one when it ends or
     /// the policy gives up, never one per write.
     outage: AtomicU8,

@@ -134,3 +134,28 @@ pub fn runtime_on(backend: Backend, cores: usize) -> RuntimeConfig {
         ..RuntimeConfig::default()
     }
 }
+
+/// Anonymous network namespaces with a given loopback MTU (the benchmark's `--mtu` code).
+#[path = "../../benches/throughput/netns.rs"]
+pub mod netns;
+
+/// Runs `f` on a thread of its own inside a new network namespace whose loopback has MTU `mtu`
+/// (threads `f` starts, such as a runtime's cores, are in it too; the namespace is freed when
+/// the last of them ends). `Err` if it cannot be made: that needs root (CI runs as root).
+pub fn in_namespace_with_mtu<T: Send + 'static>(
+    mtu: u32,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let ns = netns::with_loopback_mtu(mtu)?;
+    std::thread::spawn(move || {
+        // SAFETY: setns takes a descriptor and flags and touches no memory of ours; `ns` is an
+        // open network-namespace descriptor for the whole call. It moves only this thread.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(f())
+    })
+    .join()
+    .expect("the namespace thread panicked")
+}
