@@ -53,13 +53,12 @@ fn echo_listener(runtime: &Runtime) -> Listener {
     .expect("bind")
 }
 
-/// `rounds` round trips through a `Writer` whose `on_message` handler hands each reply back to
-/// this thread, which checks it and writes the next message only then (one outstanding).
-fn ping_pong(writer_runtime: &Runtime, addr: SocketAddr, rounds: u32) {
+/// A writer to `addr` on `runtime` whose `on_message` handler hands each reply to the receiver.
+fn replying_writer(runtime: &Runtime, addr: SocketAddr) -> (Writer, mpsc::Receiver<Vec<u8>>) {
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let tx = Mutex::new(tx);
     let writer = Writer::dial_on(
-        writer_runtime,
+        runtime,
         WriterConfig::new(addr.to_string()).on_message(move |reply, _| {
             let _ = tx
                 .lock()
@@ -69,6 +68,13 @@ fn ping_pong(writer_runtime: &Runtime, addr: SocketAddr, rounds: u32) {
         }),
     )
     .expect("dial");
+    (writer, rx)
+}
+
+/// `rounds` round trips through a `Writer` whose `on_message` handler hands each reply back to
+/// this thread, which checks it and writes the next message only then (one outstanding).
+fn ping_pong(writer_runtime: &Runtime, addr: SocketAddr, rounds: u32) {
+    let (writer, rx) = replying_writer(writer_runtime, addr);
     for i in 0..rounds {
         let msg = message(i);
         writer.write(&msg).expect("write");
@@ -398,19 +404,7 @@ fn sqpoll_wakes() {
         return;
     };
     let listener = echo_listener(&server);
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let tx = Mutex::new(tx);
-    let writer = Writer::dial_on(
-        &client,
-        WriterConfig::new(listener.local_addr().to_string()).on_message(move |reply, _| {
-            let _ = tx
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .send(reply.to_vec());
-            Ok(())
-        }),
-    )
-    .expect("dial");
+    let (writer, rx) = replying_writer(&client, listener.local_addr());
     for i in 0..5u32 {
         std::thread::sleep(Duration::from_millis(50));
         let mut peer = TcpStream::connect(listener.local_addr()).expect("connect");

@@ -122,28 +122,13 @@ mod loom_model {
     /// The core's loop: take what is published; when there is nothing, announce sleep and
     /// block on the eventfd (a spin that yields to loom) unless work arrived meanwhile.
     fn run_core(core: &Core, expected: usize) -> Vec<u32> {
-        let mut got = Vec::new();
-        while got.len() < expected {
-            if core.bell.take() {
-                got.append(&mut core.commands.lock().unwrap());
-                continue;
-            }
-            core.announced.fetch_add(1, Ordering::SeqCst);
-            if core.bell.about_to_sleep() {
-                // Blocked in the kernel until a sender writes the eventfd.
-                while core.eventfd.load(Ordering::SeqCst) == 0 {
-                    thread::yield_now();
-                }
-                core.eventfd.store(0, Ordering::SeqCst);
-            }
-            core.bell.awake();
-        }
-        got
+        run_spinning_core(core, expected, 0)
     }
 
     /// The loop of a core that busy polls: before it announces sleep, it peeks at the pending
     /// flag `spins` times (a read, and a yield standing for the spin's other checks), taking
-    /// the work if it shows; then it sleeps as [`run_core`] does.
+    /// the work if it shows; then it announces sleep and blocks on the eventfd (a spin that
+    /// yields to loom) unless work arrived meanwhile. With no spins, a core that does not poll.
     fn run_spinning_core(core: &Core, expected: usize, spins: usize) -> Vec<u32> {
         let mut got = Vec::new();
         while got.len() < expected {
@@ -160,6 +145,7 @@ mod loom_model {
             }
             core.announced.fetch_add(1, Ordering::SeqCst);
             if core.bell.about_to_sleep() {
+                // Blocked in the kernel until a sender writes the eventfd.
                 while core.eventfd.load(Ordering::SeqCst) == 0 {
                     thread::yield_now();
                 }
