@@ -263,6 +263,11 @@ impl Writer {
     /// Sends what is queued (waiting at most `timeout`, through a reconnect if one is under
     /// way), closes the connection, and returns every message that was accepted but not handed
     /// to the kernel. Closes the writer for all its clones.
+    ///
+    /// When everything was handed to the kernel, this returns without waiting for the owning
+    /// core: the core closes the socket on its next turn, and the peer gets every byte, then
+    /// the end of the stream. Otherwise it waits (at most 5 s more) for the core to cut the
+    /// connection, so that what the kernel had not taken comes back in `Unsent`.
     pub fn close_timeout(&self, timeout: Duration) -> Result<(), Unsent> {
         self.inner.close(timeout)
     }
