@@ -128,9 +128,18 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
             .max_message_size(MAX_FRAME)
             .connect_timeout(Duration::from_secs(5))
     };
-    let cfg = || match lowat {
-        Some(lowat) => cfg().notsent_lowat(lowat),
-        None => cfg(),
+    let queue = std::env::var("BUFFSTREAMS_BENCH_QUEUE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let cfg = || {
+        let cfg = match lowat {
+            Some(lowat) => cfg().notsent_lowat(lowat),
+            None => cfg(),
+        };
+        match queue {
+            Some(bytes) => cfg.send_queue_bytes(bytes),
+            None => cfg,
+        }
     };
     match args.workload {
         Workload::Stream | Workload::StreamClient => {

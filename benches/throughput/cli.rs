@@ -34,6 +34,8 @@ environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams s
               default: Writer::buffered's, shared out per core, 64 KiB to 1 MiB)
              BUFFSTREAMS_BENCH_LOWAT=<bytes>|none  the buffstreams writers' TCP_NOTSENT_LOWAT
               (default: WriterConfig's, DEFAULT_NOTSENT_LOWAT)
+             BUFFSTREAMS_BENCH_QUEUE=<bytes>  the buffstreams writers' send_queue_bytes (default:
+              the library's, DEFAULT_SEND_QUEUE_BYTES)
              BUFFSTREAMS_BENCH_STD_BUF=<bytes>  the std stream client's BufWriter size (default
               64 KiB); these two are for diagnostic comparisons, the published run sets neither
              BUFFSTREAMS_BENCH_BUSY_POLL_US=<micros>  RuntimeConfig::busy_poll of both buffstreams

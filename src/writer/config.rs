@@ -146,7 +146,7 @@ pub const LOWAT_MAX_MSS: u32 = 16 << 10;
 
 impl WriterConfig {
     /// Dial `address`. Defaults: u32 big-endian length prefix, 8 MiB maximum, 5 s connect
-    /// timeout, 256 KiB send queue.
+    /// timeout, 1 MiB send queue.
     ///
     /// ```
     /// use buffstreams::{Framing, WriterConfig};
