@@ -9,10 +9,12 @@
 //! core-local list instead of sending a command.
 //!
 //! One sender at a time keeps the byte order (`Sender`): the core while its outbox holds
-//! chunks, or a producer thread handing on a `BufferedWriter` batch, which sends straight from
-//! its own thread with nonblocking `sendmsg`s when nobody else is sending (no hand-off to the
-//! core's thread; if the socket is full it waits for room, as a blocking write would, for at
-//! most 100 ms). What such a send leaves goes back to the front of the queue for the core.
+//! chunks, or a producer thread handing on a `BufferedWriter` batch or flushing the queue, which
+//! sends straight from its own thread with blocking `sendmsg`s when nobody else is sending (no
+//! hand-off to the core's thread; if the socket is full the kernel waits for room, as for a
+//! blocking write, for at most the socket's `SO_SNDTIMEO`, 100 ms). A writer's socket is handed
+//! to its queue at the dial, before the core takes the connection in, so that such sends need
+//! not wait for it. What such a send leaves goes back to the front of the queue for the core.
 //! `producer.rs` holds the producers' side, `core_side.rs` the core's.
 //!
 //! The queue bounds the bytes it holds (waiting plus in flight): a full queue makes writers wait
