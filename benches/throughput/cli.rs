@@ -179,39 +179,19 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--warmup" => warmup = Some(seconds(arg, &value()?)?),
             "--window" => window = Some(seconds(arg, &value()?)?),
             "--client-cpu" => client_cpu = number(arg, &value()?)?,
-            "--mtu" => {
-                for v in value()?.split(',') {
-                    match number(arg, v.trim())? {
-                        // IPv4's minimum (below it lo loses 127.0.0.1) to loopback's default.
-                        mtu @ 68..=65536 => mtus.push(mtu as u32),
-                        _ => return Err(format!("{arg}: {v:?} is not an MTU in 68..=65536")),
-                    }
-                }
-            }
-            "--only-workload" => {
-                for v in value()?.split(',') {
-                    let w = Workload::from_name(v.trim())
-                        .ok_or_else(|| format!("{arg}: no workload {v:?}"))?;
-                    workloads.push(w);
-                }
-            }
-            "--only-contender" => {
-                for v in value()?.split(',') {
-                    let c = Contender::from_name(v.trim())
-                        .ok_or_else(|| format!("{arg}: no contender {v:?}"))?;
-                    contenders_kept.push(c);
-                }
-            }
-            "--only-size" => {
-                for v in value()?.split(',') {
-                    sizes.push(number(arg, v.trim())?);
-                }
-            }
-            "--only-conns" => {
-                for v in value()?.split(',') {
-                    conns_kept.push(number(arg, v.trim())?);
-                }
-            }
+            "--mtu" => list(&value()?, &mut mtus, |v| match number(arg, v)? {
+                // IPv4's minimum (below it lo loses 127.0.0.1) to loopback's default.
+                mtu @ 68..=65536 => Ok(mtu as u32),
+                _ => Err(format!("{arg}: {v:?} is not an MTU in 68..=65536")),
+            })?,
+            "--only-workload" => list(&value()?, &mut workloads, |v| {
+                Workload::from_name(v).ok_or_else(|| format!("{arg}: no workload {v:?}"))
+            })?,
+            "--only-contender" => list(&value()?, &mut contenders_kept, |v| {
+                Contender::from_name(v).ok_or_else(|| format!("{arg}: no contender {v:?}"))
+            })?,
+            "--only-size" => list(&value()?, &mut sizes, |v| number(arg, v))?,
+            "--only-conns" => list(&value()?, &mut conns_kept, |v| number(arg, v))?,
             "--role" => {
                 role = Some(match value()?.as_str() {
                     "server" => Role::Server,
@@ -275,6 +255,18 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         contenders: contenders_kept,
         sizes,
     }))
+}
+
+/// Parses a comma list (`a,b,c`; the option may also be repeated) onto `into`.
+fn list<T>(
+    value: &str,
+    into: &mut Vec<T>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<(), String> {
+    for v in value.split(',') {
+        into.push(parse(v.trim())?);
+    }
+    Ok(())
 }
 
 fn number(flag: &str, v: &str) -> Result<usize, String> {

@@ -213,13 +213,10 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
     };
     let mut out = Vec::new();
     for &(workload, size, conns, multi, cell_mtus) in cells {
-        if !opts.conns.is_empty() && !opts.conns.contains(&conns) {
-            continue;
-        }
-        if !opts.workloads.is_empty() && !opts.workloads.contains(&workload) {
-            continue;
-        }
-        if !opts.sizes.is_empty() && !opts.sizes.contains(&size) {
+        if !keeps(&opts.conns, &conns)
+            || !keeps(&opts.workloads, &workload)
+            || !keeps(&opts.sizes, &size)
+        {
             continue;
         }
         let core_counts: &[usize] = if multi && !opts.quick { &[1, 2] } else { &[1] };
@@ -240,7 +237,7 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
                 .into_iter()
                 .filter(|c| cores == 1 || c.multi_core())
                 .filter(|c| opts.selects(workload.name(), c.name()))
-                .filter(|c| opts.contenders.is_empty() || opts.contenders.contains(c))
+                .filter(|c| keeps(&opts.contenders, c))
                 .collect();
             if contenders.is_empty() {
                 continue;
@@ -258,4 +255,9 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
         }
     }
     out
+}
+
+/// An `--only-*` list keeps `x`: it is empty (keeps everything) or names it.
+fn keeps<T: PartialEq>(list: &[T], x: &T) -> bool {
+    list.is_empty() || list.contains(x)
 }

@@ -21,7 +21,9 @@ impl Core {
         cqes.clear();
         cqes.extend(self.io.ring.completion());
         self.io.lone_turn = cqes.len() <= 1;
-        self.reaped_work = cqes.iter().any(|c| c.user_data() >> 56 != OP_TIMER);
+        // Only busy polling asks (a pass over the batch the loop need not make otherwise).
+        self.reaped_work =
+            self.spin.is_some() && cqes.iter().any(|c| c.user_data() >> 56 != OP_TIMER);
         for cqe in &cqes {
             let data = cqe.user_data();
             let (res, flags) = (cqe.result(), cqe.flags());

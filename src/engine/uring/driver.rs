@@ -53,7 +53,7 @@ pub(crate) struct Core {
     /// The last completions reaped held more than the timer's (see [`Core::busy_poll`]).
     pub(super) reaped_work: bool,
     /// `RuntimeConfig::busy_poll`: how long to poll before sleeping.
-    spin: Option<Duration>,
+    pub(super) spin: Option<Duration>,
     /// How busy polling sees completions.
     poll_mode: PollMode,
     /// A kernel thread polls the submission queue: submitting needs no enter while it is awake.
