@@ -76,6 +76,13 @@ pub(crate) trait Session: Send {
     /// it filled up again.
     fn resume(&mut self) -> Result<Delivered, ConnError>;
 
+    /// The most the kernel should hand this connection in one receive now, if the session
+    /// wants less than the engine's slow start would give (see `engine::conns::credit`): the
+    /// engine then limits the receive to this (but never below its minimum credit).
+    fn recv_credit(&self) -> Option<usize> {
+        None
+    }
+
     /// The peer closed its side. Returns an error if that cut a message short.
     fn on_eof(&mut self) -> Result<(), ConnError>;
 

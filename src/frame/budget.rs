@@ -88,6 +88,8 @@ impl Stake {
 pub struct AssemblyBudget {
     limit: usize,
     used: AtomicUsize,
+    /// Received bytes stopped streams keep (see `charge`).
+    held: AtomicUsize,
     /// Decoders that found the budget short, woken (all of them) when memory comes back.
     waiters: Mutex<Vec<Waker>>,
     /// Whether `waiters` may be non-empty: a release skips the lock when nobody waits.
@@ -122,6 +124,7 @@ impl AssemblyBudget {
         AssemblyBudget {
             limit,
             used: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             waiters: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
             policy,
@@ -169,6 +172,30 @@ impl AssemblyBudget {
                 used.checked_add(bytes).filter(|&total| total <= self.limit)
             })
             .is_ok()
+    }
+
+    /// Counts `bytes` of received data that stopped streams keep (returned by
+    /// [`uncharge`](Self::uncharge)). They exist already, so nothing refuses them; they do not
+    /// hold up frames either (a stream waiting for a frame's admission would otherwise wait for
+    /// its own bytes), but they count in [`under_pressure`](Self::under_pressure).
+    pub(crate) fn charge(&self, bytes: usize) {
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Returns `bytes` counted by [`charge`](Self::charge).
+    pub(crate) fn uncharge(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of received data that stopped streams keep now (see [`charge`](Self::charge)).
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Whether frames reserved and bytes held together reach half the limit: streams should
+    /// then be handed little beyond the frame they are assembling.
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.used().saturating_add(self.held()) >= self.limit / 2
     }
 
     /// Returns `bytes` reserved earlier and wakes every waiting decoder.

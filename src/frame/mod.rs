@@ -44,6 +44,7 @@
 //! # Ok::<(), buffstreams::FrameError>(())
 //! ```
 
+mod assembly;
 pub(crate) mod budget;
 mod buffstreams;
 mod decoder;

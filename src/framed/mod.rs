@@ -9,9 +9,9 @@
 
 mod channel_sink;
 mod handler;
+mod held;
 pub(crate) mod watchdog;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use crate::frame::{AssemblyBudget, BudgetPolicy, Decoder};
 use crate::handler::{HandlerErrorPolicy, MessageHandler};
 
 use self::channel_sink::ChannelSink;
+use self::held::Held;
 use self::watchdog::{Timeouts, Watchdog};
 
 /// Where decoded messages go.
@@ -78,10 +79,10 @@ pub(crate) struct FramedSession {
     /// Reading is stopped: the channel is full or the budget short.
     paused: bool,
     /// Received bytes not yet decoded while paused: the rest of the chunk that stopped it, then
-    /// the chunks already in flight when reading stopped, each kept at its exact size.
-    held: VecDeque<Vec<u8>>,
-    /// Bytes of the first held chunk already decoded.
-    held_head: usize,
+    /// the chunks already in flight when reading stopped.
+    held: Held,
+    /// The listener's budget, which the frames assembled and the bytes held are paid from.
+    budget: Option<Arc<AssemblyBudget>>,
     /// Messages delivered so far (the watchdog tells frames apart by it).
     delivered: u64,
     watchdog: Option<Watchdog>,
@@ -96,7 +97,7 @@ impl FramedSession {
         limits: SessionLimits,
     ) -> FramedSession {
         let codec = *conn.codec();
-        let decoder = match limits.budget {
+        let decoder = match limits.budget.clone() {
             Some(budget) => Decoder::with_budget(codec, budget, conn.resume_waker()),
             None => Decoder::new(codec),
         };
@@ -111,8 +112,8 @@ impl FramedSession {
             policy,
             on_close,
             paused: false,
-            held: VecDeque::new(),
-            held_head: 0,
+            held: Held::new(limits.budget.clone()),
+            budget: limits.budget,
             delivered: 0,
             watchdog: limits
                 .timeouts
@@ -158,9 +159,7 @@ impl Session for FramedSession {
         }
         if self.paused {
             // In flight when reading stopped: keep it for `resume`.
-            if !data.is_empty() {
-                self.held.push_back(data.to_vec());
-            }
+            self.held.push(data);
             return Ok(Delivered {
                 messages: 0,
                 paused: true,
@@ -168,9 +167,7 @@ impl Session for FramedSession {
         }
         let fed = self.feed(data)?;
         if self.paused {
-            if let Some(rest) = data.get(fed.used..).filter(|rest| !rest.is_empty()) {
-                self.held.push_back(rest.to_vec());
-            }
+            self.held.push(data.get(fed.used..).unwrap_or_default());
         }
         Ok(Delivered {
             messages: fed.messages,
@@ -184,32 +181,36 @@ impl Session for FramedSession {
         }
         self.paused = false;
         let mut held = std::mem::take(&mut self.held);
-        let mut head = self.held_head;
         let mut messages = 0;
         let result = loop {
             let Some(chunk) = held.front() else {
                 break Ok(());
             };
-            let fed = match self.feed(chunk.get(head..).unwrap_or_default()) {
+            let fed = match self.feed(chunk) {
                 Ok(fed) => fed,
                 Err(err) => break Err(err),
             };
             messages += fed.messages;
-            head += fed.used;
-            if head >= chunk.len() {
-                held.pop_front();
-                head = 0;
-            }
+            held.consume(fed.used);
             if self.paused {
                 break Ok(());
             }
         };
         self.held = held;
-        self.held_head = head;
         result.map(|()| Delivered {
             messages,
             paused: self.paused,
         })
+    }
+
+    fn recv_credit(&self) -> Option<usize> {
+        // A listener whose budget is at least half spent hands each connection little more
+        // than the frame it is assembling (already paid for), so what a stop leaves waiting
+        // stays small however many connections stop.
+        let budget = self.budget.as_ref()?;
+        budget
+            .under_pressure()
+            .then(|| self.decoder.frame_remaining())
     }
 
     fn on_eof(&mut self) -> Result<(), ConnError> {

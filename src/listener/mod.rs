@@ -244,6 +244,14 @@ impl Listener {
         self.inner.budget.as_ref().map_or(0, |b| b.used())
     }
 
+    /// Bytes received now by stopped connections (their channel full, or waiting for the budget)
+    /// and kept until they read again: what the kernel had handed them when they stopped. Each
+    /// receive is limited (see [`partial_frame_budget`](ListenerConfig::partial_frame_budget)),
+    /// so this stays at a few KiB per stopped connection while the budget is under pressure.
+    pub fn held_bytes(&self) -> usize {
+        self.inner.budget.as_ref().map_or(0, |b| b.held())
+    }
+
     /// The live connections (accepted and not yet closed), by id.
     pub fn connections(&self) -> Vec<ConnInfo> {
         let mut infos: Vec<ConnInfo> = self

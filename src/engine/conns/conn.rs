@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
+use super::credit::RecvCredit;
 use super::{Conns, Io, Sending, MAX_SENDS_PER_CALL};
 use crate::engine::conns::ConnKey;
 use crate::engine::send::outbox::Outbox;
@@ -37,6 +38,8 @@ pub(super) struct Conn<X> {
     opener: ListenerRef,
     /// The session's consumer is full: nothing is read until it resumes.
     paused: bool,
+    /// How much the kernel may hand it before the core looks (see [`super::credit`]).
+    credit: RecvCredit,
     /// The peer's EOF arrived while paused; handled after the held-back data is delivered.
     eof_pending: bool,
     /// Closing, for this reason (the first one given wins).
@@ -77,6 +80,7 @@ impl<I: Io> Conns<I> {
             out: Outbox::new(),
             opener,
             paused: false,
+            credit: RecvCredit::default(),
             eof_pending: false,
             closing: None,
             close_when_flushed: false,
@@ -86,7 +90,7 @@ impl<I: Io> Conns<I> {
         self.stats.connections += 1;
         let waiting = sendq.attach(key.to_u64(), fd);
         let opened = match self.conns.get_mut(key) {
-            Some(c) => io.open(key, &c.fd, &mut c.io),
+            Some(c) => io.open(key, &c.fd, c.credit.bytes(None), &mut c.io),
             None => Ok(()),
         };
         match opened {
@@ -118,6 +122,7 @@ impl<I: Io> Conns<I> {
                 self.stats.messages_received += done.messages;
                 if done.paused && !c.paused {
                     c.paused = true;
+                    c.credit.reset();
                     io.stop_reading(key, &mut c.io);
                 }
                 if c.paused {
@@ -195,7 +200,23 @@ impl<I: Io> Conns<I> {
         };
         match close {
             Some(reason) => self.close(key, reason, io),
-            None => io.read(key, &c.fd, &mut c.io),
+            None => {
+                let credit = credit_of(c);
+                io.read(key, &c.fd, credit, &mut c.io)
+            }
+        }
+    }
+
+    /// How many bytes the kernel may hand `key` in its next receive (see [`super::credit`]).
+    pub(crate) fn recv_credit(&self, key: ConnKey) -> u32 {
+        self.conns.get(key).map_or(0, credit_of)
+    }
+
+    /// A receive of `key` used all of its credit and the connection reads on: it may be handed
+    /// more next time.
+    pub(crate) fn credit_used_up(&mut self, key: ConnKey) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.credit.grow();
         }
     }
 
@@ -323,6 +344,12 @@ impl<I: Io> Conns<I> {
             self.close(key, CloseReason::Local, io);
         }
     }
+}
+
+/// The credit of `c`'s next receive: its own, capped by what its session asks for.
+fn credit_of<X>(c: &Conn<X>) -> u32 {
+    c.credit
+        .bytes(c.session.as_ref().and_then(|s| s.recv_credit()))
 }
 
 fn io_error(err: io::Error) -> CloseReason {

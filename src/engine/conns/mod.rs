@@ -17,6 +17,7 @@
 //! `conn.rs` holds a connection's transitions, `listener.rs` a listener's, `slab.rs` the slots.
 
 mod conn;
+pub(crate) mod credit;
 mod listener;
 mod slab;
 #[cfg(test)]
@@ -46,11 +47,17 @@ pub(crate) trait Io {
     type Listener: Default;
 
     /// A connection joined the table: start watching its socket (epoll registers it; io_uring
-    /// arms its receive). An error closes it.
-    fn open(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut Self::Conn) -> io::Result<()>;
-    /// Its reader has room again: read it (io_uring re-arms the receive; epoll reads it on its
-    /// next turn, which also finds an EOF that came meanwhile).
-    fn read(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut Self::Conn);
+    /// arms its receive, limited to `credit` bytes; see [`credit`]). An error closes it.
+    fn open(
+        &mut self,
+        key: ConnKey,
+        fd: &OwnedFd,
+        credit: u32,
+        state: &mut Self::Conn,
+    ) -> io::Result<()>;
+    /// Its reader has room again: read it (io_uring re-arms the receive, limited to `credit`
+    /// bytes; epoll reads it on its next turn, which also finds an EOF that came meanwhile).
+    fn read(&mut self, key: ConnKey, fd: &OwnedFd, credit: u32, state: &mut Self::Conn);
     /// Its reader is full: stop reading until [`Io::read`] (io_uring cancels the multishot
     /// receive; what it had already posted still arrives and is held by the session).
     fn stop_reading(&mut self, key: ConnKey, state: &mut Self::Conn);

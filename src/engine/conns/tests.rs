@@ -47,6 +47,8 @@ struct Fake {
     calls: Vec<Call>,
     /// Sends complete at once, taking at most this many bytes each (like epoll).
     sync: Option<usize>,
+    /// The credit of every receive armed, in order.
+    credits: Vec<u32>,
 }
 
 impl Fake {
@@ -59,13 +61,21 @@ impl Io for Fake {
     type Conn = FakeConn;
     type Listener = FakeListener;
 
-    fn open(&mut self, key: ConnKey, _fd: &OwnedFd, state: &mut FakeConn) -> io::Result<()> {
+    fn open(
+        &mut self,
+        key: ConnKey,
+        _fd: &OwnedFd,
+        credit: u32,
+        state: &mut FakeConn,
+    ) -> io::Result<()> {
         self.calls.push(Call::Open(key));
+        self.credits.push(credit);
         state.reading = self.sync.is_none();
         Ok(())
     }
-    fn read(&mut self, key: ConnKey, _fd: &OwnedFd, state: &mut FakeConn) {
+    fn read(&mut self, key: ConnKey, _fd: &OwnedFd, credit: u32, state: &mut FakeConn) {
         self.calls.push(Call::Read(key));
+        self.credits.push(credit);
         state.reading = self.sync.is_none();
     }
     fn stop_reading(&mut self, key: ConnKey, _state: &mut FakeConn) {

@@ -24,6 +24,7 @@ impl Core {
             if !self.conns.wants_read(key) {
                 return;
             }
+            let credit = self.conns.recv_credit(key);
             let Some((fd, state)) = self.conns.io_state(key) else {
                 return;
             };
@@ -34,20 +35,27 @@ impl Core {
             }
             reads += 1;
             let read_closed = state.read_closed;
-            let received = sys::recv(fd.as_fd(), &mut self.buf);
+            // At most the connection's credit: what a stop leaves waiting in its session.
+            let want = (credit as usize).clamp(1, self.buf.len());
+            let received = sys::recv(fd.as_fd(), &mut self.buf[..want]);
             let io = &mut self.io;
             match received {
                 Ok(0) => {
                     self.conns.eof(key, io);
                     return;
                 }
-                Ok(n) => match self.conns.data(key, &self.buf[..n], io) {
-                    // A short read took everything there was; data arriving after it raises a
-                    // new edge.
-                    Flow::Read if n < self.buf.len() && !read_closed => return,
-                    Flow::Read => {}
-                    Flow::Paused | Flow::Closed => return,
-                },
+                Ok(n) => {
+                    if n == want {
+                        self.conns.credit_used_up(key);
+                    }
+                    match self.conns.data(key, &self.buf[..n], io) {
+                        // A short read took everything there was; data arriving after it raises a
+                        // new edge.
+                        Flow::Read if n < want && !read_closed => return,
+                        Flow::Read => {}
+                        Flow::Paused | Flow::Closed => return,
+                    }
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {

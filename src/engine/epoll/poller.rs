@@ -69,7 +69,14 @@ impl Io for Poller {
     type Conn = Watch;
     type Listener = ();
 
-    fn open(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut Watch) -> io::Result<()> {
+    fn open(
+        &mut self,
+        key: ConnKey,
+        fd: &OwnedFd,
+        _credit: u32,
+        state: &mut Watch,
+    ) -> io::Result<()> {
+        // The read passes ask for the credit at each read.
         // Edge-triggered: a socket that is readable already reports so at once.
         self.register(
             fd,
@@ -80,7 +87,7 @@ impl Io for Poller {
         Ok(())
     }
 
-    fn read(&mut self, key: ConnKey, _fd: &OwnedFd, state: &mut Watch) {
+    fn read(&mut self, key: ConnKey, _fd: &OwnedFd, _credit: u32, state: &mut Watch) {
         // No edge comes for bytes that arrived while paused: read next turn.
         state.want_read = true;
         self.schedule(key, state);

@@ -63,12 +63,17 @@ impl Core {
             }
             return;
         };
+        let limited = state.recv_limited();
         let cancelled = if more {
             state.recv_cancelled()
         } else {
             self.io.ops -= 1;
             state.recv_ended()
         };
+        if res > 0 && !more && limited {
+            // The receive delivered all of its credit.
+            self.conns.credit_used_up(key);
+        }
         let io = &mut self.io;
         if res > 0 {
             match filled.as_ref().map(|f| self.bufs.bytes(f)) {
@@ -93,6 +98,15 @@ impl Core {
             if !more {
                 self.rearm.push(key);
             }
+        } else if -res == libc::EINVAL && limited && io.recv_limits {
+            // A kernel before 6.17 refuses the byte limit: receive without one from now on.
+            io.recv_limits = false;
+            tracing::info!(
+                core = self.conns.shared().index(),
+                "multishot receives cannot be limited on this kernel (Linux 6.17+): a stopped \
+                 connection may be handed up to the receive ring"
+            );
+            self.rearm.push(key);
         } else if -res == libc::ECANCELED && (cancelled || self.conns.is_paused(key)) {
             // Our own cancel after a pause: reading resumes with the session, or now if it
             // resumed before this final completion came (it could not re-arm then).

@@ -117,7 +117,7 @@ impl Driver for Core {
         let group = bufs.group();
         Ok(Core {
             enter,
-            io: Ring::new(ring, group),
+            io: Ring::new(ring, group, cfg.recv_buffer_size),
             bufs,
             conns: Conns::new(shared.clone()),
             shared,
@@ -275,8 +275,9 @@ impl Core {
             if !self.conns.wants_read(key) {
                 continue;
             }
+            let credit = self.conns.recv_credit(key);
             if let Some((fd, state)) = self.conns.io_state(key) {
-                self.io.read(key, fd, state);
+                self.io.read(key, fd, credit, state);
             }
         }
         rearm.clear();

@@ -51,6 +51,8 @@ pub(crate) struct RecvSend {
     /// The multishot receive was cancelled by a pause and its final completion has not arrived:
     /// an `ECANCELED` then is ours, even if the session resumed meanwhile.
     recv_cancelled: bool,
+    /// The receive armed was given a byte limit (its end with data means the credit ran out).
+    recv_limited: bool,
 }
 
 impl RecvSend {
@@ -58,6 +60,11 @@ impl RecvSend {
     pub(super) fn recv_ended(&mut self) -> bool {
         self.recv_armed = false;
         std::mem::take(&mut self.recv_cancelled)
+    }
+
+    /// Whether the receive armed was given a byte limit.
+    pub(super) fn recv_limited(&self) -> bool {
+        self.recv_limited
     }
 
     /// Whether the receive was cancelled by a pause (and has not ended yet).
@@ -95,6 +102,11 @@ pub(crate) struct Ring {
     backlog: Vec<squeue::Entry>,
     /// The buffer ring's group, for receives.
     group: u16,
+    /// The size of the buffer ring's buffers: a credit below it also caps each receive.
+    buf_size: u32,
+    /// Multishot receives take a byte limit (`sqe->optlen`, Linux 6.17+); cleared when the
+    /// kernel refuses one (older kernels reject the field with `EINVAL`).
+    pub(super) recv_limits: bool,
     /// Operations submitted whose final completion has not arrived.
     pub(super) ops: usize,
     pub(super) wake_armed: bool,
@@ -108,13 +120,15 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    pub(super) fn new(ring: IoUring, group: u16) -> Ring {
+    pub(super) fn new(ring: IoUring, group: u16, buf_size: u32) -> Ring {
         Ring {
             ring,
             wake_buf: Box::new(0),
             timer_spec: Box::new(types::Timespec::from(TIMER_PERIOD)),
             backlog: Vec::new(),
             group,
+            buf_size,
+            recv_limits: true,
             ops: 0,
             wake_armed: false,
             timer_armed: false,
@@ -226,15 +240,27 @@ impl Ring {
         );
     }
 
-    fn arm_recv(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut RecvSend) {
+    /// Arms the multishot receive of `key`, ending once it has delivered `credit` bytes (see
+    /// `conns::credit`), where the kernel supports that.
+    fn arm_recv(&mut self, key: ConnKey, fd: &OwnedFd, credit: u32, state: &mut RecvSend) {
         if state.recv_armed {
             return;
         }
         state.recv_armed = true;
-        let sqe = opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), self.group)
-            .build()
-            .user_data(user_data(OP_RECV, key.to_u64()));
-        self.push(sqe);
+        state.recv_limited = self.recv_limits;
+        let fd = types::Fd(fd.as_raw_fd());
+        let sqe = if self.recv_limits {
+            // Each receive also takes at most the credit, so the limit is exact when the credit
+            // is below a buffer (0 means a whole buffer).
+            let per_receive = if credit < self.buf_size { credit } else { 0 };
+            let sqe = opcode::RecvMulti::new(fd, self.group)
+                .len(per_receive)
+                .build();
+            with_optlen(sqe, credit)
+        } else {
+            opcode::RecvMulti::new(fd, self.group).build()
+        };
+        self.push(sqe.user_data(user_data(OP_RECV, key.to_u64())));
     }
 }
 
@@ -242,13 +268,19 @@ impl Io for Ring {
     type Conn = RecvSend;
     type Listener = Accepting;
 
-    fn open(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut RecvSend) -> io::Result<()> {
-        self.arm_recv(key, fd, state);
+    fn open(
+        &mut self,
+        key: ConnKey,
+        fd: &OwnedFd,
+        credit: u32,
+        state: &mut RecvSend,
+    ) -> io::Result<()> {
+        self.arm_recv(key, fd, credit, state);
         Ok(())
     }
 
-    fn read(&mut self, key: ConnKey, fd: &OwnedFd, state: &mut RecvSend) {
-        self.arm_recv(key, fd, state);
+    fn read(&mut self, key: ConnKey, fd: &OwnedFd, credit: u32, state: &mut RecvSend) {
+        self.arm_recv(key, fd, credit, state);
     }
 
     fn stop_reading(&mut self, key: ConnKey, state: &mut RecvSend) {
@@ -371,4 +403,19 @@ impl Io for Ring {
             .user_data(user_data(OP_TIMER, 0));
         self.push(sqe);
     }
+}
+
+/// `sqe` with its `optlen` field (offset 44 of the kernel's `struct io_uring_sqe`, shared with
+/// `file_index` and `splice_fd_in`) set to `value`: for a multishot receive, the total bytes it
+/// may deliver before it ends (`IORING_RECV_MSHOT_LIM`, Linux 6.17). The `io-uring` crate has
+/// no setter for it.
+fn with_optlen(sqe: squeue::Entry, value: u32) -> squeue::Entry {
+    const OPTLEN: usize = 44;
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `io_uring_sqe` and
+    // nothing else, so it has exactly that size and layout, and every byte pattern is a valid
+    // SQE value (integers and unions of integers). The kernel's ABI fixes the field's offset.
+    let mut bytes: [u8; 64] = unsafe { std::mem::transmute(sqe) };
+    bytes[OPTLEN..OPTLEN + 4].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: as above, back to the type it came from.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(bytes) }
 }

@@ -24,7 +24,7 @@ impl Decoder {
                 Some(i) => {
                     self.buf.extend_from_slice(chunk.get(..i).unwrap_or(&[]));
                     pos = i + 1;
-                    let flow = on_frame(&self.buf);
+                    let flow = on_frame(self.buf.as_slice());
                     self.reset();
                     if flow.is_break() {
                         return Ok(pos);
@@ -73,7 +73,7 @@ impl Decoder {
                 .max(256)
                 .min(self.codec.max_message_size())
                 .max(needed);
-            self.buf.reserve_exact(target - self.buf.len());
+            self.buf.reserve_total(target);
         }
         self.buf.extend_from_slice(bytes);
         true

@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::task::Waker;
 
+use super::assembly::Assembly;
 use super::budget::Stake;
 mod delimited;
 mod prefixed;
@@ -24,8 +25,10 @@ const FIRST_CAPACITY: usize = 4 * 1024;
 /// without copying. A frame split across chunks is assembled in an internal buffer that grows
 /// with the bytes received (doubling, never past the announced length, which was checked
 /// against the maximum first): a peer that announces a large frame and sends little of it gets
-/// little memory. For [`Framing::Delimited`] no byte is scanned twice and no more than the
-/// maximum is held.
+/// little memory. Past 128 KiB that buffer is a memory mapping of its own, grown by remapping
+/// (no copy) and unmapped as soon as the frame is delivered or the decoder dropped, so a large
+/// frame's memory goes back to the system whatever the allocator keeps. For
+/// [`Framing::Delimited`] no byte is scanned twice and no more than the maximum is held.
 ///
 /// With an [`AssemblyBudget`] ([`Decoder::with_budget`]), a frame is assembled only once the
 /// budget covers it; see there.
@@ -40,7 +43,7 @@ pub struct Decoder {
     want: Option<usize>,
     /// Payload bytes received of the frame in progress (for `Delimited`: the message so far,
     /// none of which is the delimiter).
-    buf: Vec<u8>,
+    buf: Assembly,
     /// The error that killed the stream, returned by every later call.
     error: Option<FrameError>,
     /// The shared budget and this decoder's stake in it (what the frame in progress reserved,
@@ -80,7 +83,7 @@ impl Decoder {
             head: [0; MAX_HEADER_LEN],
             head_len: 0,
             want: None,
-            buf: Vec::new(),
+            buf: Assembly::default(),
             error: None,
             budget: None,
             waiting: false,
@@ -186,6 +189,13 @@ impl Decoder {
         result
     }
 
+    /// Payload bytes the frame in progress still needs (0 between frames, while its header is
+    /// incomplete, and for [`Framing::Delimited`], whose length is unknown).
+    pub(crate) fn frame_remaining(&self) -> usize {
+        self.want
+            .map_or(0, |want| want.saturating_sub(self.buf.len()))
+    }
+
     /// Bytes of an incomplete frame currently held (header bytes included).
     #[inline]
     pub fn buffered(&self) -> usize {
@@ -209,11 +219,7 @@ impl Decoder {
         self.release();
         self.head_len = 0;
         self.want = None;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
+        self.buf.clear(KEEP_CAPACITY);
     }
 }
 

@@ -25,7 +25,7 @@ impl Decoder {
             if self.want != Some(self.buf.len()) {
                 return Ok(chunk.len());
             }
-            let flow = on_frame(&self.buf);
+            let flow = on_frame(self.buf.as_slice());
             self.reset();
             if flow.is_break() {
                 return Ok(pos);
@@ -149,7 +149,7 @@ impl Decoder {
                 .max(FIRST_CAPACITY)
                 .min(want)
                 .max(needed);
-            self.buf.reserve_exact(target - self.buf.len());
+            self.buf.reserve_total(target);
         }
         self.buf.extend_from_slice(bytes);
     }

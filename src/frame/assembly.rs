@@ -1,0 +1,242 @@
+//! The buffer a frame split across receives is assembled in.
+//!
+//! Small frames use a `Vec`. Past [`MAP_ABOVE`] the bytes move to a memory mapping of their own,
+//! which grows in place or by remapping pages (`mremap`, no copy) and is unmapped when the frame
+//! is delivered or its decoder dropped. So the memory of a large frame goes back to the system
+//! at once, whatever the allocator would have kept: a burst of peers that each held an 8 MiB
+//! frame leaves nothing behind once they are gone.
+
+use std::alloc::{handle_alloc_error, Layout};
+use std::fmt;
+use std::ptr::NonNull;
+
+/// Frames assembled in more than this many bytes get a mapping of their own.
+pub(crate) const MAP_ABOVE: usize = 128 * 1024;
+
+/// A growable byte buffer: a `Vec` up to [`MAP_ABOVE`] bytes, a private mapping beyond.
+#[derive(Default)]
+pub(crate) struct Assembly {
+    vec: Vec<u8>,
+    map: Option<Mapped>,
+}
+
+impl fmt::Debug for Assembly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Assembly")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("mapped", &self.map.is_some())
+            .finish()
+    }
+}
+
+impl Assembly {
+    pub(crate) fn len(&self) -> usize {
+        self.map.as_ref().map_or(self.vec.len(), |m| m.len)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.map.as_ref().map_or(self.vec.capacity(), |m| m.cap)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match &self.map {
+            Some(m) => m.as_slice(),
+            None => &self.vec,
+        }
+    }
+
+    /// Grows the capacity to at least `capacity` bytes.
+    pub(crate) fn reserve_total(&mut self, capacity: usize) {
+        if capacity <= self.capacity() {
+            return;
+        }
+        match &mut self.map {
+            Some(m) => m.grow(capacity),
+            None if capacity <= MAP_ABOVE => self.vec.reserve_exact(capacity - self.vec.len()),
+            None => {
+                let mut m = Mapped::new(capacity);
+                m.extend(&self.vec);
+                self.vec = Vec::new();
+                self.map = Some(m);
+            }
+        }
+    }
+
+    /// Appends `bytes`, growing to exactly what they need if the capacity is short.
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.reserve_total(self.len() + bytes.len());
+        match &mut self.map {
+            Some(m) => m.extend(bytes),
+            None => self.vec.extend_from_slice(bytes),
+        }
+    }
+
+    /// Empties the buffer, keeping its memory only if it is a `Vec` of at most `keep` bytes.
+    pub(crate) fn clear(&mut self, keep: usize) {
+        if self.map.take().is_some() || self.vec.capacity() > keep {
+            self.vec = Vec::new();
+        } else {
+            self.vec.clear();
+        }
+    }
+}
+
+/// Anonymous private memory of `cap` bytes (whole pages), the first `len` of them written.
+struct Mapped {
+    ptr: NonNull<u8>,
+    cap: usize,
+    len: usize,
+}
+
+// SAFETY: a `Mapped` owns its mapping alone, as a `Vec<u8>` owns its allocation: moving it to
+// another thread moves that ownership, and a shared reference only reads.
+unsafe impl Send for Mapped {}
+// SAFETY: as above; `&Mapped` offers no mutation.
+unsafe impl Sync for Mapped {}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page)
+        .ok()
+        .filter(|p| *p > 0)
+        .unwrap_or(4096)
+}
+
+/// `bytes` rounded up to whole pages; aborts as an allocation failure would on overflow.
+fn whole_pages(bytes: usize) -> usize {
+    let page = page_size();
+    bytes
+        .checked_add(page - 1)
+        .map(|b| b / page * page)
+        .unwrap_or_else(|| out_of_memory(bytes))
+}
+
+fn out_of_memory(bytes: usize) -> ! {
+    handle_alloc_error(Layout::from_size_align(bytes.max(1), 1).unwrap_or(Layout::new::<u8>()))
+}
+
+impl Mapped {
+    fn new(capacity: usize) -> Mapped {
+        let cap = whole_pages(capacity);
+        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
+        // result is checked against MAP_FAILED before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        match NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
+            Some(ptr) => Mapped { ptr, cap, len: 0 },
+            None => out_of_memory(cap),
+        }
+    }
+
+    fn grow(&mut self, capacity: usize) {
+        let cap = whole_pages(capacity);
+        // SAFETY: `ptr`/`self.cap` are exactly the mapping this owns; with MREMAP_MAYMOVE the
+        // kernel may move it, and the old address is not used again (it is replaced below).
+        let ptr = unsafe {
+            libc::mremap(
+                self.ptr.as_ptr().cast(),
+                self.cap,
+                cap,
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        match NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
+            Some(ptr) => {
+                self.ptr = ptr;
+                self.cap = cap;
+            }
+            // The old mapping is untouched on failure; it is unmapped on drop.
+            None => out_of_memory(cap),
+        }
+    }
+
+    /// Appends `bytes`, which must fit in the capacity.
+    fn extend(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        assert!(end <= self.cap, "Mapped::extend past the capacity");
+        // SAFETY: [len, end) lies inside the mapping (checked above), which this owns alone;
+        // `bytes` cannot overlap it, as nothing else holds a reference into it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.as_ptr().add(self.len),
+                bytes.len(),
+            );
+        }
+        self.len = end;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the mapping were written by `extend`; the mapping
+        // lives as long as `self`, and nothing writes it while this borrow lasts.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`cap` are exactly the mapping this owns, unmapped only here.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.cap);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_from_a_vec_into_a_mapping_and_keeps_every_byte() {
+        let mut a = Assembly::default();
+        let mut expect = Vec::new();
+        let mut i = 0u32;
+        while a.len() < 3 * MAP_ABOVE {
+            let piece: Vec<u8> = (0..1000).map(|k| (i * 7 + k) as u8).collect();
+            if a.len() + piece.len() > a.capacity() {
+                a.reserve_total(a.capacity().saturating_mul(2).max(4096));
+            }
+            a.extend_from_slice(&piece);
+            expect.extend_from_slice(&piece);
+            i += 1;
+        }
+        assert!(a.map.is_some() && a.vec.capacity() == 0);
+        assert_eq!(a.as_slice(), &expect[..]);
+        a.clear(16 * 1024);
+        assert_eq!((a.len(), a.capacity(), a.map.is_some()), (0, 0, false));
+        a.extend_from_slice(b"abc");
+        a.clear(16 * 1024);
+        assert!(a.capacity() >= 3, "a small Vec is kept");
+    }
+
+    #[test]
+    fn a_large_frame_is_unmapped_when_cleared() {
+        const BIG: usize = 8 << 20;
+        let mut a = Assembly::default();
+        a.reserve_total(BIG);
+        a.extend_from_slice(&vec![0x5a; BIG]);
+        let (addr, len) = a.map.as_ref().map(|m| (m.ptr.as_ptr(), m.cap)).unwrap();
+        let mut pages = vec![0u8; len / page_size()];
+        let mapped = |pages: &mut Vec<u8>| {
+            // SAFETY: mincore only reports on the range; `pages` has one byte per page of it.
+            unsafe { libc::mincore(addr.cast(), len, pages.as_mut_ptr()) == 0 }
+        };
+        assert!(mapped(&mut pages) && pages.iter().all(|p| p & 1 == 1));
+        a.clear(16 * 1024);
+        assert!(!mapped(&mut pages), "the frame's pages are still mapped");
+    }
+}
