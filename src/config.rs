@@ -194,9 +194,21 @@ impl ListenerConfig {
     /// this budget first (memory itself grows only with the bytes that arrive). When the budget
     /// cannot cover it, that connection stops reading (TCP then slows its peer down) until
     /// frames in progress on other connections complete or their connections close; frames
-    /// already admitted always complete. Per connection, besides its share of the budget, what
-    /// had already been received when it stopped waits: on epoll at most one receive buffer, on
-    /// io_uring at most the core's receive ring (`recv_buffers × recv_buffer_size`).
+    /// already admitted always complete. A frame assembled in more than 128 KiB has a memory
+    /// mapping of its own, unmapped when it is delivered or its connection closes.
+    ///
+    /// A stopped connection (waiting for the budget, or for room in its channel) keeps what the
+    /// kernel had already handed it ([`Listener::held_bytes`](crate::Listener::held_bytes)).
+    /// Every receive is limited by the connection's receive credit: 4 KiB for a new or
+    /// just-stopped connection, doubling each time a receive uses all of it, up to 256 KiB; and
+    /// while frames reserved and bytes held together reach half the budget, no more than the
+    /// frame the connection is assembling (already paid for) or 4 KiB. So under pressure each
+    /// stopped connection holds a few KiB, however many there are. On io_uring the limit is the
+    /// multishot receive's byte limit (Linux 6.17+; an older kernel refuses it, and its cores
+    /// then receive without one, logging it once: a stop may then hold up to the core's receive
+    /// ring, `recv_buffers × recv_buffer_size`). Held bytes add to the budget's pressure but do
+    /// not hold up frames: a connection waiting to be admitted would otherwise wait for its own
+    /// bytes.
     ///
     /// The [`frame_timeout`](ListenerConfig::frame_timeout) bounds how long a peer can hold
     /// budget without finishing its frame.

@@ -93,6 +93,8 @@ impl Attackers {
 
 struct Figures {
     peak_growth: usize,
+    /// The most bytes stopped connections held at once (sampled).
+    held_peak: usize,
     after_close: isize,
     good: u64,
 }
@@ -124,6 +126,7 @@ fn scenario(backend: Backend, conns: usize, budget: Option<usize>) -> Figures {
     let mut frame_start = (ANNOUNCE as u32).to_be_bytes().to_vec();
     frame_start.resize(4 + 64 * 1024, 0x5a);
     let mut peak = rss();
+    let mut held_peak = 0;
     let good_before = good.load(Ordering::Relaxed);
     let until = Instant::now() + Duration::from_millis(2500);
     while Instant::now() < until {
@@ -134,6 +137,7 @@ fn scenario(backend: Backend, conns: usize, budget: Option<usize>) -> Figures {
             writer.write(b"good").unwrap();
         }
         peak = peak.max(rss());
+        held_peak = held_peak.max(listener.held_bytes());
     }
     writer.flush().unwrap();
     let flowed = wait_until(Duration::from_secs(5), || {
@@ -165,6 +169,7 @@ fn scenario(backend: Backend, conns: usize, budget: Option<usize>) -> Figures {
     listener.close();
     Figures {
         peak_growth: peak.saturating_sub(start),
+        held_peak,
         after_close: after,
         good: good_during,
     }
@@ -175,10 +180,12 @@ fn check(backend: Backend, conns: usize, budget: Option<usize>) {
     let f = scenario(backend, conns, budget);
     let limit = budget.unwrap_or(buffstreams::DEFAULT_PARTIAL_FRAME_BUDGET);
     eprintln!(
-        "{backend:?}, {conns} attackers, budget {} MiB: resident +{:.1} MiB at peak, {:+.1} MiB \
-         after they closed; {} good messages meanwhile",
+        "{backend:?}, {conns} attackers, budget {} MiB: resident +{:.1} MiB at peak (held by \
+         stopped connections: {} KiB at most), {:+.1} MiB after they closed; {} good messages \
+         meanwhile",
         limit / MIB,
         f.peak_growth as f64 / MIB as f64,
+        f.held_peak / 1024,
         f.after_close as f64 / MIB as f64,
         f.good
     );
