@@ -71,17 +71,20 @@ impl Stake {
 /// }
 /// let waker = Waker::from(Arc::new(ReadAgain));
 ///
-/// let budget = Arc::new(AssemblyBudget::new(1000));
-/// let codec = Codec::new(Framing::U32Be, 4096)?;
+/// let budget = Arc::new(AssemblyBudget::new(100_000));
+/// let codec = Codec::new(Framing::U32Be, 1 << 20)?;
 /// let mut a = Decoder::with_budget(codec, budget.clone(), waker.clone());
 /// let mut b = Decoder::with_budget(codec, budget.clone(), waker);
 ///
-/// // `a` starts a 600-byte frame: admitted, 600 bytes reserved.
-/// assert_eq!(a.decode(&[0, 0, 2, 0x58, 1, 2], |_| ControlFlow::Continue(()))?, 6);
-/// assert_eq!(budget.used(), 600);
-/// // `b` starts a 500-byte frame: over the budget, so `b` stops in front of it.
-/// assert_eq!(b.decode(&[0, 0, 1, 0xf4, 1], |_| ControlFlow::Continue(()))?, 0);
+/// // `a` starts a 60,000-byte frame: admitted, 60,000 bytes reserved.
+/// let head = |len: u32| len.to_be_bytes();
+/// assert_eq!(a.decode(&[&head(60_000)[..], &[1, 2]].concat(), |_| ControlFlow::Continue(()))?, 6);
+/// assert_eq!(budget.used(), 60_000);
+/// // `b` starts a 50,000-byte frame: over the budget, so `b` stops in front of it.
+/// assert_eq!(b.decode(&[&head(50_000)[..], &[1]].concat(), |_| ControlFlow::Continue(()))?, 0);
 /// assert!(b.waiting_for_budget());
+/// // Frames of up to 16 KiB need no budget.
+/// assert_eq!(b.decode(&[0, 0, 0x10, 0, 1], |_| ControlFlow::Continue(()))?, 5);
 /// # Ok::<(), buffstreams::FrameError>(())
 /// ```
 #[derive(Debug)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use crate::engine::conns::credit::UNLIMITED;
 use crate::engine::conns::{ConnKey, Io, Sending};
 use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, Span};
@@ -247,9 +248,9 @@ impl Ring {
             return;
         }
         state.recv_armed = true;
-        state.recv_limited = self.recv_limits;
+        state.recv_limited = self.recv_limits && credit != UNLIMITED;
         let fd = types::Fd(fd.as_raw_fd());
-        let sqe = if self.recv_limits {
+        let sqe = if state.recv_limited {
             // Each receive also takes at most the credit, so the limit is exact when the credit
             // is below a buffer (0 means a whole buffer).
             let per_receive = if credit < self.buf_size { credit } else { 0 };

@@ -15,6 +15,11 @@ use super::{AssemblyBudget, Codec, FrameError, Framing, MAX_HEADER_LEN};
 /// (plus the header bytes) is all a decoder holds between frames.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
+/// Frames (delimited messages: bytes held) up to this size are assembled without the budget:
+/// a stream of small messages cut at a receive boundary never waits behind large frames, and
+/// this is within what a decoder keeps between frames anyway ([`KEEP_CAPACITY`]).
+const UNBUDGETED_FRAME: usize = KEEP_CAPACITY;
+
 /// The first allocation for a frame being assembled (less if the frame is smaller); it then
 /// doubles as bytes arrive, never past the announced length.
 const FIRST_CAPACITY: usize = 4 * 1024;
@@ -51,6 +56,9 @@ pub struct Decoder {
     budget: Option<(Arc<AssemblyBudget>, Arc<Stake>)>,
     /// Stopped in front of a frame the budget could not cover.
     waiting: bool,
+    /// Frames up to this size need no budget ([`UNBUDGETED_FRAME`]; 0 in unit tests of the
+    /// budget itself).
+    unbudgeted: usize,
 }
 
 impl Drop for Decoder {
@@ -87,18 +95,21 @@ impl Decoder {
             error: None,
             budget: None,
             waiting: false,
+            unbudgeted: UNBUDGETED_FRAME,
         }
     }
 
     /// A decoder whose partly received frames are paid for from `budget`.
     ///
-    /// Before assembling a frame that does not lie inside one chunk, the decoder reserves its
-    /// announced length (for [`Framing::Delimited`]: the bytes held, as they arrive); it returns
+    /// Before assembling a frame of more than 16 KiB that does not lie inside one chunk, the
+    /// decoder reserves its announced length (for [`Framing::Delimited`]: the bytes held, as they arrive); it returns
     /// them when the frame is delivered or the decoder dropped. If the budget cannot cover the
     /// frame, [`decode`](Decoder::decode) stops in front of it (returning how far it got),
     /// [`waiting_for_budget`](Decoder::waiting_for_budget) turns true, and `waker` is woken once
     /// memory is returned: feed the rest of the chunk again then. Frames that lie inside one
-    /// chunk are delivered from it and need no budget.
+    /// chunk are delivered from it and need no budget, nor do frames of up to 16 KiB (what a
+    /// decoder keeps between frames anyway), so small messages cut at a chunk boundary never
+    /// wait behind large ones.
     ///
     /// See [`AssemblyBudget`] for an example.
     pub fn with_budget(codec: Codec, budget: Arc<AssemblyBudget>, waker: Waker) -> Decoder {
@@ -106,6 +117,13 @@ impl Decoder {
         let stake = budget.stake(waker);
         decoder.budget = Some((budget, stake));
         decoder
+    }
+
+    /// Every split frame pays, however small (for unit tests of the budget).
+    #[cfg(test)]
+    pub(crate) fn strict(mut self) -> Decoder {
+        self.unbudgeted = 0;
+        self
     }
 
     /// Whether the last [`decode`](Decoder::decode) stopped because the budget could not cover
@@ -137,6 +155,10 @@ impl Decoder {
         let Some((budget, stake)) = &self.budget else {
             return true;
         };
+        if stake.held() == 0 && self.buf.len() + bytes <= self.unbudgeted {
+            self.waiting = false;
+            return true;
+        }
         let admitted =
             bytes == 0 || budget.try_reserve(bytes) || budget.reserve_or_wait(bytes, stake);
         if admitted {

@@ -60,8 +60,8 @@ fn budget_admits_whole_frames_and_wakes_the_waiting() {
     let budget = Arc::new(AssemblyBudget::new(1000));
     let (wa, a_waker) = wakes();
     let (wb, b_waker) = wakes();
-    let mut a = Decoder::with_budget(codec, budget.clone(), a_waker);
-    let mut b = Decoder::with_budget(codec, budget.clone(), b_waker);
+    let mut a = Decoder::with_budget(codec, budget.clone(), a_waker).strict();
+    let mut b = Decoder::with_budget(codec, budget.clone(), b_waker).strict();
     let fa = frame(&codec, &[1; 700]);
     let fb = frame(&codec, &[2; 400]);
 
@@ -108,7 +108,7 @@ fn budget_admits_whole_frames_and_wakes_the_waiting() {
 
     // A header split across chunks is admitted when it completes; dropping the decoder
     // mid-frame returns its reservation.
-    let mut c = Decoder::with_budget(codec, budget.clone(), wakes().1);
+    let mut c = Decoder::with_budget(codec, budget.clone(), wakes().1).strict();
     assert_eq!(c.decode(&fa[..1], |_| panic!()).unwrap(), 1);
     assert_eq!(c.decode(&fa[1..3], |_| panic!()).unwrap(), 0);
     assert!(c.waiting_for_budget());
@@ -124,7 +124,7 @@ fn budget_admits_whole_frames_and_wakes_the_waiting() {
 fn budget_pays_for_delimited_bytes_as_they_arrive() {
     let codec = Codec::new(Framing::Delimited(b'\n'), 10_000).unwrap();
     let budget = Arc::new(AssemblyBudget::new(250));
-    let mut d = Decoder::with_budget(codec, budget.clone(), wakes().1);
+    let mut d = Decoder::with_budget(codec, budget.clone(), wakes().1).strict();
     assert_eq!(d.decode(&[b'x'; 200], |_| panic!()).unwrap(), 200);
     assert_eq!(budget.used(), 200);
     assert_eq!(d.decode(&[b'x'; 100], |_| panic!()).unwrap(), 0);
