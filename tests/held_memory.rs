@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use buffstreams::{Backend, Listener, ListenerConfig, Writer, WriterConfig};
-use common::{runtime_on, wait_until};
+use buffstreams::{Backend, Listener, ListenerConfig};
+use common::{good_stream, runtime_on, wait_until};
 
 const MIB: usize = 1 << 20;
 /// What every attacker announces: the default maximum message size.
@@ -114,11 +114,7 @@ fn scenario(backend: Backend, conns: usize, budget: Option<usize>) -> Figures {
     }
     let listener = Listener::bind(config).unwrap();
     let addr = listener.local_addr();
-    let writer = Writer::dial(WriterConfig::new(addr.to_string())).unwrap();
-    writer.write(b"good").unwrap();
-    assert!(wait_until(Duration::from_secs(5), || good
-        .load(Ordering::Relaxed)
-        > 0));
+    let writer = good_stream(addr, &good);
     std::thread::sleep(Duration::from_millis(100));
     let start = rss();
 

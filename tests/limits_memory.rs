@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use buffstreams::{Backend, Listener, ListenerConfig, Writer, WriterConfig};
-use common::{runtime_on, wait_until, BACKENDS};
+use buffstreams::{Backend, Listener, ListenerConfig};
+use common::{good_stream, runtime_on, wait_until, BACKENDS};
 
 /// Counts live heap bytes and their peak since the last reset.
 struct Counting;
@@ -111,11 +111,7 @@ fn trickling_attackers_stay_within_the_budget(backend: Backend) {
     )
     .unwrap();
     let addr = listener.local_addr();
-    let writer = Writer::dial(WriterConfig::new(addr.to_string())).unwrap();
-    writer.write(b"good").unwrap();
-    assert!(wait_until(Duration::from_secs(5), || good
-        .load(Ordering::Relaxed)
-        > 0));
+    let writer = good_stream(addr, &good);
 
     std::thread::sleep(Duration::from_millis(50));
     let baseline = LIVE.load(Ordering::Relaxed);

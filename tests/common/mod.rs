@@ -159,3 +159,18 @@ pub fn in_namespace_with_mtu<T: Send + 'static>(
     .join()
     .expect("the namespace thread panicked")
 }
+
+/// Dials `addr` and writes `good` once, waiting (up to 5 s) until `count` shows the listener
+/// received it: a well-behaved stream, ready before a test brings in bad peers.
+pub fn good_stream(
+    addr: std::net::SocketAddr,
+    count: &std::sync::atomic::AtomicU64,
+) -> buffstreams::Writer {
+    let writer =
+        buffstreams::Writer::dial(buffstreams::WriterConfig::new(addr.to_string())).unwrap();
+    writer.write(b"good").unwrap();
+    assert!(wait_until(Duration::from_secs(5), || count
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0));
+    writer
+}
