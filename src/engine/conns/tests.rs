@@ -328,6 +328,31 @@ fn pausing_and_resuming_follow_the_session() {
 }
 
 #[test]
+fn receives_grow_their_credit_and_a_stop_starts_it_small_again() {
+    use super::credit::{MAX_RECV_CREDIT, MIN_RECV_CREDIT};
+    let (mut table, mut io) = (table(), Fake::default());
+    let (key, _, seen) = dialed(&mut table, &mut io);
+    assert_eq!(
+        io.credits,
+        [MIN_RECV_CREDIT],
+        "a new connection starts small"
+    );
+    for _ in 0..6 {
+        table.credit_used_up(key);
+    }
+    assert_eq!(table.recv_credit(key), MAX_RECV_CREDIT);
+    seen.lock().unwrap().full = true;
+    table.data(key, b"x", &mut io);
+    seen.lock().unwrap().full = false;
+    table.resume(key, &mut io);
+    assert_eq!(
+        io.credits.last(),
+        Some(&MIN_RECV_CREDIT),
+        "the stop reset it"
+    );
+}
+
+#[test]
 fn resuming_reads_again() {
     let (mut table, mut io) = (table(), Fake::default());
     let (key, _, seen) = dialed(&mut table, &mut io);
