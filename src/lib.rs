@@ -74,6 +74,7 @@ mod handler;
 mod listener;
 mod log_limit;
 mod manager;
+mod mapping;
 mod options;
 #[cfg(feature = "prost")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]

@@ -8,7 +8,8 @@
 
 use std::alloc::{handle_alloc_error, Layout};
 use std::fmt;
-use std::ptr::NonNull;
+
+use crate::mapping::Mapping;
 
 /// Frames assembled in more than this many bytes get a mapping of their own.
 pub(crate) const MAP_ABOVE: usize = 128 * 1024;
@@ -40,7 +41,7 @@ impl Assembly {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.map.as_ref().map_or(self.vec.capacity(), |m| m.cap)
+        self.map.as_ref().map_or(self.vec.capacity(), |m| m.cap())
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
@@ -86,94 +87,45 @@ impl Assembly {
     }
 }
 
-/// Anonymous private memory of `cap` bytes (whole pages), the first `len` of them written.
+/// A mapping, the first `len` bytes of it written.
 struct Mapped {
-    ptr: NonNull<u8>,
-    cap: usize,
+    map: Mapping,
     len: usize,
 }
 
-// SAFETY: a `Mapped` owns its mapping alone, as a `Vec<u8>` owns its allocation: moving it to
-// another thread moves that ownership, and a shared reference only reads.
-unsafe impl Send for Mapped {}
-// SAFETY: as above; `&Mapped` offers no mutation.
-unsafe impl Sync for Mapped {}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(page)
-        .ok()
-        .filter(|p| *p > 0)
-        .unwrap_or(4096)
-}
-
-/// `bytes` rounded up to whole pages; aborts as an allocation failure would on overflow.
-fn whole_pages(bytes: usize) -> usize {
-    let page = page_size();
-    bytes
-        .checked_add(page - 1)
-        .map(|b| b / page * page)
-        .unwrap_or_else(|| out_of_memory(bytes))
-}
-
+/// Aborts as a failed allocation of `bytes` does.
 fn out_of_memory(bytes: usize) -> ! {
     handle_alloc_error(Layout::from_size_align(bytes.max(1), 1).unwrap_or(Layout::new::<u8>()))
 }
 
 impl Mapped {
     fn new(capacity: usize) -> Mapped {
-        let cap = whole_pages(capacity);
-        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
-        // result is checked against MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                cap,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        match NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
-            Some(ptr) => Mapped { ptr, cap, len: 0 },
-            None => out_of_memory(cap),
+        match Mapping::new(capacity, false) {
+            Ok(map) => Mapped { map, len: 0 },
+            Err(_) => out_of_memory(capacity),
         }
     }
 
+    fn cap(&self) -> usize {
+        self.map.len()
+    }
+
     fn grow(&mut self, capacity: usize) {
-        let cap = whole_pages(capacity);
-        // SAFETY: `ptr`/`self.cap` are exactly the mapping this owns; with MREMAP_MAYMOVE the
-        // kernel may move it, and the old address is not used again (it is replaced below).
-        let ptr = unsafe {
-            libc::mremap(
-                self.ptr.as_ptr().cast(),
-                self.cap,
-                cap,
-                libc::MREMAP_MAYMOVE,
-            )
-        };
-        match NonNull::new(ptr.cast::<u8>()).filter(|_| ptr != libc::MAP_FAILED) {
-            Some(ptr) => {
-                self.ptr = ptr;
-                self.cap = cap;
-            }
-            // The old mapping is untouched on failure; it is unmapped on drop.
-            None => out_of_memory(cap),
+        if self.map.remap(capacity).is_err() {
+            out_of_memory(capacity);
         }
     }
 
     /// Appends `bytes`, which must fit in the capacity.
     fn extend(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
-        assert!(end <= self.cap, "Mapped::extend past the capacity");
-        // SAFETY: [len, end) lies inside the mapping (checked above), which this owns alone;
-        // `bytes` cannot overlap it, as nothing else holds a reference into it.
+        assert!(end <= self.cap(), "Mapped::extend past the capacity");
+        // SAFETY: [len, end) lies inside the mapping (checked above), which this owns alone
+        // (`&mut self`); `bytes` cannot overlap it, as nothing else holds a reference into it.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                self.ptr.as_ptr().add(self.len),
+                self.map.as_ptr().add(self.len),
                 bytes.len(),
             );
         }
@@ -183,16 +135,7 @@ impl Mapped {
     fn as_slice(&self) -> &[u8] {
         // SAFETY: the first `len` bytes of the mapping were written by `extend`; the mapping
         // lives as long as `self`, and nothing writes it while this borrow lasts.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`cap` are exactly the mapping this owns, unmapped only here.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.cap);
-        }
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
     }
 }
 
@@ -229,8 +172,8 @@ mod tests {
         let mut a = Assembly::default();
         a.reserve_total(BIG);
         a.extend_from_slice(&vec![0x5a; BIG]);
-        let (addr, len) = a.map.as_ref().map(|m| (m.ptr.as_ptr(), m.cap)).unwrap();
-        let mut pages = vec![0u8; len / page_size()];
+        let (addr, len) = a.map.as_ref().map(|m| (m.map.as_ptr(), m.cap())).unwrap();
+        let mut pages = vec![0u8; len / 4096];
         let mapped = |pages: &mut Vec<u8>| {
             // SAFETY: mincore only reports on the range; `pages` has one byte per page of it.
             unsafe { libc::mincore(addr.cast(), len, pages.as_mut_ptr()) == 0 }

@@ -34,6 +34,11 @@ impl Held {
         }
     }
 
+    /// The listener's budget, if it has one.
+    pub(super) fn budget(&self) -> Option<&AssemblyBudget> {
+        self.budget.as_deref()
+    }
+
     /// Keeps a copy of `bytes` (if any), charging them to the budget.
     pub(super) fn push(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {

@@ -81,8 +81,6 @@ pub(crate) struct FramedSession {
     /// Received bytes not yet decoded while paused: the rest of the chunk that stopped it, then
     /// the chunks already in flight when reading stopped.
     held: Held,
-    /// The listener's budget, which the frames assembled and the bytes held are paid from.
-    budget: Option<Arc<AssemblyBudget>>,
     /// Messages delivered so far (the watchdog tells frames apart by it).
     delivered: u64,
     watchdog: Option<Watchdog>,
@@ -112,8 +110,7 @@ impl FramedSession {
             policy,
             on_close,
             paused: false,
-            held: Held::new(limits.budget.clone()),
-            budget: limits.budget,
+            held: Held::new(limits.budget),
             delivered: 0,
             watchdog: limits
                 .timeouts
@@ -207,7 +204,7 @@ impl Session for FramedSession {
         // A listener whose budget is at least half spent hands each connection little more
         // than the frame it is assembling (already paid for), so what a stop leaves waiting
         // stays small however many connections stop.
-        let budget = self.budget.as_ref()?;
+        let budget = self.held.budget()?;
         budget
             .under_pressure()
             .then(|| self.decoder.frame_remaining())

@@ -9,10 +9,11 @@
 //! connections; a completion flagged `BUF_MORE` leaves the rest of its buffer with the kernel.
 
 use std::io;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::IoUring;
+
+use crate::mapping::Mapping;
 
 /// The kernel's `struct io_uring_buf`; the `resv` field of entry 0 doubles as the ring's tail.
 #[repr(C)]
@@ -21,45 +22,6 @@ struct RawBuf {
     len: u32,
     bid: u16,
     resv: u16,
-}
-
-/// Anonymous, private, page-aligned memory released on drop.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> io::Result<Mapping> {
-        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
-        // result is checked against MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        NonNull::new(ptr.cast::<u8>())
-            .map(|ptr| Mapping { ptr, len })
-            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe exactly the mapping created in `new`, unmapped only here.
-        // The owner (BufRing) is dropped only after the ring that could write into it is gone.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
 }
 
 /// A registered ring of `entries` receive buffers of `buf_size` bytes each.
@@ -118,8 +80,8 @@ impl BufRing {
             ));
         }
         let ring_len = usize::from(entries) * std::mem::size_of::<RawBuf>();
-        let ring = Mapping::new(ring_len)?;
-        let bufs = Mapping::new(usize::from(entries) * buf_size as usize)?;
+        let ring = Mapping::new(ring_len, true)?;
+        let bufs = Mapping::new(usize::from(entries) * buf_size as usize, true)?;
         let mut this = BufRing {
             ring,
             bufs,
@@ -135,7 +97,7 @@ impl BufRing {
             // long, and lives until this BufRing drops, which the core arranges after the ring.
             unsafe {
                 uring.submitter().register_buf_ring_with_flags(
-                    this.ring.ptr.as_ptr() as u64,
+                    this.ring.as_ptr() as u64,
                     entries,
                     bgid,
                     flags,
@@ -190,7 +152,7 @@ impl BufRing {
         // the mapping. The kernel wrote these bytes before posting the completion and does not
         // touch them again: in incremental mode it only writes past them, otherwise not at all
         // until the buffer is recycled, which needs `&mut self` and so cannot overlap this borrow.
-        unsafe { std::slice::from_raw_parts(self.bufs.ptr.as_ptr().add(filled.start), filled.len) }
+        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr().add(filled.start), filled.len) }
     }
 
     /// Hands buffer `bid` back to the kernel (visible after the next [`BufRing::commit`]).
@@ -200,13 +162,13 @@ impl BufRing {
         }
         let mask = self.entries - 1;
         let index = usize::from(self.local_tail & mask);
-        let addr = self.bufs.ptr.as_ptr() as u64 + u64::from(bid) * u64::from(self.buf_size);
+        let addr = self.bufs.as_ptr() as u64 + u64::from(bid) * u64::from(self.buf_size);
         // SAFETY: `index < entries`, so the entry lies inside the ring mapping. The kernel only
         // reads entries between its head and the published tail; this one is past the published
         // tail until `commit`, so the kernel is not reading it now. The fields are written through
         // raw pointers, never a reference, because `resv` of entry 0 is the tail the kernel reads.
         unsafe {
-            let entry = self.ring.ptr.as_ptr().cast::<RawBuf>().add(index);
+            let entry = self.ring.as_ptr().cast::<RawBuf>().add(index);
             std::ptr::addr_of_mut!((*entry).addr).write(addr);
             std::ptr::addr_of_mut!((*entry).len).write(self.buf_size);
             std::ptr::addr_of_mut!((*entry).bid).write(bid);
@@ -220,7 +182,7 @@ impl BufRing {
         // inside our mapping that the kernel reads concurrently; we only ever access it
         // atomically, as liburing's `io_uring_buf_ring_advance` does.
         unsafe {
-            let tail = std::ptr::addr_of_mut!((*self.ring.ptr.as_ptr().cast::<RawBuf>()).resv);
+            let tail = std::ptr::addr_of_mut!((*self.ring.as_ptr().cast::<RawBuf>()).resv);
             (*tail.cast::<AtomicU16>()).store(self.local_tail, Ordering::Release);
         }
     }
