@@ -200,10 +200,12 @@ impl ListenerConfig {
     /// A stopped connection (waiting for the budget, or for room in its channel) keeps what the
     /// kernel had already handed it ([`Listener::held_bytes`](crate::Listener::held_bytes)).
     /// Every receive is limited by the connection's receive credit: 4 KiB for a new or
-    /// just-stopped connection, doubling each time a receive uses all of it, up to 256 KiB; and
-    /// while frames reserved and bytes held together reach half the budget, no more than the
-    /// frame the connection is assembling (already paid for) or 4 KiB. So under pressure each
-    /// stopped connection holds a few KiB, however many there are. On io_uring the limit is the
+    /// just-stopped connection, doubling each time a receive uses all of it, with no limit of
+    /// its own past 256 KiB; and while frames reserved and bytes held together reach half the
+    /// budget, no more than the frame the connection is assembling (already paid for) or 4 KiB,
+    /// receives armed earlier included (they are cancelled and re-armed when the pressure
+    /// starts). So under pressure each stopped connection holds a few KiB, however many there
+    /// are and however they behaved before. On io_uring the limit is the
     /// multishot receive's byte limit (Linux 6.17+; an older kernel refuses it, and its cores
     /// then receive without one, logging it once: a stop may then hold up to the core's receive
     /// ring, `recv_buffers × recv_buffer_size`). Held bytes add to the budget's pressure but do

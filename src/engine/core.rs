@@ -43,6 +43,9 @@ pub(in crate::engine) enum Command {
     /// The consumer of the connection draining this queue has room again: call the session's
     /// `resume` and, unless it pauses again, read again.
     Resume(Arc<SendQueue>),
+    /// A listener's budget came under pressure: every connection whose receive may deliver more
+    /// than its credit allows now has it cancelled and re-armed with the smaller limit.
+    NarrowReceives,
     /// Close the connection draining this queue (ack when closed): after sending what is
     /// queued, or at once if `force`.
     CloseConn {

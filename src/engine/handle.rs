@@ -59,6 +59,12 @@ impl CoreHandle {
         done
     }
 
+    /// Asks this core to bring every connection's receive within its credit now (see
+    /// `Session::recv_credit`: a listener's budget came under pressure).
+    pub(crate) fn narrow_receives(&self) {
+        self.0.send(Command::NarrowReceives);
+    }
+
     /// Asks this core to close listener `id` and its connections; the receiver hears once it
     /// has (or disconnects if the core has ended).
     pub(crate) fn remove_listener(&self, id: u64) -> Receiver<()> {

@@ -11,7 +11,7 @@
 //! and turns the wake-up into "read this connection again".
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Waker;
 
 /// What happens when an [`AssemblyBudget`] cannot cover a frame.
@@ -101,6 +101,23 @@ pub struct AssemblyBudget {
     /// With [`BudgetPolicy::CloseLargest`], every decoder's stake (dead ones pruned now and
     /// then).
     stakes: Mutex<Vec<Weak<Stake>>>,
+    /// Under pressure since the hook last ran (cleared when it ends).
+    pressured: AtomicBool,
+    on_pressure: PressureHook,
+}
+
+/// Called when the budget comes under pressure (see [`AssemblyBudget::on_pressure`]).
+#[derive(Default)]
+struct PressureHook(OnceLock<Box<dyn Fn() + Send + Sync>>);
+
+impl std::fmt::Debug for PressureHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "PressureHook(set)"
+        } else {
+            "PressureHook"
+        })
+    }
 }
 
 impl AssemblyBudget {
@@ -132,6 +149,8 @@ impl AssemblyBudget {
             waiting: AtomicBool::new(false),
             policy,
             stakes: Mutex::new(Vec::new()),
+            pressured: AtomicBool::new(false),
+            on_pressure: PressureHook::default(),
         }
     }
 
@@ -167,14 +186,42 @@ impl AssemblyBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Sets what to do when the budget comes under pressure (frames reserved and bytes held
+    /// reach half the limit): called once each time it does, on the thread that pushed it there.
+    /// A listener asks its cores to bring every receive within its credit.
+    pub(crate) fn on_pressure(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_pressure.0.set(hook);
+    }
+
     /// Reserves `bytes` if that stays within the limit.
     pub(crate) fn try_reserve(&self, bytes: usize) -> bool {
-        self.used
+        let reserved = self
+            .used
             // SeqCst (free for read-modify-writes on x86): see `release`.
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
                 used.checked_add(bytes).filter(|&total| total <= self.limit)
             })
-            .is_ok()
+            .is_ok();
+        if reserved {
+            self.pressure_may_rise();
+        }
+        reserved
+    }
+
+    /// Runs the pressure hook if the budget has just come under pressure.
+    fn pressure_may_rise(&self) {
+        if self.under_pressure() && !self.pressured.swap(true, Ordering::Relaxed) {
+            if let Some(hook) = self.on_pressure.0.get() {
+                hook();
+            }
+        }
+    }
+
+    /// Notes that the pressure ended, if it did (the hook runs again when it comes back).
+    fn pressure_may_fall(&self) {
+        if self.pressured.load(Ordering::Relaxed) && !self.under_pressure() {
+            self.pressured.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Counts `bytes` of received data that stopped streams keep (returned by
@@ -183,11 +230,13 @@ impl AssemblyBudget {
     /// its own bytes), but they count in [`under_pressure`](Self::under_pressure).
     pub(crate) fn charge(&self, bytes: usize) {
         self.held.fetch_add(bytes, Ordering::Relaxed);
+        self.pressure_may_rise();
     }
 
     /// Returns `bytes` counted by [`charge`](Self::charge).
     pub(crate) fn uncharge(&self, bytes: usize) {
         self.held.fetch_sub(bytes, Ordering::Relaxed);
+        self.pressure_may_fall();
     }
 
     /// Bytes of received data that stopped streams keep now (see [`charge`](Self::charge)).
@@ -207,6 +256,7 @@ impl AssemblyBudget {
             return;
         }
         self.used.fetch_sub(bytes, Ordering::SeqCst);
+        self.pressure_may_fall();
         // All SeqCst, with `reserve_or_wait`'s flag store and its reservation attempt (a
         // store-then-load on each side): either it sees the memory returned here, or this sees
         // its registration.
@@ -283,6 +333,26 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    #[test]
+    fn the_pressure_hook_runs_once_each_time_half_the_limit_is_reached() {
+        let budget = AssemblyBudget::new(100);
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        budget.on_pressure(Box::new(move || {
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert!(budget.try_reserve(30));
+        assert_eq!(runs.load(Ordering::Relaxed), 0);
+        budget.charge(20); // frames and held bytes together reach half
+        assert!(budget.try_reserve(10));
+        assert_eq!(runs.load(Ordering::Relaxed), 1, "once while it lasts");
+        budget.release(40);
+        budget.uncharge(20);
+        assert!(!budget.under_pressure());
+        assert!(budget.try_reserve(50));
+        assert_eq!(runs.load(Ordering::Relaxed), 2, "again when it comes back");
     }
 
     #[test]

@@ -197,6 +197,16 @@ impl Listener {
             max_connections: config.max_connections,
             refused_log: LogLimit::default(),
         });
+        if let Some(budget) = &limits.budget {
+            // Under pressure, receives armed earlier (a streaming connection's has no limit)
+            // are brought within the smaller credit at once, not at their next re-arm.
+            let cores = runtime.all_cores().to_vec();
+            budget.on_pressure(Box::new(move || {
+                for core in &cores {
+                    core.narrow_receives();
+                }
+            }));
+        }
         let id = next_listener_id();
         let mut acks = Vec::with_capacity(sockets.len());
         for (core, socket) in runtime.all_cores().iter().zip(sockets) {

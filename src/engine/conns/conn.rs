@@ -212,6 +212,19 @@ impl<I: Io> Conns<I> {
         self.conns.get(key).map_or(0, credit_of)
     }
 
+    /// Brings every connection's receive in flight within its credit now (a listener's budget
+    /// came under pressure).
+    pub(crate) fn narrow_receives(&mut self, io: &mut I) {
+        for key in self.conns.keys() {
+            if let Some(c) = self.conns.get_mut(key) {
+                if !c.paused && c.closing.is_none() {
+                    let credit = credit_of(c);
+                    io.narrow(key, credit, &mut c.io);
+                }
+            }
+        }
+    }
+
     /// A receive of `key` used all of its credit and the connection reads on: it may be handed
     /// more next time.
     pub(crate) fn credit_used_up(&mut self, key: ConnKey) {

@@ -15,7 +15,11 @@
 //! [`MIN_RECV_CREDIT`]. A connection that has not streamed, or has just stopped, can therefore
 //! be handed only a few KiB before the core sees its data. Its session may ask for less
 //! ([`Session::recv_credit`]): a listener whose budget is under pressure limits each connection
-//! to the frame it is already assembling, or [`MIN_RECV_CREDIT`].
+//! to the frame it is already assembling, or [`MIN_RECV_CREDIT`]. Receives armed before the
+//! pressure started are brought within that limit at once ([`Conns::narrow_receives`], which
+//! the listener's budget asks of every core when the pressure starts).
+//!
+//! [`Conns::narrow_receives`]: super::Conns::narrow_receives
 //!
 //! [`Session::recv_credit`]: crate::engine::session::Session::recv_credit
 

@@ -58,6 +58,9 @@ pub(crate) trait Io {
     /// Its reader has room again: read it (io_uring re-arms the receive, limited to `credit`
     /// bytes; epoll reads it on its next turn, which also finds an EOF that came meanwhile).
     fn read(&mut self, key: ConnKey, fd: &OwnedFd, credit: u32, state: &mut Self::Conn);
+    /// It may now be handed only `credit` bytes at a time: a receive in flight that may deliver
+    /// more ends and is re-armed within it (io_uring; epoll asks for the credit at every read).
+    fn narrow(&mut self, key: ConnKey, credit: u32, state: &mut Self::Conn);
     /// Its reader is full: stop reading until [`Io::read`] (io_uring cancels the multishot
     /// receive; what it had already posted still arrives and is held by the session).
     fn stop_reading(&mut self, key: ConnKey, state: &mut Self::Conn);
@@ -207,6 +210,7 @@ impl<I: Io> Conns<I> {
                     self.resume(key, io);
                 }
             }
+            Command::NarrowReceives => self.narrow_receives(io),
             Command::CloseConn { sendq, force, ack } => match self.attached(&sendq) {
                 Some(key) => {
                     self.close_when_flushed(key, ack);

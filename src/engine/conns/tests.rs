@@ -49,6 +49,8 @@ struct Fake {
     sync: Option<usize>,
     /// The credit of every receive armed, in order.
     credits: Vec<u32>,
+    /// The credit of every narrowing asked for, in order.
+    narrowed: Vec<u32>,
 }
 
 impl Fake {
@@ -77,6 +79,9 @@ impl Io for Fake {
         self.calls.push(Call::Read(key));
         self.credits.push(credit);
         state.reading = self.sync.is_none();
+    }
+    fn narrow(&mut self, _key: ConnKey, credit: u32, _state: &mut FakeConn) {
+        self.narrowed.push(credit);
     }
     fn stop_reading(&mut self, key: ConnKey, _state: &mut FakeConn) {
         self.calls.push(Call::StopReading(key));
@@ -350,6 +355,15 @@ fn receives_grow_their_credit_and_a_stop_starts_it_small_again() {
         Some(&MIN_RECV_CREDIT),
         "the stop reset it"
     );
+    // Narrowing asks the backend to bring the receive in flight within the credit, except for
+    // a stopped connection (whose receive is cancelled already).
+    table.credit_used_up(key);
+    table.narrow_receives(&mut io);
+    assert_eq!(io.narrowed, [2 * MIN_RECV_CREDIT]);
+    seen.lock().unwrap().full = true;
+    table.data(key, b"y", &mut io);
+    table.narrow_receives(&mut io);
+    assert_eq!(io.narrowed.len(), 1, "a paused connection is left alone");
 }
 
 #[test]

@@ -93,6 +93,10 @@ impl Io for Poller {
         self.schedule(key, state);
     }
 
+    fn narrow(&mut self, _key: ConnKey, _credit: u32, _state: &mut Watch) {
+        // Nothing in flight: every read asks for the credit.
+    }
+
     fn stop_reading(&mut self, _key: ConnKey, _state: &mut Watch) {
         // Nothing to cancel: the read passes stop at a paused connection.
     }

@@ -64,6 +64,9 @@ impl Core {
             return;
         };
         let limited = state.recv_limited();
+        if res > 0 {
+            state.received(res as u32);
+        }
         let cancelled = if more {
             state.recv_cancelled()
         } else {

@@ -52,8 +52,9 @@ pub(crate) struct RecvSend {
     /// The multishot receive was cancelled by a pause and its final completion has not arrived:
     /// an `ECANCELED` then is ours, even if the session resumed meanwhile.
     recv_cancelled: bool,
-    /// The receive armed was given a byte limit (its end with data means the credit ran out).
-    recv_limited: bool,
+    /// What the receive armed may still deliver ([`UNLIMITED`] if it has no limit): its end
+    /// with data means the credit ran out.
+    recv_left: u32,
 }
 
 impl RecvSend {
@@ -65,7 +66,14 @@ impl RecvSend {
 
     /// Whether the receive armed was given a byte limit.
     pub(super) fn recv_limited(&self) -> bool {
-        self.recv_limited
+        self.recv_left != UNLIMITED
+    }
+
+    /// The receive delivered `bytes` more.
+    pub(super) fn received(&mut self, bytes: u32) {
+        if self.recv_left != UNLIMITED {
+            self.recv_left = self.recv_left.saturating_sub(bytes);
+        }
     }
 
     /// Whether the receive was cancelled by a pause (and has not ended yet).
@@ -241,6 +249,21 @@ impl Ring {
         );
     }
 
+    /// Cancels the multishot receive of `key`, if armed and not cancelled yet. Completions
+    /// already posted still arrive and go to the session, which holds them if it stopped;
+    /// nothing in the socket is lost. Its final completion (`ECANCELED`) re-arms it if the
+    /// connection still reads.
+    fn cancel_recv(&mut self, key: ConnKey, state: &mut RecvSend) {
+        if state.recv_armed && !state.recv_cancelled {
+            state.recv_cancelled = true;
+            self.push(
+                opcode::AsyncCancel::new(user_data(OP_RECV, key.to_u64()))
+                    .build()
+                    .user_data(user_data(OP_CANCEL, key.to_u64())),
+            );
+        }
+    }
+
     /// Arms the multishot receive of `key`, ending once it has delivered `credit` bytes (see
     /// `conns::credit`), where the kernel supports that.
     fn arm_recv(&mut self, key: ConnKey, fd: &OwnedFd, credit: u32, state: &mut RecvSend) {
@@ -248,9 +271,9 @@ impl Ring {
             return;
         }
         state.recv_armed = true;
-        state.recv_limited = self.recv_limits && credit != UNLIMITED;
+        state.recv_left = if self.recv_limits { credit } else { UNLIMITED };
         let fd = types::Fd(fd.as_raw_fd());
-        let sqe = if state.recv_limited {
+        let sqe = if state.recv_limited() {
             // Each receive also takes at most the credit, so the limit is exact when the credit
             // is below a buffer (0 means a whole buffer).
             let per_receive = if credit < self.buf_size { credit } else { 0 };
@@ -284,17 +307,16 @@ impl Io for Ring {
         self.arm_recv(key, fd, credit, state);
     }
 
-    fn stop_reading(&mut self, key: ConnKey, state: &mut RecvSend) {
-        if state.recv_armed && !state.recv_cancelled {
-            state.recv_cancelled = true;
-            // Completions already posted still arrive and go to the session, which holds them;
-            // nothing in the socket is lost.
-            self.push(
-                opcode::AsyncCancel::new(user_data(OP_RECV, key.to_u64()))
-                    .build()
-                    .user_data(user_data(OP_CANCEL, key.to_u64())),
-            );
+    fn narrow(&mut self, key: ConnKey, credit: u32, state: &mut RecvSend) {
+        // A receive that may still deliver more than `credit` (or has no limit) is cancelled;
+        // its final completion re-arms it within the credit.
+        if self.recv_limits && state.recv_left > credit {
+            self.cancel_recv(key, state);
         }
+    }
+
+    fn stop_reading(&mut self, key: ConnKey, state: &mut RecvSend) {
+        self.cancel_recv(key, state);
     }
 
     fn can_send(&self, state: &RecvSend) -> bool {
