@@ -64,13 +64,9 @@
 // namespace (its `Framing`, `FrameError` and `BudgetPolicy` are at the root only), as are the
 // feature modules `protobuf` and `tokio_uring`.
 mod channel;
-mod config;
-mod conn;
 mod engine;
 mod error;
 pub mod frame;
-mod framed;
-mod handler;
 mod listener;
 mod log_limit;
 mod manager;
@@ -79,18 +75,18 @@ mod options;
 #[cfg(feature = "prost")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
 pub mod protobuf;
+mod stream;
 #[cfg(feature = "tokio-uring")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-uring")))]
 pub mod tokio_uring;
 mod writer;
 
 pub use channel::{
-    IntoIter, Iter, Message, MessageReceiver, Recv, RecvError, RecvTimeoutError, TryIter,
-    TryRecvError,
+    IntoMessageIter, Message, MessageIter, MessageReceiver, RecvError, RecvMessage,
+    RecvTimeoutError, TryMessageIter, TryRecvError,
 };
-pub use config::{ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET};
-pub use conn::{Conn, ConnWrite};
-pub use engine::session::ConnInfo;
+
+pub use engine::handle::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
     BatchError, BoxError, CloseReason, ConnError, DialError, FailReason, Failed, HandlerError,
@@ -99,21 +95,22 @@ pub use error::{
 pub use frame::budget::BudgetPolicy;
 pub use frame::error::FrameError;
 pub use frame::framing::Framing;
-pub use handler::HandlerErrorPolicy;
-pub use listener::{Broadcast, Listener};
+pub use listener::{
+    Broadcast, Listener, ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET,
+};
 pub use manager::{Manager, ManagerError, ShutdownReport};
 pub use options::{
     default_max_message_size, StreamOptions, DEFAULT_CONN_SEND_QUEUE_BYTES,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_QUEUE_BYTES,
 };
+pub use stream::conn::{Conn, ConnWrite};
+pub use stream::handler::HandlerErrorPolicy;
 pub use writer::{
     BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITERS_PER_CORE,
     BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES, DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS,
 };
 
-/// The oldest kernel the io_uring engine supports, as `(major, minor)`.
-pub const MIN_KERNEL: (u32, u32) = engine::probe::MIN_KERNEL;
-pub use engine::probe::{probe, KernelReport};
+pub use engine::{probe, KernelReport, MIN_KERNEL};
 
 /// The README's examples, compiled as doc tests so they cannot go stale.
 #[doc = include_str!("../README.md")]

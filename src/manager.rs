@@ -11,8 +11,8 @@ use bytes::Bytes;
 use crate::engine::{CoreStats, Runtime, RuntimeConfig};
 use crate::error::{DialError, ListenError, StartError, TryWriteError, Unsent, WriteError};
 use crate::listener::Listener;
+use crate::listener::ListenerConfig;
 use crate::writer::{WriteFuture, Writer, WriterConfig};
-use crate::ListenerConfig;
 
 /// Why a manager operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@
 
 use crate::engine::RuntimeConfig;
 use crate::frame::Framing;
-use crate::handler::HandlerErrorPolicy;
+use crate::stream::handler::HandlerErrorPolicy;
 
 /// The default maximum message size: 8 MiB (as tokio-util's `LengthDelimitedCodec`).
 ///
@@ -166,7 +166,10 @@ macro_rules! forward_stream_options {
             /// What a handler error does; see [`StreamOptions::on_handler_error`].
             ///
             /// [`StreamOptions::on_handler_error`]: crate::StreamOptions::on_handler_error
-            pub fn on_handler_error(mut self, policy: $crate::handler::HandlerErrorPolicy) -> Self {
+            pub fn on_handler_error(
+                mut self,
+                policy: $crate::stream::handler::HandlerErrorPolicy,
+            ) -> Self {
                 self.options = self.options.on_handler_error(policy);
                 self
             }

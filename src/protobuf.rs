@@ -20,8 +20,8 @@
 //! ```
 
 use crate::channel::Message;
-use crate::conn::Conn;
 use crate::error::WriteError;
+use crate::stream::conn::Conn;
 use crate::writer::{BufferedWriter, Writer};
 
 /// Encodes `msg` into exactly the `encoded_len` bytes it is given; false if it wrote a

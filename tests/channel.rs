@@ -520,7 +520,7 @@ fn receiver_types_are_thread_safe() {
     fn send<T: Send>() {}
     send_sync::<MessageReceiver>();
     send_sync::<Message>();
-    send::<buffstreams::Recv<'static>>();
+    send::<buffstreams::RecvMessage<'static>>();
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::{resume_all, Channel, Message, RecvError, RecvTimeoutError, TryRecvError};
+use crate::channel::message::{Message, RecvError, RecvTimeoutError, TryRecvError};
+use crate::channel::state::{resume_all, Channel};
 
 /// The consuming end of a listener's message channel, from
 /// [`ListenerConfig::with_channel`](crate::ListenerConfig::with_channel).
@@ -53,7 +54,7 @@ pub struct MessageReceiver {
 }
 
 impl MessageReceiver {
-    pub(super) fn new(chan: Arc<Channel>) -> MessageReceiver {
+    pub(crate) fn new(chan: Arc<Channel>) -> MessageReceiver {
         MessageReceiver {
             chan,
             stream_key: None,
@@ -137,21 +138,21 @@ impl MessageReceiver {
     /// }
     /// # }
     /// ```
-    pub fn recv_async(&self) -> Recv<'_> {
-        Recv {
+    pub fn recv_async(&self) -> RecvMessage<'_> {
+        RecvMessage {
             chan: &self.chan,
             key: None,
         }
     }
 
     /// A blocking iterator over the messages; it ends when the channel is closed and drained.
-    pub fn iter(&self) -> Iter<'_> {
-        Iter { receiver: self }
+    pub fn iter(&self) -> MessageIter<'_> {
+        MessageIter { receiver: self }
     }
 
     /// An iterator over the messages queued now; it never waits.
-    pub fn try_iter(&self) -> TryIter<'_> {
-        TryIter { receiver: self }
+    pub fn try_iter(&self) -> TryMessageIter<'_> {
+        TryMessageIter { receiver: self }
     }
 
     /// Messages queued now.
@@ -218,13 +219,13 @@ impl fmt::Debug for MessageReceiver {
 
 /// The future returned by [`MessageReceiver::recv_async`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Recv<'a> {
+pub struct RecvMessage<'a> {
     chan: &'a Arc<Channel>,
     /// The key of this future's registered waker, once it has waited.
     key: Option<u64>,
 }
 
-impl Future for Recv<'_> {
+impl Future for RecvMessage<'_> {
     type Output = Result<Message, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -292,7 +293,7 @@ fn poll_recv(
     Poll::Pending
 }
 
-impl Drop for Recv<'_> {
+impl Drop for RecvMessage<'_> {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             self.chan.lock().wakers.retain(|(k, _)| *k != key);
@@ -300,20 +301,20 @@ impl Drop for Recv<'_> {
     }
 }
 
-impl fmt::Debug for Recv<'_> {
+impl fmt::Debug for RecvMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recv").finish_non_exhaustive()
+        f.debug_struct("RecvMessage").finish_non_exhaustive()
     }
 }
 
 /// A blocking iterator over a [`MessageReceiver`]'s messages, from
 /// [`MessageReceiver::iter`]; it ends when the channel is closed and drained.
 #[derive(Debug)]
-pub struct Iter<'a> {
+pub struct MessageIter<'a> {
     receiver: &'a MessageReceiver,
 }
 
-impl Iterator for Iter<'_> {
+impl Iterator for MessageIter<'_> {
     type Item = Message;
 
     fn next(&mut self) -> Option<Message> {
@@ -323,11 +324,11 @@ impl Iterator for Iter<'_> {
 
 /// A non-blocking iterator over the messages queued now, from [`MessageReceiver::try_iter`].
 #[derive(Debug)]
-pub struct TryIter<'a> {
+pub struct TryMessageIter<'a> {
     receiver: &'a MessageReceiver,
 }
 
-impl Iterator for TryIter<'_> {
+impl Iterator for TryMessageIter<'_> {
     type Item = Message;
 
     fn next(&mut self) -> Option<Message> {
@@ -338,11 +339,11 @@ impl Iterator for TryIter<'_> {
 /// An owning blocking iterator over a [`MessageReceiver`]'s messages; it ends when the channel
 /// is closed and drained.
 #[derive(Debug)]
-pub struct IntoIter {
+pub struct IntoMessageIter {
     receiver: MessageReceiver,
 }
 
-impl Iterator for IntoIter {
+impl Iterator for IntoMessageIter {
     type Item = Message;
 
     fn next(&mut self) -> Option<Message> {
@@ -352,18 +353,18 @@ impl Iterator for IntoIter {
 
 impl IntoIterator for MessageReceiver {
     type Item = Message;
-    type IntoIter = IntoIter;
+    type IntoIter = IntoMessageIter;
 
-    fn into_iter(self) -> IntoIter {
-        IntoIter { receiver: self }
+    fn into_iter(self) -> IntoMessageIter {
+        IntoMessageIter { receiver: self }
     }
 }
 
 impl<'a> IntoIterator for &'a MessageReceiver {
     type Item = Message;
-    type IntoIter = Iter<'a>;
+    type IntoIter = MessageIter<'a>;
 
-    fn into_iter(self) -> Iter<'a> {
+    fn into_iter(self) -> MessageIter<'a> {
         self.iter()
     }
 }

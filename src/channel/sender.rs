@@ -1,43 +1,32 @@
-//! The feeding side of a channel: the configuration's link (which keeps an unbound channel
-//! open), the listener's source, and each connection's sender, which reserves room, queues a
-//! decoded batch, and parks its connection when the queue is full.
+//! The feeding side of a channel: the link held by a configuration and a listener's acceptor
+//! (which makes senders), and the senders held by a listener and each of its connections, which
+//! reserve room, queue a decoded batch, and park their connection when the queue is full.
 
 use std::sync::Arc;
 
-use super::{resume_all, Channel, Message};
-use crate::conn::Conn;
+use crate::channel::message::Message;
+use crate::channel::state::{resume_all, Channel};
+use crate::stream::conn::Conn;
 
-/// The configuration's hold on a channel: while any exists and no listener was bound, the
-/// channel stays open. Binding a listener turns it into a [`ChannelSender`].
+/// A hold on a channel that makes [`ChannelSender`]s. Until a listener is bound with it, the
+/// channel stays open while any link exists; once one is bound, only senders keep it open
+/// (a listener's acceptor keeps a link to give each new connection its sender).
 pub(crate) struct ChannelLink {
-    pub(super) chan: Arc<Channel>,
+    pub(crate) chan: Arc<Channel>,
 }
 
 impl ChannelLink {
-    /// A sender for a listener being bound: the listener holds it until it has closed every
-    /// connection, so the channel ends as soon as the close completes.
+    /// A sender (for a listener being bound, or one of its new connections). The listener holds
+    /// its own until it has closed every connection, so the channel ends as soon as the close
+    /// completes.
     pub(crate) fn sender(&self) -> ChannelSender {
         let mut st = self.chan.lock();
         st.live += 1;
         st.bound = true;
         ChannelSender {
             chan: self.chan.clone(),
-        }
-    }
-}
-
-/// What a listener's acceptor holds to give each new connection a [`ChannelSender`]; it does
-/// not keep the channel open by itself (the listener's own sender does, until it closes).
-pub(crate) struct ChannelSource {
-    chan: Arc<Channel>,
-}
-
-impl ChannelSource {
-    /// A sender for a new connection.
-    pub(crate) fn sender(&self) -> ChannelSender {
-        self.chan.lock().live += 1;
-        ChannelSender {
-            chan: self.chan.clone(),
+            batch: Vec::new(),
+            discarded: false,
         }
     }
 }
@@ -59,19 +48,14 @@ impl Drop for ChannelLink {
     }
 }
 
-/// The sending side, held by a listener's acceptor and by each of its connections' sessions.
-/// The channel closes when the last one is dropped (the listener closed).
+/// The sending side, held by a listener and by each of its connections' sessions. The channel
+/// closes when the last one is dropped (the listener closed).
 pub(crate) struct ChannelSender {
     chan: Arc<Channel>,
-}
-
-impl Clone for ChannelSender {
-    fn clone(&self) -> Self {
-        self.chan.lock().live += 1;
-        ChannelSender {
-            chan: self.chan.clone(),
-        }
-    }
+    /// The batch a session decodes into (kept to reuse its allocation).
+    batch: Vec<Message>,
+    /// Messages were discarded (every receiver gone) and that was logged.
+    discarded: bool,
 }
 
 impl Drop for ChannelSender {
@@ -83,11 +67,14 @@ impl Drop for ChannelSender {
 }
 
 impl ChannelSender {
-    /// A handle to make more senders from, which does not keep the channel open.
-    pub(crate) fn source(&self) -> ChannelSource {
-        ChannelSource {
-            chan: self.chan.clone(),
-        }
+    /// The batch to decode into, queued by [`commit`](ChannelSender::commit).
+    pub(crate) fn batch(&mut self) -> &mut Vec<Message> {
+        &mut self.batch
+    }
+
+    /// Whether this is the first time this sender's messages are discarded (to log it once).
+    pub(crate) fn first_discard(&mut self) -> bool {
+        !std::mem::replace(&mut self.discarded, true)
     }
 
     /// Reserves room for a batch: the free room, but at least 1 (the soft bound: a connection
@@ -102,10 +89,11 @@ impl ChannelSender {
         Some(room)
     }
 
-    /// Queues `batch` (at most `reserved` messages, reserved by [`ChannelSender::reserve`]) and
-    /// releases the reservation. Returns `true` if the queue is now full: then `conn` is in the
-    /// paused list and must stop reading until resumed.
-    pub(crate) fn commit(&self, batch: &mut Vec<Message>, reserved: usize, conn: &Conn) -> bool {
+    /// Queues the [`batch`](ChannelSender::batch) (at most `reserved` messages, reserved by
+    /// [`ChannelSender::reserve`]) and releases the reservation. Returns `true` if the queue is
+    /// now full: then `conn` is in the paused list and must stop reading until resumed.
+    pub(crate) fn commit(&mut self, reserved: usize, conn: &Conn) -> bool {
+        let batch = &mut self.batch;
         let chan = &*self.chan;
         let mut st = chan.lock();
         st.reserved = st.reserved.saturating_sub(reserved);

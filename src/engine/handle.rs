@@ -1,5 +1,5 @@
 //! The engine's door for the layers above it (listener, writer, conn): a [`CoreHandle`] to one
-//! core and a [`ConnHandle`] to one connection's send side (a writer's, across its
+//! core and a [`SendQueueHandle`] to one connection's send side (a writer's, across its
 //! reconnects). Through them those layers add listeners and connections, write, wait for a
 //! flush, resume reading, close, and steer a writer's queue through its reconnects; the
 //! commands, the send queue's internals and the connection table stay inside the engine.
@@ -14,11 +14,17 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::engine::core::{Command, CoreShared};
-use crate::engine::send::chunk::{Chunk, ChunkPool};
-use crate::engine::send::{FrameIndex, Gate, PushError, SendQueue};
-use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::engine::send::chunk::ChunkPool;
+use crate::engine::send::SendQueue;
 use crate::error::ConnError;
-use crate::frame::Frame;
+
+// Everything else the layers above use of the engine passes through here.
+pub(crate) use crate::engine::core::next_conn_id;
+pub(crate) use crate::engine::dialer::{Next, Redial};
+pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
+pub(crate) use crate::engine::send::{Encoded, FrameIndex, Gate, PushError};
+pub use crate::engine::session::ConnInfo;
+pub(crate) use crate::engine::session::{Acceptor, Delivered, Session};
 
 /// One core of a runtime, as the layers above the engine see it.
 #[derive(Clone)]
@@ -73,27 +79,27 @@ impl CoreHandle {
         done
     }
 
-    /// Hands a connected socket to this core, draining `conn`'s queue and feeding `session`.
+    /// Hands a connected socket to this core, draining `sendq` and feeding `session`.
     /// `false` if the core has ended.
     pub(crate) fn adopt(
         &self,
         fd: OwnedFd,
         info: ConnInfo,
-        conn: &ConnHandle,
+        sendq: &SendQueueHandle,
         session: Box<dyn Session>,
     ) -> bool {
         let fd = Arc::new(fd);
         // Producers may send on it at once (a flush right after a dial sends from its own
         // thread), before the core has taken the connection in.
-        conn.0.preattach(fd.clone());
+        sendq.0.preattach(fd.clone());
         let sent = self.0.send(Command::AddConn {
             fd: fd.clone(),
             info,
-            sendq: conn.0.clone(),
+            sendq: sendq.0.clone(),
             session,
         });
         if !sent {
-            conn.0.unpreattach(&fd);
+            sendq.0.unpreattach(&fd);
         }
         sent
     }
@@ -105,16 +111,16 @@ pub(crate) enum AfterFailure {
     /// Refuse writes (an accepted connection's queue, or a writer that will not reconnect by
     /// itself).
     Refuse,
-    /// Hold writes for the next connection and call the [`ConnHandle::on_held`] hook.
+    /// Hold writes for the next connection and call the [`SendQueueHandle::on_held`] hook.
     Hold,
 }
 
 /// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
 /// any thread.
 #[derive(Clone)]
-pub(crate) struct ConnHandle(pub(in crate::engine) Arc<SendQueue>);
+pub(crate) struct SendQueueHandle(pub(in crate::engine) Arc<SendQueue>);
 
-impl ConnHandle {
+impl SendQueueHandle {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
     /// is taken into an empty queue). `frames` finds frame boundaries in what it holds, so that a
     /// failed connection's partly sent frame is sent again whole.
@@ -123,9 +129,9 @@ impl ConnHandle {
         limit: usize,
         frames: Box<dyn FrameIndex>,
         after_failure: AfterFailure,
-    ) -> ConnHandle {
+    ) -> SendQueueHandle {
         let hold = after_failure == AfterFailure::Hold;
-        ConnHandle(SendQueue::new(core.0.clone(), limit, frames, hold))
+        SendQueueHandle(SendQueue::new(core.0.clone(), limit, frames, hold))
     }
 
     /// Whether the calling thread is the owning core's.
@@ -139,7 +145,7 @@ impl ConnHandle {
     /// Queues one frame, waiting (until `deadline`, if any) for room.
     pub(crate) fn push(
         &self,
-        frame: &Frame<'_>,
+        frame: &impl Encoded,
         deadline: Option<Instant>,
     ) -> Result<(), PushError> {
         self.0.push(frame, deadline)
@@ -160,9 +166,9 @@ impl ConnHandle {
 
     /// Queues `frames` in order, waiting for room whenever the queue is full; returns how many
     /// were queued and why the rest were not.
-    pub(crate) fn push_frames(
+    pub(crate) fn push_frames<F: Encoded>(
         &self,
-        frames: &[Frame<'_>],
+        frames: &[F],
         deadline: Option<Instant>,
     ) -> (usize, Result<(), PushError>) {
         self.0.push_frames(frames, deadline)
@@ -226,7 +232,7 @@ impl ConnHandle {
         self.0.close()
     }
 
-    /// [`close_queue`](ConnHandle::close_queue), also saying whether nothing of the queue's is
+    /// [`close_queue`](SendQueueHandle::close_queue), also saying whether nothing of the queue's is
     /// in flight (so closing the connection afterwards cannot hand anything back).
     pub(crate) fn close_queue_idle(&self) -> (BytesMut, bool) {
         self.0.close_idle()
@@ -266,18 +272,18 @@ impl ConnHandle {
     }
 
     /// A handle that does not keep the queue alive.
-    pub(crate) fn downgrade(&self) -> WeakConnHandle {
-        WeakConnHandle(Arc::downgrade(&self.0))
+    pub(crate) fn downgrade(&self) -> WeakSendQueueHandle {
+        WeakSendQueueHandle(Arc::downgrade(&self.0))
     }
 }
 
-/// A [`ConnHandle`] that does not keep its queue alive.
-pub(crate) struct WeakConnHandle(Weak<SendQueue>);
+/// A [`SendQueueHandle`] that does not keep its queue alive.
+pub(crate) struct WeakSendQueueHandle(Weak<SendQueue>);
 
-impl WeakConnHandle {
+impl WeakSendQueueHandle {
     /// The handle, if the queue still exists.
-    pub(crate) fn upgrade(&self) -> Option<ConnHandle> {
-        self.0.upgrade().map(ConnHandle)
+    pub(crate) fn upgrade(&self) -> Option<SendQueueHandle> {
+        self.0.upgrade().map(SendQueueHandle)
     }
 }
 
@@ -289,5 +295,26 @@ impl Wake for ResumeOnWake {
         if let Some(sendq) = self.0.upgrade() {
             sendq.core().send(Command::Resume(sendq.clone()));
         }
+    }
+}
+
+/// For the upper layers' unit tests: a core with no thread and no ring, whose commands are
+/// counted instead of carried out.
+#[cfg(test)]
+impl CoreHandle {
+    /// A core that never runs.
+    pub(crate) fn detached() -> CoreHandle {
+        CoreHandle(Arc::new(CoreShared::new(0).expect("eventfd")))
+    }
+
+    /// How many `Resume` commands were sent to it since the last call (one per connection
+    /// asked to read again).
+    pub(crate) fn take_resumes(&self) -> usize {
+        self.0
+            .take_commands()
+            .unwrap_or_default()
+            .iter()
+            .filter(|cmd| matches!(cmd, Command::Resume(_)))
+            .count()
     }
 }

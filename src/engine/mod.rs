@@ -9,18 +9,20 @@
 //!   driver. `send`: send memory and each connection's queue. `session`: the seam where bytes
 //!   become messages (the engine never sees a frame format).
 
-pub(crate) mod conns;
-pub(crate) mod core;
-pub(crate) mod cpus;
-pub(crate) mod dialer;
+// `handle` is the one door for the layers above: every other module is private, so the
+// compiler keeps them out.
+mod conns;
+mod core;
+mod cpus;
+mod dialer;
 mod doorbell;
-pub(crate) mod epoll;
+mod epoll;
 pub(crate) mod handle;
-pub(crate) mod probe;
-pub(crate) mod send;
-pub(crate) mod session;
-pub(crate) mod stats;
-pub(crate) mod uring;
+mod probe;
+mod send;
+mod session;
+mod stats;
+mod uring;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use self::core::{Command, CoreShared};
 use self::handle::CoreHandle;
+pub use self::probe::{probe, KernelReport, MIN_KERNEL};
 pub use self::stats::CoreStats;
 use crate::error::StartError;
 

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::engine::core::next_conn_id;
-use crate::engine::handle::{ConnHandle, CoreHandle};
+use crate::engine::handle::{CoreHandle, SendQueueHandle};
 use crate::error::{CloseReason, ConnError};
 
 /// Identity of one connection, fixed for its life.
@@ -31,7 +31,7 @@ pub(crate) struct Delivered {
     /// Messages handed to the user.
     pub(crate) messages: u64,
     /// The consumer is full: stop reading this connection until it is resumed
-    /// ([`ConnHandle::resume_reading`]). Bytes already given (and any the driver must still
+    /// ([`SendQueueHandle::resume_reading`]). Bytes already given (and any the driver must still
     /// hand over) are kept by the session.
     pub(crate) paused: bool,
 }
@@ -105,7 +105,11 @@ pub(crate) trait Acceptor: Send + Sync {
     /// A connection was accepted on `core`: its send side and its session. `None` refuses it
     /// (the core closes it at once and counts it in
     /// [`CoreStats::refused`](crate::CoreStats::refused)).
-    fn open(&self, info: ConnInfo, core: &CoreHandle) -> Option<(ConnHandle, Box<dyn Session>)>;
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
 
     /// Whether this listener's sessions want [`Session::on_tick`].
     fn ticks(&self) -> bool {

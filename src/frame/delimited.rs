@@ -1,6 +1,6 @@
 //! Delimiter-terminated messages.
 
-use super::FrameError;
+use crate::frame::error::FrameError;
 
 /// Position of the first `delimiter` in `buf`.
 ///

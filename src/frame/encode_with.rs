@@ -2,7 +2,10 @@
 //! serialiser that knows its encoded length up front, such as prost's `encoded_len`), so no
 //! intermediate buffer holds the message.
 
-use super::{delimited, Codec, FrameError, Framing};
+use crate::frame::codec::Codec;
+use crate::frame::delimited;
+use crate::frame::error::FrameError;
+use crate::frame::framing::Framing;
 
 impl Codec {
     /// Writes one frame of a `len`-byte payload at the start of `dst`: the header, then `fill`

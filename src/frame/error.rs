@@ -1,6 +1,6 @@
 //! The error type of the frame codec.
 
-use super::Framing;
+use crate::frame::framing::Framing;
 
 /// Why a frame could not be encoded or decoded, or a [`Codec`](super::Codec) not built.
 ///

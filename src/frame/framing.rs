@@ -1,7 +1,10 @@
 //! [`Framing`], the wire formats. Public at the crate root (the messaging API takes it), not in
 //! `frame`.
 
-use super::fixed::Fixed;
+use crate::frame::fixed::Fixed;
+
+/// Longest header any [`Framing`] writes: a 10-byte varint.
+pub const MAX_HEADER_LEN: usize = 10;
 
 /// The wire format: how each message's extent is marked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

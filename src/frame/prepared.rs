@@ -1,6 +1,6 @@
 //! [`Frame`]: one message checked and framed by [`Codec::prepare`](super::Codec::prepare), ready to be written.
 
-use super::MAX_HEADER_LEN;
+use crate::frame::framing::MAX_HEADER_LEN;
 
 /// One checked frame, ready to be written: header, payload, trailer (see [`Codec::prepare`](super::Codec::prepare)).
 #[derive(Debug, Clone, Copy)]

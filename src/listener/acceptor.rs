@@ -3,26 +3,21 @@
 
 use std::sync::Arc;
 
-use crate::channel::ChannelSource;
-use crate::conn::{CloseHook, Conn};
-use crate::engine::handle::{AfterFailure, ConnHandle, CoreHandle};
-use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::channel::ChannelLink;
+use crate::engine::handle::{
+    Acceptor, AfterFailure, ConnInfo, CoreHandle, SendQueueHandle, Session,
+};
 use crate::frame::Codec;
-use crate::framed::{Deliver, FramedSession, SessionLimits};
-use crate::handler::{HandlerErrorPolicy, MessageHandler};
+use crate::listener::registry::Registry;
 use crate::log_limit::LogLimit;
-
-use super::Registry;
-
-/// Where an acceptor's sessions deliver messages.
-pub(super) enum Sink {
-    Handler(MessageHandler),
-    Channel(ChannelSource),
-}
+use crate::stream::conn::Conn;
+use crate::stream::delivery::Delivery;
+use crate::stream::handler::HandlerErrorPolicy;
+use crate::stream::session::{CloseHook, FramedSession, SessionLimits};
 
 pub(super) struct FramedAcceptor {
     pub(super) codec: Codec,
-    pub(super) sink: Sink,
+    pub(super) delivery: Delivery<ChannelLink>,
     pub(super) policy: HandlerErrorPolicy,
     /// The user's close hook, preceded by removal from `registry`.
     pub(super) on_close: CloseHook,
@@ -35,7 +30,11 @@ pub(super) struct FramedAcceptor {
 }
 
 impl Acceptor for FramedAcceptor {
-    fn open(&self, info: ConnInfo, core: &CoreHandle) -> Option<(ConnHandle, Box<dyn Session>)> {
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)> {
         // Admission and registration under one lock: the cap holds across cores.
         let mut registry = self.registry.lock();
         if let Some(max) = self.max_connections {
@@ -48,7 +47,7 @@ impl Acceptor for FramedAcceptor {
                 return None;
             }
         }
-        let sendq = ConnHandle::new(
+        let sendq = SendQueueHandle::new(
             core,
             self.send_queue_bytes,
             Box::new(self.codec),
@@ -57,13 +56,9 @@ impl Acceptor for FramedAcceptor {
         let conn = Conn::new(info, self.codec, sendq.clone());
         registry.insert(info.id, conn.clone());
         drop(registry);
-        let deliver = match &self.sink {
-            Sink::Handler(handler) => Deliver::Handler(Some(handler.clone())),
-            Sink::Channel(source) => Deliver::Channel(source.sender()),
-        };
         let session = FramedSession::new(
             conn,
-            deliver,
+            self.delivery.map_channel(ChannelLink::sender),
             self.policy,
             Some(self.on_close.clone()),
             self.limits.clone(),

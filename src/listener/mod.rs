@@ -4,27 +4,33 @@
 
 mod acceptor;
 mod bind;
+mod broadcast;
+mod config;
+mod registry;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 
 use crate::channel::ChannelSender;
-use crate::config::{Delivery, ListenerConfig};
-use crate::conn::{CloseHook, Conn};
-use crate::engine::session::{Acceptor, ConnInfo};
+use crate::engine::handle::{Acceptor, ConnInfo};
 use crate::engine::{CoreStats, Runtime};
-use crate::error::{CloseReason, FrameError, ListenError, WriteError};
+use crate::error::{CloseReason, FrameError, ListenError};
 use crate::frame::{AssemblyBudget, Codec};
 use crate::log_limit::LogLimit;
+use crate::stream::conn::Conn;
+use crate::stream::delivery::Delivery;
+use crate::stream::session::CloseHook;
 
-use self::acceptor::{FramedAcceptor, Sink};
+use self::acceptor::FramedAcceptor;
 pub(crate) use self::bind::resolve;
 use self::bind::{bind_socket, ensure_port_free};
+pub use self::broadcast::Broadcast;
+pub use self::config::{ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET};
+use self::registry::Registry;
 
 /// A running listener. Cheap to clone: one clone can [`wait`](Listener::wait) while another
 /// [`close`](Listener::close)s. Dropping the last clone closes it.
@@ -57,54 +63,6 @@ struct ListenerInner {
     budget: Option<Arc<AssemblyBudget>>,
     closed: Mutex<bool>,
     closed_cv: Condvar,
-}
-
-/// The listener's live connections: added when accepted, removed when closed (touched per
-/// connection, never per message).
-#[derive(Default)]
-struct Registry {
-    conns: Mutex<HashMap<u64, Conn>>,
-}
-
-impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Conn>> {
-        // Only inserts, removes and clones happen under this lock: never poisoned half-way.
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The live connections, by id.
-    fn snapshot(&self) -> Vec<Conn> {
-        let mut conns: Vec<Conn> = self.lock().values().cloned().collect();
-        conns.sort_unstable_by_key(Conn::id);
-        conns
-    }
-}
-
-/// What [`Listener::broadcast`] did: how many connections the message was queued for, and which
-/// refused it and why.
-///
-/// A connection whose send queue is full (its peer reads too slowly) is never waited for: it
-/// is reported with [`WriteError::Full`], the others still get the message.
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct Broadcast {
-    /// Connections the message was queued for (the core sends it next).
-    pub queued: usize,
-    /// Connections that refused it: [`WriteError::Full`] (queue full),
-    /// [`WriteError::Closed`] (closing meanwhile) or [`WriteError::Failed`].
-    pub failed: Vec<(ConnInfo, WriteError)>,
-}
-
-impl Broadcast {
-    /// Connections the broadcast was addressed to (after the filter).
-    pub fn attempted(&self) -> usize {
-        self.queued + self.failed.len()
-    }
-
-    /// Whether every addressed connection took the message.
-    pub fn is_complete(&self) -> bool {
-        self.failed.is_empty()
-    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -178,17 +136,16 @@ impl Listener {
             drop(conn);
             user_hook(info, reason, unsent);
         });
-        let (sink, channel) = match &config.delivery {
-            Delivery::Handler(handler) => (Sink::Handler(handler.clone()), None),
-            Delivery::Channel(link) => {
-                let sender = link.sender();
-                (Sink::Channel(sender.source()), Some(sender))
-            }
+        // With a channel, the listener holds a sender of its own until it has closed every
+        // connection (so the receiver ends only then).
+        let channel = match &config.delivery {
+            Delivery::Channel(link) => Some(link.sender()),
+            Delivery::Discard | Delivery::Handler(_) => None,
         };
         let limits = config.session_limits(codec.max_message_size());
         let acceptor: Arc<dyn Acceptor> = Arc::new(FramedAcceptor {
             codec,
-            sink,
+            delivery: config.delivery.clone(),
             policy: config.options.policy,
             on_close,
             send_queue_bytes: config.conn_send_queue_bytes(),
@@ -305,24 +262,12 @@ impl Listener {
     /// listener.broadcast_to(b"local news", |conn| conn.peer.ip().is_loopback())?;
     /// # Ok(()) }
     /// ```
-    pub fn broadcast_to<F>(&self, msg: &[u8], mut filter: F) -> Result<Broadcast, FrameError>
+    pub fn broadcast_to<F>(&self, msg: &[u8], filter: F) -> Result<Broadcast, FrameError>
     where
         F: FnMut(&ConnInfo) -> bool,
     {
         let frame = self.inner.codec.prepare(msg)?;
-        // The filter (user code) runs outside the registry's lock.
-        let mut report = Broadcast::default();
-        for conn in self.inner.registry.snapshot() {
-            let info = conn.info();
-            if !filter(&info) {
-                continue;
-            }
-            match conn.try_push(&frame) {
-                Ok(()) => report.queued += 1,
-                Err(err) => report.failed.push((info, err)),
-            }
-        }
-        Ok(report)
+        Ok(Broadcast::send(&self.inner.registry, &frame, filter))
     }
 
     /// Stops accepting, closes every connection (handlers running now finish first: they run on

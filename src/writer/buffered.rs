@@ -3,13 +3,14 @@
 //! batch at a time.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
-use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
-use crate::engine::send::PushError;
+use crate::engine::handle::{Chunk, CHUNK_SIZE};
 use crate::error::{FailReason, WriteError};
 use crate::frame::{Codec, FixedHeader};
-use crate::writer::{push_error, report, Writer};
+use crate::stream::outbound::complete;
+use crate::stream::retry::{retry, OnDown};
+use crate::writer::dial::Writer;
+use crate::writer::shared::report;
 
 /// Most bytes a [`BufferedWriter`] gathers before it hands them on by itself (a single larger
 /// message goes alone): 1 MiB, when few handles share the core.
@@ -106,8 +107,8 @@ impl Writer {
         pool.batcher_started();
         let mut handle = BufferedWriter {
             writer: self,
-            codec: self.inner.codec,
-            fixed: self.inner.codec.fixed_header(),
+            codec: self.inner.out.codec,
+            fixed: self.inner.out.codec.fixed_header(),
             open: None,
             full: VecDeque::new(),
             bytes: 0,
@@ -156,7 +157,7 @@ impl BufferedWriter<'_> {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
-        self.write_encoded(len, crate::conn::complete(fill))
+        self.write_encoded(len, complete(fill))
     }
 
     /// [`write_with`](BufferedWriter::write_with) for an encoder that reports whether it wrote
@@ -253,18 +254,14 @@ impl BufferedWriter<'_> {
         if let Some(open) = self.open.take() {
             self.full.push_back(open);
         }
-        let deadline = inner.core.is_current().then(Instant::now);
-        loop {
-            match inner.sendq.push_chunks(&mut self.full, deadline) {
-                Ok(()) => {
-                    self.bytes = 0;
-                    self.size_batches();
-                    return Ok(());
-                }
-                Err(PushError::Down(_)) => inner.reconnect().map_err(WriteError::Reconnect)?,
-                Err(err) => return Err(push_error(err)),
-            }
-        }
+        let deadline = inner.out.own_core_deadline();
+        let full = &mut self.full;
+        retry(inner, OnDown::Dial, || {
+            inner.out.sendq.push_chunks(full, deadline)
+        })?;
+        self.bytes = 0;
+        self.size_batches();
+        Ok(())
     }
 }
 
@@ -284,7 +281,7 @@ impl Drop for BufferedWriter<'_> {
         report(
             inner.on_failed.as_ref(),
             inner.addr,
-            &inner.codec,
+            &inner.out.codec,
             rest,
             FailReason::Dropped,
         );

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::Conn;
 use crate::engine::RuntimeConfig;
 use crate::error::{Failed, HandlerError};
-use crate::handler::MessageHandler;
 use crate::options::{forward_stream_options, StreamOptions, DEFAULT_SEND_QUEUE_BYTES};
+use crate::stream::conn::Conn;
+use crate::stream::handler::MessageHandler;
 
 /// How a writer reconnects after its connection fails: exponential back-off with jitter, and
 /// when to give up.

@@ -1,13 +1,11 @@
 //! Writing without an intermediate buffer: `write_with` (the caller encodes straight into the
 //! send memory) and `write_batch` (many messages under one lock acquisition).
 
-use std::time::Instant;
-
-use crate::conn::{enqueue_with, Enqueue};
-use crate::engine::send::PushError;
 use crate::error::{BatchError, WriteError};
 use crate::frame::Frame;
-use crate::writer::{push_error, Writer};
+use crate::stream::outbound::complete;
+use crate::stream::retry::{retry, OnDown};
+use crate::writer::dial::Writer;
 
 impl Writer {
     /// Queues a `len`-byte message that `fill` writes straight into the send memory: the frame
@@ -35,7 +33,7 @@ impl Writer {
         len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WriteError> {
-        self.write_encoded(len, crate::conn::complete(fill))
+        self.write_encoded(len, complete(fill))
     }
 
     /// [`write_with`](Writer::write_with) for an encoder that reports whether it wrote exactly
@@ -47,16 +45,8 @@ impl Writer {
     ) -> Result<usize, WriteError> {
         let inner = &*self.inner;
         let mut fill = Some(encode);
-        loop {
-            match enqueue_with(&inner.codec, &inner.sendq, len, &mut fill) {
-                Ok(n) => return Ok(n),
-                // Refused before `fill` ran: reconnect, then it runs on the next attempt.
-                Err(Enqueue::Push(PushError::Down(_))) => {
-                    inner.reconnect().map_err(WriteError::Reconnect)?
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
+        // A link found down refuses before `fill` runs, so it runs on the next attempt.
+        retry(inner, OnDown::Dial, || inner.out.encode(len, &mut fill))
     }
 
     /// Queues every message of `msgs` in order, framing them under one acquisition of the
@@ -79,33 +69,23 @@ impl Writer {
         let inner = &*self.inner;
         let frames = msgs
             .iter()
-            .map(|m| inner.codec.prepare(m.as_ref()))
+            .map(|m| inner.out.codec.prepare(m.as_ref()))
             .collect::<Result<Vec<Frame<'_>>, _>>()
             .map_err(|err| BatchError {
                 queued: 0,
                 error: WriteError::Frame(err),
             })?;
-        let deadline = inner.core.is_current().then(Instant::now);
+        let deadline = inner.out.own_core_deadline();
         let mut done = 0;
-        while done < frames.len() {
-            let (queued, result) = inner.sendq.push_frames(&frames[done..], deadline);
+        retry(inner, OnDown::Dial, || {
+            let (queued, result) = inner.out.sendq.push_frames(&frames[done..], deadline);
             done += queued;
-            match result {
-                Ok(()) => {}
-                Err(PushError::Down(_)) => {
-                    inner.reconnect().map_err(|err| BatchError {
-                        queued: done,
-                        error: WriteError::Reconnect(err),
-                    })?;
-                }
-                Err(err) => {
-                    return Err(BatchError {
-                        queued: done,
-                        error: push_error(err),
-                    })
-                }
-            }
-        }
+            result
+        })
+        .map_err(|error| BatchError {
+            queued: done,
+            error,
+        })?;
         Ok(frames.iter().map(Frame::len).sum())
     }
 }

@@ -3,11 +3,24 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use crate::engine::send::PushError;
 use crate::error::WriteError;
-use crate::writer::{push_error, Writer};
+use crate::stream::retry::{retry, OnDown};
+use crate::writer::dial::Writer;
+
+impl Writer {
+    /// Queues `msg`, waiting for room without blocking a thread: a plain `Future` that works on
+    /// any executor (it is woken by the core when room frees up).
+    ///
+    /// ```no_run
+    /// # async fn demo(writer: buffstreams::Writer) -> Result<(), buffstreams::WriteError> {
+    /// writer.write_async(b"hello").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn write_async<'a>(&'a self, msg: &'a [u8]) -> WriteFuture<'a> {
+        WriteFuture::new(self, msg)
+    }
+}
 
 /// The future returned by [`Writer::write_async`]; resolves to the number of bytes framed.
 #[must_use = "futures do nothing unless polled"]
@@ -18,7 +31,7 @@ pub struct WriteFuture<'a> {
 }
 
 impl<'a> WriteFuture<'a> {
-    pub(crate) fn new(writer: &'a Writer, msg: &'a [u8]) -> Self {
+    fn new(writer: &'a Writer, msg: &'a [u8]) -> Self {
         WriteFuture { writer, msg }
     }
 }
@@ -28,24 +41,20 @@ impl Future for WriteFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &*self.writer.inner;
-        let frame = inner.codec.prepare(self.msg)?;
-        let mut restarted = false;
-        loop {
-            match inner.sendq.push(&frame, Some(Instant::now())) {
-                Ok(()) => return Poll::Ready(Ok(frame.len())),
-                Err(PushError::TimedOut) => {
-                    if inner.sendq.register_waker(cx.waker(), frame.len()) {
-                        return Poll::Pending;
-                    }
-                    // Room (or a state change) appeared meanwhile: try again now.
-                }
-                Err(PushError::Down(_)) if !restarted => {
-                    // Never dial on an executor thread: reconnect in the background and queue.
-                    restarted = true;
-                    inner.restart_reconnecting();
-                }
-                Err(err) => return Poll::Ready(Err(push_error(err))),
+        let frame = inner.out.codec.prepare(self.msg)?;
+        // Never dial on an executor thread: a link found down reconnects in the background, and
+        // the message is queued for it.
+        let polled = retry(inner, OnDown::Background, || {
+            match inner.out.poll_push(&frame, cx) {
+                Poll::Ready(Ok(())) => Ok(true),
+                Poll::Ready(Err(err)) => Err(err),
+                Poll::Pending => Ok(false),
             }
+        });
+        match polled {
+            Ok(true) => Poll::Ready(Ok(frame.len())),
+            Ok(false) => Poll::Pending,
+            Err(err) => Poll::Ready(Err(err)),
         }
     }
 }

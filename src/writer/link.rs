@@ -13,39 +13,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::config::{DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS};
-use super::{report, WriterInner, OUTAGE_GAVE_UP, OUTAGE_LOGGED, OUTAGE_NONE};
-use crate::conn::Conn;
-use crate::engine::core::next_conn_id;
-use crate::engine::dialer::{Next, Redial};
-use crate::engine::send::Gate;
-use crate::engine::session::ConnInfo;
+use crate::engine::handle::{next_conn_id, ConnInfo, Next, Redial};
 use crate::error::{ConnError, DialError, FailReason};
-use crate::framed::{Deliver, FramedSession, SessionLimits};
-
-/// Where a writer's link stands.
-#[derive(Debug, Clone)]
-pub(crate) enum Link {
-    /// Connected, or the first connect is under way: writes are queued and sent.
-    Up,
-    /// The connection failed and a reconnect is under way: writes are queued and wait.
-    Reconnecting,
-    /// The connection failed and nobody reconnects: a write reconnects first.
-    Down(Arc<ConnError>),
-    /// Closed for good: writes fail.
-    Closed,
-}
-
-impl From<Gate> for Link {
-    fn from(gate: Gate) -> Link {
-        match gate {
-            Gate::Open => Link::Up,
-            Gate::Held => Link::Reconnecting,
-            Gate::Refusing(err) => Link::Down(err),
-            Gate::Closed => Link::Closed,
-        }
-    }
-}
+use crate::stream::conn::Conn;
+use crate::stream::delivery::Delivery;
+use crate::stream::retry::Reconnect;
+use crate::stream::session::{FramedSession, SessionLimits};
+use crate::writer::config::{DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS};
+use crate::writer::shared::{
+    report, Link, WriterShared, OUTAGE_GAVE_UP, OUTAGE_LOGGED, OUTAGE_NONE,
+};
 
 /// A per-thread xorshift for jitter: no shared state, no dependency.
 fn jitter_unit() -> f64 {
@@ -68,19 +45,14 @@ fn jitter_unit() -> f64 {
     })
 }
 
-impl WriterInner {
-    /// Where the link stands now.
-    pub(super) fn link(&self) -> Link {
-        self.sendq.gate().into()
-    }
-
+impl WriterShared {
     /// When the core sees the connection fail: reconnect in the background, or, if the writer
     /// is gone, hand what is queued to the failed-message handler.
-    pub(super) fn install_down_hook(&self) {
+    pub(crate) fn install_down_hook(&self) {
         let writer = self.me.clone();
-        let sendq = self.sendq.downgrade();
-        let (codec, addr, on_failed) = (self.codec, self.addr, self.on_failed.clone());
-        self.sendq.on_held(Box::new(move || {
+        let sendq = self.out.sendq.downgrade();
+        let (codec, addr, on_failed) = (self.out.codec, self.addr, self.on_failed.clone());
+        self.out.sendq.on_held(Box::new(move || {
             if let Some(writer) = writer.upgrade() {
                 writer.outage_started();
                 writer.schedule_redial(Duration::ZERO);
@@ -91,20 +63,12 @@ impl WriterInner {
         }));
     }
 
-    pub(super) fn schedule_redial(&self, delay: Duration) {
+    pub(crate) fn schedule_redial(&self, delay: Duration) {
         let job: Weak<dyn Redial> = self.me.clone();
         self.runtime.dialer().schedule(job, Instant::now() + delay);
     }
 
-    /// The link is down: queue writes again and reconnect in the background.
-    pub(super) fn restart_reconnecting(&self) {
-        if self.sendq.hold() {
-            self.attempts.store(0, Ordering::Relaxed);
-            self.schedule_redial(Duration::ZERO);
-        }
-    }
-
-    pub(super) fn connect(&self) -> Result<ConnInfo, DialError> {
+    pub(crate) fn connect(&self) -> Result<ConnInfo, DialError> {
         let addr = self.addr;
         let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(|source| {
             if source.kind() == std::io::ErrorKind::TimedOut {
@@ -142,35 +106,24 @@ impl WriterInner {
             local,
             core: self.core.index(),
         };
-        let conn = Conn::new(info, self.codec, self.sendq.clone());
-        let session = FramedSession::new(
-            conn,
-            Deliver::Handler(self.handler.clone()),
-            self.policy,
-            None,
-            SessionLimits::default(),
-        );
-        self.sendq.reopen();
-        if !self
-            .core
-            .adopt(OwnedFd::from(stream), info, &self.sendq, Box::new(session))
-        {
+        let conn = Conn::new(info, self.out.codec, self.out.sendq.clone());
+        let delivery = match &self.handler {
+            Some(handler) => Delivery::Handler(handler.clone()),
+            None => Delivery::Discard,
+        };
+        let session =
+            FramedSession::new(conn, delivery, self.policy, None, SessionLimits::default());
+        self.out.sendq.reopen();
+        if !self.core.adopt(
+            OwnedFd::from(stream),
+            info,
+            &self.out.sendq,
+            Box::new(session),
+        ) {
             return Err(DialError::RuntimeClosed);
         }
         tracing::debug!(conn = info.id, %addr, "writer connected");
         Ok(info)
-    }
-
-    /// Reconnects now if the link is down (one thread dials; the others wait for it).
-    pub(super) fn reconnect(&self) -> Result<(), DialError> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Link::Down(err) = self.link() {
-            tracing::debug!(addr = %self.addr, error = %err, "writer reconnecting");
-            *current = Some(self.connect()?);
-            self.attempts.store(0, Ordering::Relaxed);
-            self.outage_ended();
-        }
-        Ok(())
     }
 
     /// The connection was lost: log it, once per outage.
@@ -200,6 +153,7 @@ impl WriterInner {
         }
         let err = Arc::new(err);
         let rest = self
+            .out
             .sendq
             .refuse(Arc::new(ConnError::Reconnect(err.clone())));
         let reason = FailReason::GaveUp {
@@ -209,14 +163,36 @@ impl WriterInner {
         report(
             self.on_failed.as_ref(),
             self.addr,
-            &self.codec,
+            &self.out.codec,
             rest,
             reason,
         );
     }
 }
 
-impl Redial for WriterInner {
+impl Reconnect for WriterShared {
+    /// Reconnects now if the link is down (one thread dials; the others wait for it).
+    fn reconnect(&self) -> Result<(), DialError> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Link::Down(err) = self.link() {
+            tracing::debug!(addr = %self.addr, error = %err, "writer reconnecting");
+            *current = Some(self.connect()?);
+            self.attempts.store(0, Ordering::Relaxed);
+            self.outage_ended();
+        }
+        Ok(())
+    }
+
+    /// The link is down: queue writes again and reconnect in the background.
+    fn reconnect_later(&self) {
+        if self.out.sendq.hold() {
+            self.attempts.store(0, Ordering::Relaxed);
+            self.schedule_redial(Duration::ZERO);
+        }
+    }
+}
+
+impl Redial for WriterShared {
     fn attempt(&self) -> Next {
         if !matches!(self.link(), Link::Reconnecting) {
             return Next::Done;

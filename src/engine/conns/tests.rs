@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::ListenerRef;
 use super::*;
-use crate::engine::handle::{AfterFailure, ConnHandle, CoreHandle};
+use crate::engine::handle::{AfterFailure, CoreHandle, SendQueueHandle};
 use crate::engine::send::SendQueue;
 use crate::engine::session::{Acceptor, ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError};
@@ -436,8 +436,12 @@ fn synchronous_sends_yield_after_the_cap_and_a_flushed_close_follows_the_last() 
 struct FakeAcceptor(Arc<Mutex<Seen>>);
 
 impl Acceptor for FakeAcceptor {
-    fn open(&self, _info: ConnInfo, core: &CoreHandle) -> Option<(ConnHandle, Box<dyn Session>)> {
-        let conn = ConnHandle::new(core, 1 << 20, Box::new(codec()), AfterFailure::Refuse);
+    fn open(
+        &self,
+        _info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)> {
+        let conn = SendQueueHandle::new(core, 1 << 20, Box::new(codec()), AfterFailure::Refuse);
         Some((conn, Box::new(FakeSession(self.0.clone()))))
     }
 }

@@ -25,6 +25,15 @@ pub(crate) trait FrameIndex: Send + Sync {
     fn frame_start(&self, buf: &[u8], offset: usize) -> usize;
 }
 
+/// Bytes to queue whole, encoded by the layer above (a prepared frame): the engine knows no
+/// codec, only how long the bytes are and how to copy them into send memory.
+pub(crate) trait Encoded {
+    /// Bytes it takes in the queue.
+    fn len(&self) -> usize;
+    /// Writes it at the start of `dst` (at least [`len`](Encoded::len) bytes); returns its length.
+    fn write_to(&self, dst: &mut [u8]) -> usize;
+}
+
 /// Whether a queue takes writes: the engine's side of a connection's life, which the layer
 /// above names (a writer's link is up, reconnecting, down or closed).
 #[derive(Debug, Clone)]

@@ -4,12 +4,15 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::task::Waker;
 
-use super::assembly::Assembly;
-use super::budget::Stake;
+use crate::frame::assembly::Assembly;
+use crate::frame::budget::Stake;
 mod delimited;
 mod prefixed;
 
-use super::{AssemblyBudget, Codec, FrameError, Framing, MAX_HEADER_LEN};
+use crate::frame::budget::AssemblyBudget;
+use crate::frame::codec::Codec;
+use crate::frame::error::FrameError;
+use crate::frame::framing::{Framing, MAX_HEADER_LEN};
 
 /// Capacity of the assembly buffer kept after a frame has been delivered; more is freed. This
 /// (plus the header bytes) is all a decoder holds between frames.

@@ -9,15 +9,14 @@ use std::time::Instant;
 use super::{Ctl, SendQueue, Sender, CLOSED, OPEN, REFUSING};
 use crate::engine::core::{defer_flush, Command};
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::{direct, PushError};
+use crate::engine::send::{direct, Encoded, PushError};
 use crate::error::ConnError;
-use crate::frame::Frame;
 
 impl SendQueue {
     /// Queues one frame, waiting (until `deadline`, if any) for room.
     pub(crate) fn push(
         self: &Arc<Self>,
-        frame: &Frame<'_>,
+        frame: &impl Encoded,
         deadline: Option<Instant>,
     ) -> Result<(), PushError> {
         self.push_with(frame.len(), deadline, |dst| Some(frame.write_to(dst)))
@@ -46,9 +45,9 @@ impl SendQueue {
     /// Queues `frames` in order, waiting (until `deadline`, if any) for room whenever the queue
     /// is full; the lock is taken once unless it has to wait. Returns how many were queued and
     /// why the rest were not.
-    pub(crate) fn push_frames(
+    pub(crate) fn push_frames<F: Encoded>(
         self: &Arc<Self>,
-        frames: &[Frame<'_>],
+        frames: &[F],
         deadline: Option<Instant>,
     ) -> (usize, Result<(), PushError>) {
         let mut ctl = self.lock();

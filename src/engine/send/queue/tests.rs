@@ -89,7 +89,7 @@ fn a_send_cut_mid_frame_resends_that_frame_whole() {
     q.detach(&mut out, None, false);
     let rest = q.close();
     let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
-    let messages = crate::conn::split_frames(&codec, rest);
+    let messages = crate::stream::frames::split_frames(&codec, rest);
     assert_eq!(
         messages.len(),
         2,

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::conn::Conn;
 use crate::error::HandlerError;
+use crate::stream::conn::Conn;
 
 /// A message handler: called on the owning core with each complete payload (borrowed from the
 /// kernel-filled receive buffer when the frame lies in one buffer) and the connection.

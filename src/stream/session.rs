@@ -7,32 +7,24 @@
 //! memory again. A [`Watchdog`] closes connections that stay silent or leave a frame unfinished
 //! for too long.
 
-mod channel_sink;
-mod handler;
-mod held;
-pub(crate) mod watchdog;
-
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::channel::ChannelSender;
-use crate::conn::{CloseHook, Conn};
-use crate::engine::session::{Delivered, Session};
+use crate::engine::handle::{ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError};
 use crate::frame::{AssemblyBudget, BudgetPolicy, Decoder};
-use crate::handler::{HandlerErrorPolicy, MessageHandler};
+use crate::stream::conn::Conn;
+use crate::stream::delivery::{Delivery, Fed};
+use crate::stream::handler::HandlerErrorPolicy;
+use crate::stream::held::Held;
+use crate::stream::watchdog::{Timeouts, Watchdog};
+use crate::stream::{to_channel, to_handler};
 
-use self::channel_sink::ChannelSink;
-use self::held::Held;
-use self::watchdog::{Timeouts, Watchdog};
-
-/// Where decoded messages go.
-pub(crate) enum Deliver {
-    /// Called with each message on the owning core (or nothing: messages are dropped).
-    Handler(Option<MessageHandler>),
-    /// Queued on a bounded channel.
-    Channel(ChannelSender),
-}
+/// Called when a connection ends, with the messages that were queued but never sent.
+pub(crate) type CloseHook = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
 
 /// What a listener limits on each of its connections.
 #[derive(Clone, Default)]
@@ -54,26 +46,11 @@ impl SessionLimits {
     }
 }
 
-/// How much of a chunk a sink took.
-pub(super) struct Fed {
-    /// Bytes decoded.
-    pub(super) used: usize,
-    /// Messages delivered.
-    pub(super) messages: u64,
-    /// The channel is full: stop reading until it resumes the connection.
-    pub(super) full: bool,
-}
-
-enum Sink {
-    Handler(Option<MessageHandler>),
-    Channel(ChannelSink),
-}
-
 /// A connection's framed session (see the module docs).
 pub(crate) struct FramedSession {
     decoder: Decoder,
     conn: Conn,
-    sink: Sink,
+    delivery: Delivery<ChannelSender>,
     policy: HandlerErrorPolicy,
     on_close: Option<CloseHook>,
     /// Reading is stopped: the channel is full or the budget short.
@@ -89,7 +66,7 @@ pub(crate) struct FramedSession {
 impl FramedSession {
     pub(crate) fn new(
         conn: Conn,
-        deliver: Deliver,
+        delivery: Delivery<ChannelSender>,
         policy: HandlerErrorPolicy,
         on_close: Option<CloseHook>,
         limits: SessionLimits,
@@ -99,14 +76,10 @@ impl FramedSession {
             Some(budget) => Decoder::with_budget(codec, budget, conn.resume_waker()),
             None => Decoder::new(codec),
         };
-        let sink = match deliver {
-            Deliver::Handler(handler) => Sink::Handler(handler),
-            Deliver::Channel(sender) => Sink::Channel(ChannelSink::new(sender)),
-        };
         FramedSession {
             decoder,
             conn,
-            sink,
+            delivery,
             policy,
             on_close,
             paused: false,
@@ -121,15 +94,13 @@ impl FramedSession {
 
     /// Decodes `data` into the sink; pauses if the sink is full or the budget short.
     fn feed(&mut self, data: &[u8]) -> Result<Fed, ConnError> {
-        let fed = match &mut self.sink {
-            Sink::Handler(handler) => handler::feed(
-                &mut self.decoder,
-                handler.as_ref(),
-                &self.conn,
-                self.policy,
-                data,
-            ),
-            Sink::Channel(sink) => sink.feed(&mut self.decoder, &self.conn, self.policy, data),
+        let (decoder, conn, policy) = (&mut self.decoder, &self.conn, self.policy);
+        let fed = match &mut self.delivery {
+            Delivery::Discard => to_handler::feed(decoder, None, conn, policy, data),
+            Delivery::Handler(handler) => {
+                to_handler::feed(decoder, Some(handler), conn, policy, data)
+            }
+            Delivery::Channel(sender) => to_channel::feed(sender, decoder, conn, policy, data),
         }?;
         self.delivered += fed.messages;
         if fed.full || self.decoder.waiting_for_budget() {
@@ -239,10 +210,10 @@ impl Session for FramedSession {
             }
             _ => tracing::debug!(conn = self.conn.id(), %reason, "connection closed"),
         }
-        if let Sink::Channel(sink) = &self.sink {
+        if let Delivery::Channel(sender) = &self.delivery {
             // Closed while paused: it no longer waits for room. Messages it already queued stay
             // queued for the receiver.
-            sink.sender.forget(self.conn.id());
+            sender.forget(self.conn.id());
         }
         if let Some(hook) = &self.on_close {
             // An accepted connection is never reused: what is still queued comes back here.

@@ -3,12 +3,11 @@
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::conn::Conn;
 use crate::error::ConnError;
 use crate::frame::Decoder;
-use crate::handler::{HandlerErrorPolicy, MessageHandler};
-
-use super::Fed;
+use crate::stream::conn::Conn;
+use crate::stream::delivery::Fed;
+use crate::stream::handler::{HandlerErrorPolicy, MessageHandler};
 
 /// Decodes `data`, calling `handler` with every message (`None`: messages are dropped). Stops
 /// early only when the decoder's budget is short (the caller keeps the rest).
@@ -16,7 +15,7 @@ use super::Fed;
 /// A panicking handler closes the connection. The unwind guard covers the whole chunk rather
 /// than each message (it costs a call per message otherwise): after a panic the decoder, left
 /// in the middle of the chunk, is never fed again, and dropping it returns what it reserved.
-pub(super) fn feed(
+pub(crate) fn feed(
     decoder: &mut Decoder,
     handler: Option<&MessageHandler>,
     conn: &Conn,

@@ -7,33 +7,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::channel::{Channel, ChannelLink, MessageReceiver};
-use crate::conn::Conn;
-use crate::engine::session::ConnInfo;
+use crate::channel::{self, ChannelLink, MessageReceiver};
+use crate::engine::handle::ConnInfo;
 use crate::engine::RuntimeConfig;
 use crate::error::{CloseReason, HandlerError};
 use crate::frame::{AssemblyBudget, BudgetPolicy};
-use crate::framed::watchdog::Timeouts;
-use crate::framed::SessionLimits;
-use crate::handler::MessageHandler;
 use crate::options::{forward_stream_options, StreamOptions, DEFAULT_CONN_SEND_QUEUE_BYTES};
+use crate::stream::conn::Conn;
+use crate::stream::delivery::Delivery;
+use crate::stream::session::{CloseHook, SessionLimits};
+use crate::stream::watchdog::Timeouts;
 
 /// The default [`ListenerConfig::partial_frame_budget`]: 64 MiB per listener.
 pub const DEFAULT_PARTIAL_FRAME_BUDGET: usize = 64 << 20;
 
 /// The default [`ListenerConfig::frame_timeout`]: 30 s.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-
-type CloseHookFn = Arc<dyn Fn(&ConnInfo, &CloseReason, Vec<Bytes>) + Send + Sync>;
-
-/// Where a listener delivers messages.
-#[derive(Clone)]
-pub(crate) enum Delivery {
-    /// A handler called on the owning core.
-    Handler(MessageHandler),
-    /// A bounded channel (the configuration's link to it).
-    Channel(ChannelLink),
-}
 
 /// How to run a listener.
 ///
@@ -58,8 +47,8 @@ pub struct ListenerConfig {
     pub(crate) address: String,
     /// The settings shared with [`WriterConfig`](crate::WriterConfig), and their setters.
     pub(crate) options: StreamOptions,
-    pub(crate) delivery: Delivery,
-    pub(crate) on_close: Option<CloseHookFn>,
+    pub(crate) delivery: Delivery<ChannelLink>,
+    pub(crate) on_close: Option<CloseHook>,
     pub(crate) backlog: i32,
     pub(crate) partial_frame_budget: usize,
     pub(crate) budget_policy: BudgetPolicy,
@@ -121,12 +110,12 @@ impl ListenerConfig {
         address: impl Into<String>,
         capacity: usize,
     ) -> (ListenerConfig, MessageReceiver) {
-        let (link, receiver) = Channel::open(capacity);
+        let (link, receiver) = channel::open(capacity);
         let config = ListenerConfig::with_delivery(address.into(), Delivery::Channel(link));
         (config, receiver)
     }
 
-    fn with_delivery(address: String, delivery: Delivery) -> ListenerConfig {
+    fn with_delivery(address: String, delivery: Delivery<ChannelLink>) -> ListenerConfig {
         ListenerConfig {
             address,
             options: StreamOptions::default(),
