@@ -181,7 +181,7 @@ fn main() {
     );
     let recv_sum = sum.load(Ordering::Relaxed);
     println!("checksum sent {sent_sum:016x} received {recv_sum:016x}");
-    for core in listener.stats() {
+    for core in listener.runtime().stats() {
         println!(
             "server core {}: {} connections accepted, {} messages, {} receive completions, {} loop turns",
             core.core, core.accepted, core.messages_received, core.recv_completions, core.turns

@@ -96,7 +96,8 @@ pub use frame::budget::BudgetPolicy;
 pub use frame::error::FrameError;
 pub use frame::framing::Framing;
 pub use listener::{
-    Broadcast, Listener, ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET,
+    Broadcast, Listener, ListenerConfig, ListenerStats, DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_PARTIAL_FRAME_BUDGET,
 };
 pub use manager::{Manager, ManagerError, ShutdownReport};
 pub use options::{

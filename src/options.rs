@@ -39,9 +39,8 @@ pub fn default_max_message_size(framing: Framing) -> usize {
 
 /// The default bound on bytes queued per writer: 1 MiB. Beyond that a writer waits for the
 /// kernel's socket buffer instead of running ahead through memory that falls out of cache.
-/// Measured with plain `Writer::write`s (110 B x 4, end to end, 4 alternating runs): 1 MiB
-/// sent 16-18% more than 256 KiB at MTU 1500 and 65,536 (fewer waits for the core to free
-/// room), and 4 MiB 20-30% less.
+/// Chosen by measurement against 256 KiB and 4 MiB: see `docs/benchmarks.md`, "Plain writes
+/// and the send queue size".
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 1 << 20;
 
 /// The default bound on bytes queued per accepted connection (allocated on its first write):

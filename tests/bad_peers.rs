@@ -210,7 +210,7 @@ fn fixed_header_bad_peers() {
         );
         // Reset mid-frame: SO_LINGER 0 then close sends RST (once the server holds the
         // connection and part of a frame).
-        let accepted = |server: &Server| server.listener.stats()[0].accepted;
+        let accepted = |server: &Server| server.listener.runtime().stats()[0].accepted;
         let before = accepted(&server);
         let s = TcpStream::connect(server.listener.local_addr()).unwrap();
         let peer = s.local_addr().unwrap();

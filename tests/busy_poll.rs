@@ -110,12 +110,12 @@ fn ping_pong_with_busy_poll(backend: Backend) {
 /// The listener's counters once they show `n` messages (they are published once per turn).
 fn stats_after(listener: &Listener, n: u64) -> CoreStats {
     assert!(
-        common::wait_until(Duration::from_secs(5), || listener.stats()[0]
+        common::wait_until(Duration::from_secs(5), || listener.runtime().stats()[0]
             .messages_received
             >= n),
         "the listener's counters never showed {n} messages"
     );
-    listener.stats()[0]
+    listener.runtime().stats()[0]
 }
 
 /// How a core's counters moved over some round trips.

@@ -106,7 +106,7 @@ fn go_crash_headers_close_one_connection_each() {
                 >= before + 1000),
             "{backend:?}: the good stream stalled"
         );
-        assert!(listener.stats()[0].conn_errors >= 4);
+        assert!(listener.runtime().stats()[0].conn_errors >= 4);
         writer.close().unwrap();
         listener.close();
     }

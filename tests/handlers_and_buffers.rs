@@ -181,7 +181,7 @@ fn a_tiny_receive_buffer_ring_runs_dry_and_recovers() {
     assert!(wait_until(Duration::from_secs(20), || received
         .load(Ordering::Relaxed)
         == 4 * PER));
-    let stats = listener.stats();
+    let stats = listener.runtime().stats();
     assert!(
         stats[0].recv_no_buffers > 0,
         "the ring never ran dry: {stats:?}"

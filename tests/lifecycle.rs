@@ -186,12 +186,13 @@ fn reuseport_spreads_connections_over_cores(backend: Backend) {
         == CONNS));
     // Counters are published once per loop turn.
     assert!(wait_until(Duration::from_secs(5), || listener
+        .runtime()
         .stats()
         .iter()
         .map(|s| s.messages_received)
         .sum::<u64>()
         == CONNS));
-    let stats = listener.stats();
+    let stats = listener.runtime().stats();
     assert_eq!(stats.len(), 2);
     assert_eq!(stats.iter().map(|s| s.accepted).sum::<u64>(), CONNS);
     for core in &stats {
@@ -206,6 +207,7 @@ fn reuseport_spreads_connections_over_cores(backend: Backend) {
     }
     drop(streams);
     assert!(wait_until(Duration::from_secs(5), || listener
+        .runtime()
         .stats()
         .iter()
         .all(|s| s.connections == 0)));

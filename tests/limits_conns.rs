@@ -75,7 +75,7 @@ fn timeouts_close_silent_and_stuck_peers_only(backend: Backend) {
         reason(&busy)
     );
     assert!(got.load(Ordering::Relaxed) >= 10);
-    let stats = &listener.stats()[0];
+    let stats = &listener.runtime().stats()[0];
     assert_eq!(
         (stats.idle_timeouts, stats.frame_timeouts),
         (1, 1),
@@ -138,7 +138,7 @@ fn connections_over_the_cap_are_refused(backend: Backend) {
             "{backend:?}"
         );
     }
-    assert!(wait_until(Duration::from_secs(5), || listener.stats()[0]
+    assert!(wait_until(Duration::from_secs(5), || listener.runtime().stats()[0]
         .refused
         == 10));
     // Existing connections keep streaming.
@@ -152,7 +152,7 @@ fn connections_over_the_cap_are_refused(backend: Backend) {
     assert!(wait_until(Duration::from_secs(5), || got
         .load(Ordering::Relaxed)
         == before + 400));
-    let stats = &listener.stats()[0];
+    let stats = &listener.runtime().stats()[0];
     assert_eq!(stats.accepted, CAP as u64);
     assert!(
         closed.lock().unwrap().is_empty(),
@@ -222,7 +222,7 @@ fn connections_reset_before_accept_are_accounted_alike() {
         let settled = wait_until(Duration::from_secs(20), || {
             reports.load(Ordering::Relaxed) == made
         });
-        let stats = listener.stats()[0];
+        let stats = listener.runtime().stats()[0];
         assert!(
             settled && stats.accepted == made && listener.connections().is_empty(),
             "{backend:?}: made {made}, accepted {}, reported {}, still open {}",

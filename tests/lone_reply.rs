@@ -37,18 +37,18 @@ fn a_lone_reply_costs_one_kernel_wait_per_round_trip() {
     peer.read_exact(&mut reply).expect("read");
     let published = |n: u64| {
         common::wait_until(Duration::from_secs(5), || {
-            listener.stats()[0].messages_received >= n
+            listener.runtime().stats()[0].messages_received >= n
         })
     };
     assert!(published(1));
-    let before = listener.stats()[0];
+    let before = listener.runtime().stats()[0];
     for _ in 0..ROUND_TRIPS {
         peer.write_all(&frame).expect("write");
         peer.read_exact(&mut reply).expect("read");
         assert_eq!(reply, frame);
     }
     assert!(published(before.messages_received + ROUND_TRIPS));
-    let after = listener.stats()[0];
+    let after = listener.runtime().stats()[0];
     let enters = after.enters - before.enters;
     let received = after.messages_received - before.messages_received;
     assert_eq!(received, ROUND_TRIPS);
@@ -107,10 +107,10 @@ fn a_lone_reply_the_socket_cannot_take_is_finished_by_the_ring() {
     }
     let sent = (reply.len() + 10 * small.len()) as u64;
     assert!(
-        common::wait_until(Duration::from_secs(5), || listener.stats()[0].bytes_sent
+        common::wait_until(Duration::from_secs(5), || listener.runtime().stats()[0].bytes_sent
             >= sent),
         "the core sent fewer bytes than came back"
     );
-    assert_eq!(listener.stats()[0].bytes_sent, sent);
+    assert_eq!(listener.runtime().stats()[0].bytes_sent, sent);
     listener.close();
 }

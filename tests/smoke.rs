@@ -34,7 +34,7 @@ fn smoke() {
         count.load(Ordering::Relaxed),
         t.elapsed()
     );
-    eprintln!("{:?}", listener.stats());
+    eprintln!("{:?}", listener.runtime().stats());
     eprintln!("{:?}", w.runtime().stats());
     assert_eq!(count.load(Ordering::Relaxed), n);
     w.close().unwrap();

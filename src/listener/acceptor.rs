@@ -9,6 +9,7 @@ use crate::engine::handle::{
 };
 use crate::frame::Codec;
 use crate::listener::registry::Registry;
+use crate::listener::stats::ListenerCounters;
 use crate::log_limit::LogLimit;
 use crate::stream::conn::Conn;
 use crate::stream::delivery::Delivery;
@@ -27,6 +28,7 @@ pub(super) struct FramedAcceptor {
     /// Connections open at once, across all cores (`None`: no cap).
     pub(super) max_connections: Option<usize>,
     pub(super) refused_log: LogLimit,
+    pub(super) counters: Arc<ListenerCounters>,
 }
 
 impl Acceptor for FramedAcceptor {
@@ -40,6 +42,7 @@ impl Acceptor for FramedAcceptor {
         if let Some(max) = self.max_connections {
             if registry.len() >= max {
                 drop(registry);
+                self.counters.refused();
                 if let Some(skipped) = self.refused_log.hit() {
                     tracing::warn!(peer = %info.peer, max_connections = max, refused_before = skipped,
                         "connection refused: the listener is at max_connections");
@@ -56,13 +59,15 @@ impl Acceptor for FramedAcceptor {
         let conn = Conn::new(info, self.codec, sendq.clone());
         registry.insert(info.id, conn.clone());
         drop(registry);
+        self.counters.accepted();
         let session = FramedSession::new(
             conn,
             self.delivery.map_channel(ChannelLink::sender),
             self.policy,
             Some(self.on_close.clone()),
             self.limits.clone(),
-        );
+        )
+        .counting(self.counters.messages.clone());
         Some((sendq, Box::new(session)))
     }
 

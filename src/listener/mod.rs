@@ -7,6 +7,7 @@ mod bind;
 mod broadcast;
 mod config;
 mod registry;
+mod stats;
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 
 use crate::channel::ChannelSender;
 use crate::engine::handle::{Acceptor, ConnInfo};
-use crate::engine::{CoreStats, Runtime};
+use crate::engine::Runtime;
 use crate::error::{CloseReason, FrameError, ListenError};
 use crate::frame::{AssemblyBudget, Codec};
 use crate::log_limit::LogLimit;
@@ -31,6 +32,8 @@ use self::bind::{bind_socket, ensure_port_free};
 pub use self::broadcast::Broadcast;
 pub use self::config::{ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET};
 use self::registry::Registry;
+use self::stats::ListenerCounters;
+pub use self::stats::ListenerStats;
 
 /// A running listener. Cheap to clone: one clone can [`wait`](Listener::wait) while another
 /// [`close`](Listener::close)s. Dropping the last clone closes it.
@@ -61,6 +64,7 @@ struct ListenerInner {
     runtime: Runtime,
     /// What the connections' partly received frames hold.
     budget: Option<Arc<AssemblyBudget>>,
+    counters: Arc<ListenerCounters>,
     closed: Mutex<bool>,
     closed_cv: Condvar,
 }
@@ -130,10 +134,12 @@ impl Listener {
             .on_close
             .clone()
             .unwrap_or_else(|| Arc::new(log_unsent));
-        let hook_registry = registry.clone();
+        let counters = Arc::new(ListenerCounters::new(runtime.cores()));
+        let (hook_registry, hook_counters) = (registry.clone(), counters.clone());
         let on_close: CloseHook = Arc::new(move |info, reason, unsent| {
             let conn = hook_registry.lock().remove(&info.id);
             drop(conn);
+            hook_counters.closed(reason);
             user_hook(info, reason, unsent);
         });
         // With a channel, the listener holds a sender of its own until it has closed every
@@ -153,6 +159,7 @@ impl Listener {
             limits: limits.clone(),
             max_connections: config.max_connections,
             refused_log: LogLimit::default(),
+            counters: counters.clone(),
         });
         if let Some(budget) = &limits.budget {
             // Under pressure, receives armed earlier (a streaming connection's has no limit)
@@ -178,6 +185,7 @@ impl Listener {
                 channel: Mutex::new(channel),
                 runtime: runtime.clone(),
                 budget: limits.budget,
+                counters,
                 closed: Mutex::new(false),
                 closed_cv: Condvar::new(),
             }),
@@ -200,9 +208,13 @@ impl Listener {
         &self.inner.runtime
     }
 
-    /// Per-core counters of the listener's runtime (accepted connections, messages, …).
-    pub fn stats(&self) -> Vec<CoreStats> {
-        self.inner.runtime.stats()
+    /// This listener's counters: its connections and messages only, also on a runtime it
+    /// shares. The runtime's per-core counters (bytes, sends, kernel calls, for everything on
+    /// it) are [`Runtime::stats`](crate::Runtime::stats).
+    pub fn stats(&self) -> ListenerStats {
+        self.inner
+            .counters
+            .snapshot(self.inner.registry.lock().len())
     }
 
     /// Bytes reserved now by the connections' partly received frames (at most the

@@ -21,6 +21,7 @@ pub(crate) mod held;
 pub(crate) mod outbound;
 pub(crate) mod retry;
 pub(crate) mod session;
+pub(crate) mod tally;
 mod to_channel;
 mod to_handler;
 pub(crate) mod watchdog;

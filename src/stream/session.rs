@@ -20,6 +20,7 @@ use crate::stream::conn::Conn;
 use crate::stream::delivery::{Delivery, Fed};
 use crate::stream::handler::HandlerErrorPolicy;
 use crate::stream::held::Held;
+use crate::stream::tally::Tally;
 use crate::stream::watchdog::{Timeouts, Watchdog};
 use crate::stream::{to_channel, to_handler};
 
@@ -61,6 +62,8 @@ pub(crate) struct FramedSession {
     /// Messages delivered so far (the watchdog tells frames apart by it).
     delivered: u64,
     watchdog: Option<Watchdog>,
+    /// Where the messages delivered are counted for the listener, if it counts them.
+    tally: Option<Arc<Tally>>,
 }
 
 impl FramedSession {
@@ -89,7 +92,15 @@ impl FramedSession {
                 .timeouts
                 .any()
                 .then(|| Watchdog::new(limits.timeouts, Instant::now())),
+            tally: None,
         }
+    }
+
+    /// Counts the messages this session delivers in `tally` (once per batch of received bytes,
+    /// on the connection's core's slot).
+    pub(crate) fn counting(mut self, tally: Arc<Tally>) -> FramedSession {
+        self.tally = Some(tally);
+        self
     }
 
     /// Decodes `data` into the sink; pauses if the sink is full or the budget short.
@@ -103,6 +114,9 @@ impl FramedSession {
             Delivery::Channel(sender) => to_channel::feed(sender, decoder, conn, policy, data),
         }?;
         self.delivered += fed.messages;
+        if let (Some(tally), 1..) = (&self.tally, fed.messages) {
+            tally.add(self.conn.core(), fed.messages);
+        }
         if fed.full || self.decoder.waiting_for_budget() {
             self.paused = true;
         }

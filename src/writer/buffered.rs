@@ -42,11 +42,10 @@ const LARGE_BATCH_MIN: usize = 256 << 10;
 /// [`BUFFERED_WRITER_MIN_BYTES`] (64 KiB) or more than [`BUFFERED_WRITER_BYTES`] (1 MiB). On a
 /// real network's MTU a large batch pays only with the socket's unsent bytes bounded
 /// ([`WriterConfig::notsent_lowat`](crate::WriterConfig::notsent_lowat), on by default).
-/// Large sends are what make a TCP stream cheap: on loopback 1 MiB batches cost the server a
-/// fifth less CPU per message than 64 KiB ones and the client 18% less (fewer wake-ups of the
-/// reader and fewer ACKs per byte; the figures are in the README's Sending section), while 64
-/// connections with 1 MiB each ran slower than with 64 KiB (64 MiB of batches do not stay in
-/// cache). [`Writer::buffered_with_capacity`] fixes the size instead.
+/// Large sends are what make a TCP stream cheap (fewer wake-ups of the reader and fewer ACKs
+/// per byte), while many connections with large batches each run slower (their batches do not
+/// stay in cache); measured in `docs/benchmarks.md`, "Batch size".
+/// [`Writer::buffered_with_capacity`] fixes the size instead.
 ///
 /// Messages wait in the handle until the batch is full or `flush` is called: call `flush` when a
 /// burst ends (dropping the handle flushes too). Messages from one handle keep their order;

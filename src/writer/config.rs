@@ -198,8 +198,8 @@ impl WriterConfig {
     /// The most bytes the kernel holds unsent in the socket (`TCP_NOTSENT_LOWAT`) before a send
     /// waits; `None` leaves the kernel's default (no limit but the send buffer). A batch is then
     /// copied into the socket as the network takes it rather than ahead of it, so the memory it
-    /// is copied into is still in cache: on a 1500-byte MTU this made a `BufferedWriter`
-    /// 1.3-1.6x faster (see the README's Sending section). It also makes the socket report
+    /// is copied into is still in cache, which on a real network's MTU makes a `BufferedWriter`
+    /// markedly faster (measured: `docs/benchmarks.md`, "Send path"). It also makes the socket report
     /// itself writable only below the mark, to `poll` and to the core's sends alike.
     ///
     /// Unless this is called, a connection whose TCP segments are smaller than
