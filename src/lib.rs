@@ -62,9 +62,10 @@
 //!   error, [`Manager::shutdown`] in its report; for accepted connections unsent messages go to
 //!   [`ListenerConfig::on_close`].
 //! - **Across a reconnect** the frames re-sent are whole and keep their order: the new
-//!   connection carries no torn frame and no duplicate. **Not guaranteed:** bytes the local kernel had
-//!   already accepted on a connection that then failed are gone with it; TCP gives no way to
-//!   know whether the peer read them, so the peer may miss messages written before the failure.
+//!   connection carries no torn frame and no duplicate. **Not guaranteed:** bytes the local
+//!   kernel had already accepted on a connection that then failed are gone with it; TCP gives
+//!   no way to know whether the peer read them, so the peer may miss messages written before
+//!   the failure.
 //!   The soak (`docs/soak.md`) checks that nothing is duplicated, reordered, or both received
 //!   and handed back, and that losses happen only at such unclean connection ends.
 //! - **Back-pressure.** Each send queue is bounded ([`DEFAULT_SEND_QUEUE_BYTES`] per writer,
