@@ -83,8 +83,8 @@
 //! ## Limits for untrusted peers
 //!
 //! A listener's memory and time are bounded by its configuration, never by what peers announce.
-//! Each limit is a [`ListenerConfig`] setter; the counters are in [`Listener::stats`]
-//! ([`CoreStats`]).
+//! Each limit is a [`ListenerConfig`] setter; what they closed or refused is counted in
+//! [`Listener::stats`] ([`ListenerStats`]).
 //!
 //! | limit | default | over it |
 //! |---|---|---|

@@ -91,7 +91,12 @@ fn stream_with(backend: Backend, framing: Framing, max: usize, seed: u64) {
         total,
         "{backend:?} {framing:?}: duplicates"
     );
-    let messages: u64 = listener.runtime().stats().iter().map(|s| s.messages_received).sum();
+    let messages: u64 = listener
+        .runtime()
+        .stats()
+        .iter()
+        .map(|s| s.messages_received)
+        .sum();
     assert_eq!(messages, total, "{backend:?} {framing:?}: engine counters");
     listener.close();
 

@@ -138,7 +138,9 @@ fn connections_over_the_cap_are_refused(backend: Backend) {
             "{backend:?}"
         );
     }
-    assert!(wait_until(Duration::from_secs(5), || listener.runtime().stats()[0]
+    assert!(wait_until(Duration::from_secs(5), || listener
+        .runtime()
+        .stats()[0]
         .refused
         == 10));
     // Existing connections keep streaming.

@@ -39,20 +39,30 @@ fn each_listener_counts_only_its_own(backend: Backend) {
     to_b[0].write_all(&frames(5)).expect("write");
     // Over b's maximum message size: that connection closes with an error.
     to_b[1].write_all(&100u32.to_be_bytes()).expect("write");
-    assert!(wait_until(Duration::from_secs(5), || a.stats().messages_received == 3
+    assert!(wait_until(Duration::from_secs(5), || a
+        .stats()
+        .messages_received
+        == 3
         && b.stats().messages_received == 5
         && b.stats().conn_errors == 1));
     // Over b's cap of 2 (one of the two may still be closing: wait for it).
     assert!(wait_until(Duration::from_secs(5), || b.stats().connections == 1));
     let _third = TcpStream::connect(b.local_addr()).expect("connect");
     let _fourth = TcpStream::connect(b.local_addr()).expect("connect");
-    assert!(wait_until(Duration::from_secs(5), || b.stats().refused == 1
+    assert!(wait_until(Duration::from_secs(5), || b.stats().refused
+        == 1
         && b.stats().accepted == 3));
 
     let (sa, sb) = (a.stats(), b.stats());
-    assert_eq!((sa.accepted, sa.connections, sa.messages_received), (1, 1, 3));
+    assert_eq!(
+        (sa.accepted, sa.connections, sa.messages_received),
+        (1, 1, 3)
+    );
     assert_eq!((sa.conn_errors, sa.refused), (0, 0));
-    assert_eq!((sb.accepted, sb.connections, sb.messages_received), (3, 2, 5));
+    assert_eq!(
+        (sb.accepted, sb.connections, sb.messages_received),
+        (3, 2, 5)
+    );
     // The runtime's counters add both listeners up.
     assert!(wait_until(Duration::from_secs(5), || runtime
         .stats()

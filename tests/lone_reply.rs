@@ -107,7 +107,8 @@ fn a_lone_reply_the_socket_cannot_take_is_finished_by_the_ring() {
     }
     let sent = (reply.len() + 10 * small.len()) as u64;
     assert!(
-        common::wait_until(Duration::from_secs(5), || listener.runtime().stats()[0].bytes_sent
+        common::wait_until(Duration::from_secs(5), || listener.runtime().stats()[0]
+            .bytes_sent
             >= sent),
         "the core sent fewer bytes than came back"
     );

@@ -76,13 +76,13 @@ impl fmt::Debug for Message {
     }
 }
 
-/// [`MessageReceiver::recv`] found the channel closed: every listener bound with its
+/// [`MessageReceiver::recv`](crate::MessageReceiver::recv) found the channel closed: every listener bound with its
 /// configuration has closed and every message was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the message channel is closed")]
 pub struct RecvError;
 
-/// Why [`MessageReceiver::try_recv`] returned no message.
+/// Why [`MessageReceiver::try_recv`](crate::MessageReceiver::try_recv) returned no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     /// No message is queued right now.
@@ -93,7 +93,7 @@ pub enum TryRecvError {
     Closed,
 }
 
-/// Why [`MessageReceiver::recv_timeout`] returned no message.
+/// Why [`MessageReceiver::recv_timeout`](crate::MessageReceiver::recv_timeout) returned no message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvTimeoutError {
     /// No message arrived in time.

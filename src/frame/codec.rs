@@ -288,7 +288,7 @@ impl Codec {
     /// the rest of the frame is reserved in `src` once its header is known.
     ///
     /// For [`Framing::Delimited`] every call scans `src` from its start again; to read a stream
-    /// in many small pieces use a [`Decoder`], which does not.
+    /// in many small pieces use a [`Decoder`](crate::frame::Decoder), which does not.
     pub fn decode_from(&self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.parse(src)? {
             Parse::Frame {

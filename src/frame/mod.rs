@@ -7,9 +7,9 @@
 //! message size, which is enforced on both sides and, when decoding, *before* anything is
 //! allocated for a frame. It is `Copy` and immutable:
 //!
-//! - [`Codec::encode`] appends a frame to a [`BytesMut`];
+//! - [`Codec::encode`] appends a frame to a [`BytesMut`](bytes::BytesMut);
 //! - [`Codec::parse`] inspects the front of a buffer, [`Codec::decode_from`] splits a frame off a
-//!   [`BytesMut`] (tokio-util style);
+//!   [`BytesMut`](bytes::BytesMut) (tokio-util style);
 //! - a [`Decoder`] takes a byte stream in chunks cut anywhere and calls back with every payload,
 //!   borrowing it from the chunk when the frame lies inside one and assembling it otherwise.
 //!

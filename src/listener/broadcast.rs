@@ -5,7 +5,7 @@ use crate::error::WriteError;
 use crate::frame::Frame;
 use crate::listener::registry::Registry;
 
-/// What [`Listener::broadcast`] did: how many connections the message was queued for, and which
+/// What [`Listener::broadcast`](crate::Listener::broadcast) did: how many connections the message was queued for, and which
 /// refused it and why.
 ///
 /// A connection whose send queue is full (its peer reads too slowly) is never waited for: it

@@ -220,21 +220,21 @@ impl ListenerConfig {
     }
 
     /// Close connections that receive nothing for `timeout` with
-    /// [`CloseReason::IdleTimeout`] (counted in [`CoreStats::idle_timeouts`]).
+    /// [`CloseReason::IdleTimeout`] (counted in [`ListenerStats::idle_timeouts`]).
     ///
     /// Default: none. Long-lived connections that stay quiet between bursts are normal for
     /// message streams (and Go BuffStreams had no such limit), so turning it on is the
     /// application's call. Time spent with reading stopped by this side (a full channel, a
     /// short budget) does not count. Checked every 50 ms.
     ///
-    /// [`CoreStats::idle_timeouts`]: crate::CoreStats::idle_timeouts
+    /// [`ListenerStats::idle_timeouts`]: crate::ListenerStats::idle_timeouts
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeouts.idle = timeout.into();
         self
     }
 
     /// Close connections that start a frame and do not finish it within `timeout` with
-    /// [`CloseReason::FrameTimeout`] (counted in [`CoreStats::frame_timeouts`]); `None` turns it
+    /// [`CloseReason::FrameTimeout`] (counted in [`ListenerStats::frame_timeouts`]); `None` turns it
     /// off.
     ///
     /// Default: [`DEFAULT_FRAME_TIMEOUT`] (30 s). On by default because a peer that trickles a
@@ -242,7 +242,7 @@ impl ListenerConfig {
     /// that others are waiting for; 30 s lets an 8 MiB frame through a link of about 300 KB/s.
     /// Time spent with reading stopped by this side does not count. Checked every 50 ms.
     ///
-    /// [`CoreStats::frame_timeouts`]: crate::CoreStats::frame_timeouts
+    /// [`ListenerStats::frame_timeouts`]: crate::ListenerStats::frame_timeouts
     pub fn frame_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeouts.frame = timeout.into();
         self
@@ -250,12 +250,12 @@ impl ListenerConfig {
 
     /// At most `max` connections open at once on this listener, across all its cores.
     /// Connections over it are accepted and closed at once (the peer sees its connection
-    /// closed), counted in [`CoreStats::refused`], with at most one `tracing` warning per
+    /// closed), counted in [`ListenerStats::refused`], with at most one `tracing` warning per
     /// second. Existing connections are unaffected.
     ///
     /// Default: no cap (the process's descriptor limit, `RLIMIT_NOFILE`, is the bound then).
     ///
-    /// [`CoreStats::refused`]: crate::CoreStats::refused
+    /// [`ListenerStats::refused`]: crate::ListenerStats::refused
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max);
         self

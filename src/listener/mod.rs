@@ -247,7 +247,7 @@ impl Listener {
     /// Writes `msg` to every live connection; never waits. The message is framed once and the
     /// frame queued on each connection. A connection whose send queue is full (its peer reads
     /// too slowly) does not hold up the others: it is reported in
-    /// [`Broadcast::failed`] with [`WriteError::Full`].
+    /// [`Broadcast::failed`] with [`WriteError::Full`](crate::WriteError::Full).
     ///
     /// Errors only if `msg` cannot be framed (too large, or holding the delimiter). Messages
     /// broadcast from one thread reach each connection in order (minus those it refused).

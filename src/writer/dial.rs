@@ -25,7 +25,7 @@ use crate::writer::shared::{Link, WriterShared, OUTAGE_NONE};
 /// `write` returns once the message is queued (it waits while the queue is full; `try_write`
 /// never waits, `write_async` waits without blocking a thread). The owning core sends queued
 /// frames, many per syscall. If the connection fails, frames the kernel did not take stay queued
-/// and the [`RetryPolicy`] reconnects in the background while writes keep queueing; if it gives
+/// and the [`RetryPolicy`](crate::RetryPolicy) reconnects in the background while writes keep queueing; if it gives
 /// up, the queued messages go to [`WriterConfig::on_failed`]. `close` hands back whatever could
 /// not be sent.
 ///
@@ -155,7 +155,7 @@ impl Writer {
     ///
     /// Waits while the send queue is full. While a reconnect is under way the message is queued
     /// and sent once connected. If the link is down (the retry policy gave up, or it is
-    /// [`RetryPolicy::never`]), this reconnects first; if that fails it returns
+    /// [`RetryPolicy::never`](crate::RetryPolicy::never)), this reconnects first; if that fails it returns
     /// [`WriteError::Reconnect`] and `msg` is not queued.
     #[inline]
     pub fn write(&self, msg: &[u8]) -> Result<usize, WriteError> {

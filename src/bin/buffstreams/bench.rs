@@ -62,7 +62,12 @@ fn stream(writer: Writer, msg: Vec<u8>, sending: Arc<AtomicBool>) -> Result<u64,
 
 /// Messages the listener has received so far (the cores publish their counters every turn).
 fn received(listener: &Listener) -> u64 {
-    listener.runtime().stats().iter().map(|c| c.messages_received).sum()
+    listener
+        .runtime()
+        .stats()
+        .iter()
+        .map(|c| c.messages_received)
+        .sum()
 }
 
 /// Runs `bench`.

@@ -131,7 +131,12 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
         }
     }
     drop(out);
-    let accepted: u64 = listener.runtime().stats().iter().map(|core| core.accepted).sum();
+    let accepted: u64 = listener
+        .runtime()
+        .stats()
+        .iter()
+        .map(|core| core.accepted)
+        .sum();
     finish_echoes(echoed);
     listener.close();
     let interrupted = if stop.requested() {
