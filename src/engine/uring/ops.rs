@@ -334,10 +334,10 @@ impl Io for Ring {
         // plain send for one chunk, a sendmsg over their iovecs for several. On a turn that
         // reaped a single completion (a lone request), first as a nonblocking syscall: that
         // finishes the reply at once, with no completion to wait for and no second
-        // `io_uring_enter` (same-core ping-pong p50 16.2 -> 15.5 us). On busier turns every send
-        // goes by the ring, one `io_uring_enter` for all: trying each directly cost
-        // 256-connection ping-pong 15% of its round trips, trying the first of each turn 35%
-        // (replies trickling out one by one keep both ends from batching). A socket whose
+        // `io_uring_enter`. On busier turns every send goes by the ring, one `io_uring_enter` for
+        // all: trying each (or the first of each turn) directly costs many-connection ping-pong
+        // round trips, as replies trickling out one by one keep both ends from batching
+        // (measured: see docs/benchmarks.md, 'send path'). A socket whose
         // buffer is full is also left to the ring, whose send waits for room.
         if self.lone_turn && !state.socket_full && self.ring.submission().is_empty() {
             match direct::send_outbox(fd, out) {
@@ -375,11 +375,10 @@ impl Io for Ring {
     }
 
     fn abort(&mut self, fd: &OwnedFd, _state: &mut RecvSend) {
-        // SAFETY: plain syscall on a socket the table owns. It ends the multishot receive (EOF)
-        // and any pending send (EPIPE), so their final completions arrive and the slot can go.
-        unsafe {
-            libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR);
-        }
+        // SAFETY: no pointer; `fd` is a socket the table owns, open while borrowed. It ends the
+        // multishot receive (EOF) and any pending send (EPIPE), so their final completions
+        // arrive and the slot can go. A failure (not connected) leaves nothing to end.
+        let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR));
     }
 
     fn release(&mut self, _key: ConnKey, _fd: &OwnedFd, _state: &mut RecvSend) {}
