@@ -37,7 +37,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
 step "tests (the README's test command)"
 cargo test --all-features
 
-step "loom model of the core hand-off (src/engine/doorbell.rs)"
+step "loom models of the core hand-off (src/engine/doorbell.rs) and the send hand-off (src/engine/send/queue/owner.rs)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --manifest-path ci/loom/Cargo.toml
 
 step "main job (the README's run command, smaller) and the other examples"

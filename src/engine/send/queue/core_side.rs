@@ -6,7 +6,8 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{SendQueue, Sender, CLOSED, HELD, REFUSING};
+use super::owner::Take;
+use super::{SendQueue, CLOSED, HELD, REFUSING};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
@@ -29,7 +30,7 @@ impl SendQueue {
         ctl.fd = fd;
         // A flush announced while detached went nowhere: make the next push tell the core
         // again (the caller starts a send if this returns true).
-        ctl.armed = true;
+        ctl.owner.attached();
         ctl.chunks.iter().any(|c| !c.unsent().is_empty())
     }
 
@@ -63,9 +64,8 @@ impl SendQueue {
     /// there was nothing; then the next push tells the core.
     pub(crate) fn take(&self, out: &mut Outbox) -> bool {
         let mut ctl = self.lock();
-        if ctl.sender == Sender::Producer {
+        if ctl.owner.core_looks() == Take::Wait {
             // A producer is sending; it tells the core if it leaves anything.
-            ctl.armed = true;
             return false;
         }
         let mut taken = 0;
@@ -91,13 +91,8 @@ impl SendQueue {
                 taken += 1;
             }
         }
-        if taken > 0 {
-            ctl.sender = Sender::Core;
-        } else {
-            if ctl.sender == Sender::Core {
-                ctl.sender = Sender::Nobody;
-            }
-            ctl.armed = true;
+        ctl.owner.core_took(taken > 0);
+        if taken == 0 {
             // Idle: an empty open chunk goes back to the pool, so idle connections hold none.
             if let Some(chunk) = ctl.chunks.pop_front() {
                 self.core.pool().put(chunk);
@@ -116,10 +111,7 @@ impl SendQueue {
         {
             let mut ctl = self.lock();
             ctl.held = ctl.held.saturating_sub(bytes);
-            if idle && ctl.sender == Sender::Core {
-                ctl.sender = Sender::Nobody;
-            }
-            ctl.direct_blocked = false;
+            ctl.owner.core_sent(idle);
             self.notify(&mut ctl);
         }
         for chunk in done.drain(..) {
@@ -147,10 +139,7 @@ impl SendQueue {
         let mut ctl = self.lock();
         ctl.key = None;
         ctl.fd = None;
-        ctl.direct_blocked = false;
-        if ctl.sender == Sender::Core {
-            ctl.sender = Sender::Nobody;
-        }
+        ctl.owner.detached();
         for chunk in returned.into_iter().rev() {
             ctl.chunks.push_front(chunk);
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{SendQueue, Sender, CLOSED, HELD, OPEN, REFUSING};
+use super::{SendQueue, CLOSED, HELD, OPEN, REFUSING};
 use crate::engine::send::Gate;
 use crate::error::ConnError;
 
@@ -70,7 +70,7 @@ impl SendQueue {
                     return Err(self.gate());
                 }
             }
-            if ctl.sender == Sender::Nobody && ctl.queued > 0 {
+            if ctl.owner.is_idle() && ctl.queued > 0 {
                 // Nobody is sending what is queued: send it from this thread (as
                 // `BufWriter::flush` would) rather than wait for the core to be scheduled.
                 // Whatever it cannot send stays for the core, which was told of it.
@@ -79,7 +79,7 @@ impl SendQueue {
                 if ctl.queued < before {
                     continue;
                 }
-                if ctl.armed {
+                if ctl.owner.needs_telling() {
                     // Left for the core: make sure it is told (the lock is let go meanwhile).
                     ctl = self.announce_keep(ctl);
                     continue;
@@ -123,7 +123,7 @@ impl SendQueue {
         let mut ctl = self.settled(self.lock());
         self.state.store(CLOSED, Ordering::Release);
         let rest = self.drain(&mut ctl);
-        let idle = ctl.held == 0 && ctl.sender == Sender::Nobody;
+        let idle = ctl.held == 0 && ctl.owner.is_idle();
         self.notify(&mut ctl);
         (rest, idle)
     }
