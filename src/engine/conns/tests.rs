@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::conn::ListenerRef;
+use super::conn::Opener;
 use super::*;
 use crate::engine::handle::{AfterFailure, ConnHandle, CoreHandle};
 use crate::engine::send::SendQueue;
@@ -196,7 +196,7 @@ fn dialed(table: &mut Conns<Fake>, io: &mut Fake) -> (ConnKey, Arc<SendQueue>, A
         Arc::new(socket()),
         sendq.clone(),
         session,
-        ListenerRef::Dialed,
+        Opener::Writer,
         io,
     );
     (key, sendq, seen)
@@ -235,7 +235,7 @@ fn a_close_waits_for_the_operations_in_flight_and_the_first_reason_wins() {
         "the receive is still in flight"
     );
     state(&mut table, key).reading = false;
-    table.settle(key, &mut io);
+    table.free_if_closed(key, &mut io);
     assert_eq!(io.take(), [Call::Release(key)]);
     assert!(table.io_state(key).is_none());
     assert_eq!(seen.lock().unwrap().closed, ["closed locally"]);
@@ -392,7 +392,7 @@ fn a_close_while_paused_waits_for_the_cancelled_receive() {
     table.resume(key, &mut io);
     assert_eq!(table.data(key, b"late", &mut io), Flow::Closed);
     state(&mut table, key).reading = false;
-    table.settle(key, &mut io);
+    table.free_if_closed(key, &mut io);
     assert!(table.io_state(key).is_none());
     let seen = seen.lock().unwrap();
     assert_eq!(seen.data, b"x", "nothing delivered once closing");
@@ -462,7 +462,7 @@ fn a_listener_closes_after_its_connections_and_its_accept() {
     table.accepted(slot, socket(), None, &mut io);
     assert!(io.take().is_empty());
     state(&mut table, conn).reading = false;
-    table.settle(conn, &mut io);
+    table.free_if_closed(conn, &mut io);
     assert_eq!(io.take(), [Call::Release(conn)]);
     assert_eq!(
         closed.try_recv(),
@@ -495,10 +495,10 @@ fn a_shutdown_sends_what_is_queued_then_closes_at_the_deadline() {
     state(&mut table, done).sending = false;
     table.sent(done, Ok(8), &mut io);
     state(&mut table, done).reading = false;
-    table.settle(done, &mut io);
+    table.free_if_closed(done, &mut io);
     assert_eq!(seen.lock().unwrap().closed, ["closed locally"]);
     state(&mut table, stuck).reading = false;
-    table.settle(stuck, &mut io);
+    table.free_if_closed(stuck, &mut io);
     assert_eq!(stuck_seen.lock().unwrap().closed.len(), 1);
     assert!(table.is_empty());
     let (due, next) = table.run_timers(Instant::now() + Duration::from_secs(61), &mut io);

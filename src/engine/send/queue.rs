@@ -48,7 +48,7 @@ mod tests;
 
 // `Gate` as an atomic (changed only under the lock, read also without it).
 const OPEN: u8 = 0;
-const HELD: u8 = 1;
+const RECONNECTING: u8 = 1;
 const REFUSING: u8 = 2;
 const CLOSED: u8 = 3;
 
@@ -57,7 +57,7 @@ struct Ctl {
     /// Chunks waiting for the core, in send order; producers append to the back one.
     chunks: VecDeque<Chunk>,
     /// Bytes accepted and not yet known to be sent: waiting here plus taken by the core.
-    held: usize,
+    unsent: usize,
     /// Unsent bytes in `chunks`.
     queued: usize,
     /// Who sends now, and whether the core must be told of new bytes.
@@ -84,7 +84,7 @@ pub(in crate::engine) struct SendQueue {
     limit: usize,
     core: Arc<CoreShared>,
     frames: Box<dyn FrameIndex>,
-    /// When its connection fails, the queue is `Held` (and `on_held` called) instead of
+    /// When its connection fails, the queue is `Reconnecting` (and `on_held` called) instead of
     /// `Refusing`.
     hold_on_failure: bool,
     on_held: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -103,7 +103,7 @@ impl SendQueue {
         Arc::new(SendQueue {
             ctl: Mutex::new(Ctl {
                 chunks: VecDeque::new(),
-                held: 0,
+                unsent: 0,
                 queued: 0,
                 owner: Owner::new(),
                 fd: None,
@@ -123,7 +123,7 @@ impl SendQueue {
         })
     }
 
-    /// Sets the hook called (on the core) when a failed connection leaves the queue `Held`.
+    /// Sets the hook called (on the core) when a failed connection leaves the queue `Reconnecting`.
     pub(crate) fn on_held(&self, hook: Box<dyn Fn() + Send + Sync>) {
         let _ = self.on_held.set(hook);
     }
@@ -175,7 +175,7 @@ impl SendQueue {
 
     #[inline]
     fn fits(&self, ctl: &Ctl, len: usize) -> bool {
-        ctl.held == 0 || ctl.held + len <= self.limit
+        ctl.unsent == 0 || ctl.unsent + len <= self.limit
     }
 
     /// Async writers: registers `waker` to be woken when room frees up or the link changes.
@@ -197,7 +197,7 @@ impl SendQueue {
 
     /// Waits until no direct send is out, so that what it leaves is back in the queue (a direct
     /// send waits for room for at most `direct::FINISH_WITHIN`, so this is short).
-    fn settled<'a>(&'a self, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+    fn without_direct_send<'a>(&'a self, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
         while ctl.owner.is_direct() {
             // The producer notifies under the lock when it hands the token back.
             ctl = match self.wait(ctl, None) {
@@ -213,7 +213,7 @@ impl SendQueue {
         let mut rest = BytesMut::new();
         for chunk in ctl.chunks.drain(..) {
             rest.extend_from_slice(chunk.resendable());
-            ctl.held = ctl.held.saturating_sub(chunk.held());
+            ctl.unsent = ctl.unsent.saturating_sub(chunk.held());
             self.core.pool().put(chunk);
         }
         ctl.queued = 0;

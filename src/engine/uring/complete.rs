@@ -117,7 +117,7 @@ impl Core {
             self.conns
                 .read_failed(key, io::Error::from_raw_os_error(-res), io);
         }
-        self.conns.settle(key, io);
+        self.conns.free_if_closed(key, io);
     }
 
     fn on_send(&mut self, key: ConnKey, res: i32) {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::owner::Take;
-use super::{SendQueue, CLOSED, HELD, REFUSING};
+use super::{SendQueue, CLOSED, RECONNECTING, REFUSING};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
@@ -49,7 +49,7 @@ impl SendQueue {
     /// The socket given to [`SendQueue::preattach`] will not be attached after all (the core has
     /// ended): forget it, unless a connection took its place.
     pub(crate) fn unpreattach(&self, fd: &Arc<OwnedFd>) {
-        let mut ctl = self.settled(self.lock());
+        let mut ctl = self.without_direct_send(self.lock());
         if ctl.key.is_none() && ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, fd)) {
             ctl.fd = None;
         }
@@ -110,7 +110,7 @@ impl SendQueue {
         let bytes: usize = done.iter().map(Chunk::held).sum();
         {
             let mut ctl = self.lock();
-            ctl.held = ctl.held.saturating_sub(bytes);
+            ctl.unsent = ctl.unsent.saturating_sub(bytes);
             ctl.owner.core_sent(idle);
             self.notify(&mut ctl);
         }
@@ -132,7 +132,7 @@ impl SendQueue {
     }
 
     /// Core: the connection is gone. `out` holds what was being sent; the frames the kernel did
-    /// not take in full are kept to be sent first next time. The gate becomes `Held` or
+    /// not take in full are kept to be sent first next time. The gate becomes `Reconnecting` or
     /// `Refusing` (`reason` given and `reusable`: see `hold_on_failure`) or `Closed`.
     pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
         let returned = out.take_all();
@@ -145,7 +145,7 @@ impl SendQueue {
         }
         // The chunk a send was in the middle of starts again at the frame the kernel was in.
         let dropped = self.rewind_all(&mut ctl.chunks);
-        ctl.held = ctl.held.saturating_sub(dropped);
+        ctl.unsent = ctl.unsent.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
         let mut held = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
@@ -153,7 +153,7 @@ impl SendQueue {
                 Some(err) if reusable => {
                     ctl.error = Some(err);
                     held = self.hold_on_failure;
-                    let next = if held { HELD } else { REFUSING };
+                    let next = if held { RECONNECTING } else { REFUSING };
                     self.state.store(next, Ordering::Release);
                 }
                 _ => self.state.store(CLOSED, Ordering::Release),

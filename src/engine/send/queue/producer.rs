@@ -112,7 +112,7 @@ impl SendQueue {
         let chunk = ctl.chunks.back_mut()?;
         let len = fill(chunk.spare(room))?.min(room);
         chunk.commit(len);
-        ctl.held += len;
+        ctl.unsent += len;
         ctl.queued += len;
         Some(len)
     }
@@ -133,7 +133,7 @@ impl SendQueue {
             return Ok(());
         }
         let mut ctl = self.room_for(self.lock(), bytes, deadline)?;
-        ctl.held += bytes;
+        ctl.unsent += bytes;
         ctl.queued += bytes;
         ctl.chunks.extend(chunks.drain(..));
         let ctl = self.send_direct(ctl);
@@ -191,11 +191,11 @@ impl SendQueue {
                 self.core.pool().put(chunk);
             }
         }
-        ctl.held = ctl.held.saturating_sub(freed);
+        ctl.unsent = ctl.unsent.saturating_sub(freed);
         if !same_conn {
             // The connection went away meanwhile: what is left starts again at a frame.
             let dropped = self.rewind_all(&mut out);
-            ctl.held = ctl.held.saturating_sub(dropped);
+            ctl.unsent = ctl.unsent.saturating_sub(dropped);
         }
         // Leftovers go first; the core must send them (announce tells it), and producers
         // leave the socket to it until it has made progress.
