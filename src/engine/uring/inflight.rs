@@ -253,4 +253,27 @@ mod ring_tests {
         // SAFETY: closes the eventfd this test made; no read is armed on it any more.
         syscall!(close(fd)).expect("close");
     }
+
+    #[test]
+    fn the_cores_reap_ends_operations_whose_connection_or_listener_is_gone() {
+        use crate::engine::core::{CoreShared, Driver};
+        use crate::engine::uring::driver::Core;
+        use crate::engine::RuntimeConfig;
+        use std::sync::Arc;
+
+        let shared = Arc::new(CoreShared::new(0).expect("eventfd"));
+        let mut core = Core::new(shared, &RuntimeConfig::default()).expect("io_uring core");
+        // Nothing in the core's table: every key and listener slot names nobody.
+        for kind in [OpKind::Recv(key()), OpKind::Send(key()), OpKind::Accept(3)] {
+            core.io
+                .push(kind, Keep::Nothing, opcode::Nop::new().build());
+        }
+        core.io.ring.submit_and_wait(3).expect("submit");
+        core.reap();
+        assert_eq!(
+            core.io.in_flight(),
+            0,
+            "every final completion ended its operation"
+        );
+    }
 }
