@@ -1,4 +1,5 @@
-//! The io_uring core's completions, in batches: each is decoded from its `user_data` and fed to
+//! The io_uring core's completions, in batches: each ends its operation in the table of those
+//! in flight if it is the final one (`inflight`), which also says what it was, and is fed to
 //! the connection table (received bytes from the buffer ring, send results, accepted sockets),
 //! or to the core itself (the wake-up read, the timer).
 

@@ -118,7 +118,7 @@ impl Ring {
         id
     }
 
-    /// The completion `cqe` arrived: ends its operation if it is the final one (whatever
+    /// A completion for `user_data` arrived: ends its operation if it is the final one (whatever
     /// became of its connection or listener) and says which operation it was.
     pub(super) fn complete(&mut self, user_data: u64, flags: u32) -> Option<OpKind> {
         let done = self
