@@ -24,6 +24,8 @@ VENV=target/ci-venv
 "$VENV/bin/pip" install -q --disable-pip-version-check "protobuf>=5.28"
 export BUFFSTREAMS_PYTHON="$PWD/$VENV/bin/python"
 export BUFFSTREAMS_REQUIRE_INTEROP=1
+# Tests that skip without io_uring (or with fewer than 2 CPUs) must run in CI.
+export BUFFSTREAMS_REQUIRE_IO_URING=1
 
 step "format"
 cargo fmt --all -- --check
@@ -37,7 +39,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
 step "tests (the README's test command)"
 cargo test --all-features
 
-step "loom model of the core hand-off (src/engine/doorbell.rs)"
+step "loom models of the core hand-off (src/engine/doorbell.rs) and the send hand-off (src/engine/send/queue/owner.rs)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --manifest-path ci/loom/Cargo.toml
 
 step "main job (the README's run command, smaller) and the other examples"

@@ -151,12 +151,15 @@
 // Every public type must be nameable (re-exported below), e.g. a future an API returns.
 #![warn(unnameable_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // One path per public item: the crate root re-exports everything the messaging API takes or
 // hands back; the modules behind it are private. `frame` is public as the sans-I/O codec
 // namespace (its `Framing`, `FrameError` and `BudgetPolicy` are at the root only), as are the
 // feature modules `protobuf` and `tokio_uring`.
+#[macro_use]
+mod sys;
 mod channel;
 mod engine;
 mod error;

@@ -22,9 +22,9 @@ unsafe impl Sync for Mapping {}
 /// The system's page size.
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(page)
-        .ok()
+    let page = syscall!(sysconf(libc::_SC_PAGESIZE));
+    page.ok()
+        .and_then(|p| usize::try_from(p).ok())
         .filter(|p| *p > 0)
         .unwrap_or(4096)
 }
@@ -46,19 +46,17 @@ impl Mapping {
         let populate = if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
         // result is checked against MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
+        let ptr = syscall!(
+            mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate,
                 -1,
                 0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+            ),
+            fails_with libc::MAP_FAILED
+        )?;
         NonNull::new(ptr.cast::<u8>())
             .map(|ptr| Mapping { ptr, len })
             .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
@@ -71,17 +69,15 @@ impl Mapping {
         // SAFETY: `ptr`/`self.len` are exactly the mapping this owns. With MREMAP_MAYMOVE the
         // kernel may move it; the old address is replaced below and not used again, and the
         // `&mut self` means nobody holds a reference into it.
-        let ptr = unsafe {
-            libc::mremap(
+        let ptr = syscall!(
+            mremap(
                 self.ptr.as_ptr().cast(),
                 self.len,
                 len,
                 libc::MREMAP_MAYMOVE,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+            ),
+            fails_with libc::MAP_FAILED
+        )?;
         if let Some(ptr) = NonNull::new(ptr.cast::<u8>()) {
             self.ptr = ptr;
             self.len = len;
@@ -105,8 +101,6 @@ impl Drop for Mapping {
         // SAFETY: `ptr`/`len` describe exactly the mapping this owns, unmapped only here. Its
         // owner makes sure nothing (the kernel included) still writes it: the receive ring's
         // buffers are dropped only after the ring that could write into them.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
+        let _ = syscall!(munmap(self.ptr.as_ptr().cast(), self.len));
     }
 }

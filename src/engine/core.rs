@@ -97,11 +97,8 @@ pub(in crate::engine) struct CoreShared {
 
 impl CoreShared {
     pub(in crate::engine) fn new(index: usize) -> io::Result<CoreShared> {
-        // SAFETY: eventfd has no memory preconditions; the result is checked below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // SAFETY: eventfd takes no pointer and no descriptor.
+        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
         Ok(CoreShared {
             index,
             commands: Mutex::new(Vec::new()),
@@ -149,11 +146,14 @@ impl CoreShared {
         }
         if self.bell.ring() {
             let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to our eventfd. A failure (EAGAIN when the
-            // counter is saturated) means a wake-up is already pending, so it is ignored.
-            unsafe {
-                libc::write(self.wake.as_raw_fd(), std::ptr::addr_of!(one).cast(), 8);
-            }
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd, open while `self` lives. A
+            // failure (EAGAIN when the counter is saturated) means a wake-up is already
+            // pending, so it is ignored.
+            let _ = syscall!(write(
+                self.wake.as_raw_fd(),
+                std::ptr::addr_of!(one).cast(),
+                8
+            ));
         }
         true
     }

@@ -21,23 +21,24 @@ pub(crate) fn allowed_cpus() -> &'static [usize] {
 }
 
 fn read_affinity() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data, zero is a valid (empty) set; sched_getaffinity writes at
-    // most size_of::<cpu_set_t>() bytes into it; CPU_ISSET reads within it for every index
-    // below CPU_SETSIZE.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(
-            libc::getpid(),
-            std::mem::size_of::<libc::cpu_set_t>(),
-            &mut set,
-        ) != 0
-        {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
+    // SAFETY: cpu_set_t is plain data, zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: getpid has no arguments; sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into `set`, a live local of that size.
+    let pid = syscall!(getpid()).unwrap_or(0);
+    if syscall!(sched_getaffinity(
+        pid,
+        std::mem::size_of::<libc::cpu_set_t>(),
+        &mut set
+    ))
+    .is_err()
+    {
+        return Vec::new();
     }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads within `set` for every index below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
 }
 
 /// Pins the calling thread to `cpu`; false if the kernel refused.
@@ -45,13 +46,18 @@ pub(crate) fn pin_current_thread(cpu: usize) -> bool {
     if cpu >= libc::CPU_SETSIZE as usize {
         return false;
     }
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it (cpu < CPU_SETSIZE, checked
-    // above); sched_setaffinity(0) applies to this thread only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    // SAFETY: cpu_set_t is plain data, zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes within `set` (cpu < CPU_SETSIZE, checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: sched_setaffinity reads size_of::<cpu_set_t>() bytes from `set`, a live local;
+    // pid 0 applies to this thread only.
+    syscall!(sched_setaffinity(
+        0,
+        std::mem::size_of::<libc::cpu_set_t>(),
+        &set
+    ))
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -63,9 +69,8 @@ mod tests {
         let cpus = allowed_cpus();
         assert!(!cpus.is_empty());
         assert!(cpus.windows(2).all(|w| w[0] < w[1]));
-        // SAFETY: plain syscall without arguments.
-        let here = unsafe { libc::sched_getcpu() };
-        if here >= 0 {
+        // SAFETY: sched_getcpu has no arguments.
+        if let Ok(here) = syscall!(sched_getcpu()) {
             assert!(cpus.contains(&(here as usize)), "{here} not in {cpus:?}");
         }
     }

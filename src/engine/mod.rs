@@ -74,10 +74,9 @@ pub struct RuntimeConfig {
     /// Receive buffers per core in the provided-buffer ring (a power of two, at most 32768).
     ///
     /// Keep `recv_buffers * recv_buffer_size` near the CPU's L2 cache: the kernel fills every
-    /// free buffer before the core parses them, so a larger ring parses cold data. Measured here
-    /// (110-byte messages, 4 connections, one core): 64 x 64 KiB gave 25 M msgs/s, 16 x 64 KiB
-    /// 38-50 M. A ring that runs dry costs one re-armed receive, counted in
-    /// [`CoreStats::recv_no_buffers`].
+    /// free buffer before the core parses them, so a larger ring parses cold data (measured: see
+    /// docs/benchmarks.md, 'receive buffers'). A ring that runs dry costs one re-armed receive,
+    /// counted in [`CoreStats::recv_no_buffers`].
     pub recv_buffers: u16,
     /// Size of each receive buffer; one receive completion carries at most this many bytes.
     pub recv_buffer_size: u32,
@@ -91,14 +90,14 @@ pub struct RuntimeConfig {
     /// A request that arrives within the window is picked up without the wake-up of a sleeping
     /// thread (a scheduler round trip, several microseconds, more on a VM), which lowers
     /// request/response latency when the peer answers quickly and runs on *another* CPU
-    /// (loopback ping-pong across two vCPUs, both ends busy polling 50 us: p50 76 -> 12 us).
+    /// (measured: see docs/benchmarks.md, 'busy polling').
     /// The price: after each burst of work (not after a timer tick) the core burns its CPU for
     /// up to this long, and a core that never gets a quiet window longer than this never
     /// sleeps, so it shows 100% of its CPU busy. Keep it short (tens to hundreds of
     /// microseconds: the gap between a reply and the next request) and only for latency-bound,
     /// lightly loaded cores on dedicated CPUs; never when the peer, or other busy threads,
-    /// share the core's CPU (the spin holds the CPU they need: the same ping-pong on one CPU
-    /// went from 16 to 119 us). Both backends spin the same way (io_uring polls its completion
+    /// share the core's CPU (the spin holds the CPU they need, and the same ping-pong on one CPU
+    /// got many times slower). Both backends spin the same way (io_uring polls its completion
     /// queue, running deferred task work without waiting; epoll polls with a zero timeout).
     /// [`CoreStats::busy_polls`], [`CoreStats::busy_poll_hits`] and [`CoreStats::sleeps`]
     /// show what it did.

@@ -206,8 +206,8 @@ impl std::fmt::Display for KernelReport {
 fn kernel_release() -> Option<String> {
     // SAFETY: `utsname` is plain old data; zeroed is a valid value for it.
     let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname for uname to fill.
-    if unsafe { libc::uname(&mut uts) } != 0 {
+    // SAFETY: `uts` is a live, writable utsname for uname to fill.
+    if syscall!(uname(&mut uts)).is_err() {
         return None;
     }
     let bytes: Vec<u8> = uts

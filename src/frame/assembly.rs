@@ -175,8 +175,9 @@ mod tests {
         let (addr, len) = a.map.as_ref().map(|m| (m.map.as_ptr(), m.cap())).unwrap();
         let mut pages = vec![0u8; len / 4096];
         let mapped = |pages: &mut Vec<u8>| {
-            // SAFETY: mincore only reports on the range; `pages` has one byte per page of it.
-            unsafe { libc::mincore(addr.cast(), len, pages.as_mut_ptr()) == 0 }
+            // SAFETY: mincore only reports on the range (ENOMEM once unmapped, no access);
+            // `pages` is live and has one byte per page of it.
+            syscall!(mincore(addr.cast(), len, pages.as_mut_ptr())).is_ok()
         };
         assert!(mapped(&mut pages) && pages.iter().all(|p| p & 1 == 1));
         a.clear(16 * 1024);

@@ -53,7 +53,7 @@ fn writer(addr: SocketAddr, max: u32) -> (Writer, Failures) {
 fn the_link_names_each_gate() {
     let err = Arc::new(crate::ConnError::NotConnected);
     assert!(matches!(Link::from(Gate::Open), Link::Up));
-    assert!(matches!(Link::from(Gate::Held), Link::Reconnecting));
+    assert!(matches!(Link::from(Gate::Reconnecting), Link::Reconnecting));
     assert!(matches!(Link::from(Gate::Refusing(err)), Link::Down(_)));
     assert!(matches!(Link::from(Gate::Closed), Link::Closed));
 }

@@ -43,7 +43,7 @@ impl From<Gate> for Link {
     fn from(gate: Gate) -> Link {
         match gate {
             Gate::Open => Link::Up,
-            Gate::Held => Link::Reconnecting,
+            Gate::Reconnecting => Link::Reconnecting,
             Gate::Refusing(err) => Link::Down(err),
             Gate::Closed => Link::Closed,
         }

@@ -13,6 +13,11 @@ use buffstreams::{
 
 use crate::{backend_name, si, BackendArg, BenchArgs, Failure, StatusLine, Stop};
 
+/// The library's `syscall!` (this binary is a crate of its own).
+#[path = "../../sys.rs"]
+#[macro_use]
+mod sys;
+
 /// How long the listener may take to receive what was sent once the writers stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,8 +35,8 @@ pub fn parse_secs(text: &str) -> Result<f64, String> {
 fn cpu_time() -> Duration {
     // SAFETY: `rusage` is plain old data; zeroed is a valid value for it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable rusage for getrusage to fill.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+    // SAFETY: `usage` is a live, writable rusage for getrusage to fill.
+    if syscall!(getrusage(libc::RUSAGE_SELF, &mut usage)).is_err() {
         return Duration::ZERO;
     }
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;

@@ -18,15 +18,15 @@ use crate::error::{CloseReason, ConnError};
 
 /// Who opened a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ListenerRef {
+pub(crate) enum Opener {
     /// A writer dialed it: its queue outlives it and may reconnect.
-    Dialed,
+    Writer,
     /// The listener in this slot accepted it.
-    Accepted(u32),
+    Listener(u32),
 }
 
-/// A connection of the table.
-pub(super) struct Conn<X> {
+/// A connection's entry in the table: its socket, session, queue and state.
+pub(super) struct Entry<X> {
     /// Shared with the send queue while attached (for producers' direct sends): the socket
     /// closes when the last holder lets go.
     pub(super) fd: Arc<OwnedFd>,
@@ -35,7 +35,7 @@ pub(super) struct Conn<X> {
     pub(super) sendq: Arc<SendQueue>,
     /// The chunks the kernel is sending from; they stay here, unmoved, until the send is over.
     out: Outbox,
-    opener: ListenerRef,
+    opener: Opener,
     /// The session's consumer is full: nothing is read until it resumes.
     paused: bool,
     /// How much the kernel may hand it before the core looks (see [`super::credit`]).
@@ -70,10 +70,10 @@ impl<I: Io> Conns<I> {
         fd: Arc<OwnedFd>,
         sendq: Arc<SendQueue>,
         session: Box<dyn Session>,
-        opener: ListenerRef,
+        opener: Opener,
         io: &mut I,
     ) -> ConnKey {
-        let key = self.conns.insert(Conn {
+        let key = self.conns.insert(Entry {
             fd: fd.clone(),
             session: Some(session),
             sendq: sendq.clone(),
@@ -97,7 +97,7 @@ impl<I: Io> Conns<I> {
             Err(err) => self.close(key, io_error(err), io),
             // A writer's queue outlives its connections: a flush asked for while it was
             // detached went nowhere, so look now even if `attach` saw nothing.
-            Ok(()) if waiting || opener == ListenerRef::Dialed => self.flush(key, io),
+            Ok(()) if waiting || opener == Opener::Writer => self.flush(key, io),
             Ok(()) => {}
         }
         key
@@ -273,7 +273,7 @@ impl<I: Io> Conns<I> {
             Ok(n) => {
                 self.retire(key, n);
                 if matches!(self.conns.get(key), Some(c) if c.closing.is_some()) {
-                    self.settle(key, io);
+                    self.free_if_closed(key, io);
                 } else {
                     self.flush(key, io);
                 }
@@ -311,13 +311,13 @@ impl<I: Io> Conns<I> {
             }
             c.closing = Some(reason);
         }
-        self.settle(key, io);
+        self.free_if_closed(key, io);
     }
 
     /// Frees `key` if it is closing and the kernel has nothing left on it: its socket closes,
     /// the frames the kernel did not take go back to its queue, its session hears why, and a
     /// closing listener may finish. A backend calls this after each final completion.
-    pub(crate) fn settle(&mut self, key: ConnKey, io: &mut I) {
+    pub(crate) fn free_if_closed(&mut self, key: ConnKey, io: &mut I) {
         let ready = matches!(
             self.conns.get(key),
             Some(c) if c.closing.is_some() && !io.busy(&c.io)
@@ -331,7 +331,7 @@ impl<I: Io> Conns<I> {
         io.release(key, &c.fd, &mut c.io);
         let reason = c.closing.take().unwrap_or(CloseReason::Local);
         let err = self.stats.count_close(&reason);
-        let reconnectable = c.opener == ListenerRef::Dialed;
+        let reconnectable = c.opener == Opener::Writer;
         c.sendq.detach(&mut c.out, err, reconnectable);
         drop(c.fd);
         if let Some(session) = c.session.take() {
@@ -340,7 +340,7 @@ impl<I: Io> Conns<I> {
         for ack in c.close_acks.drain(..) {
             let _ = ack.send(());
         }
-        if let ListenerRef::Accepted(slot) = c.opener {
+        if let Opener::Listener(slot) = c.opener {
             self.conn_left(slot, io);
         }
     }
@@ -350,7 +350,7 @@ impl<I: Io> Conns<I> {
         let theirs: Vec<ConnKey> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.opener == ListenerRef::Accepted(slot))
+            .filter(|(_, c)| c.opener == Opener::Listener(slot))
             .map(|(key, _)| key)
             .collect();
         for key in theirs {
@@ -360,7 +360,7 @@ impl<I: Io> Conns<I> {
 }
 
 /// The credit of `c`'s next receive: its own, capped by what its session asks for.
-fn credit_of<X>(c: &Conn<X>) -> u32 {
+fn credit_of<X>(c: &Entry<X>) -> u32 {
     c.credit
         .bytes(c.session.as_ref().and_then(|s| s.recv_credit()))
 }

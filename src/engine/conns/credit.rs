@@ -10,8 +10,8 @@
 //!
 //! The credit starts small and doubles each time a receive used all of it with the connection
 //! still reading (a slow start), up to [`MAX_RECV_CREDIT`]; past that the receive has no limit
-//! of the engine's own (re-arming a multishot receive every 256 KiB cost the receive path
-//! 30-40% of its throughput with 110-byte messages). A stop puts it back to
+//! of the engine's own (re-arming a multishot receive every 256 KiB costs small messages much
+//! of the receive path's throughput; measured: see docs/benchmarks.md, 'receive credit'). A stop puts it back to
 //! [`MIN_RECV_CREDIT`]. A connection that has not streamed, or has just stopped, can therefore
 //! be handed only a few KiB before the core sees its data. Its session may ask for less
 //! ([`Session::recv_credit`]): a listener whose budget is under pressure limits each connection

@@ -10,7 +10,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::conn::ListenerRef;
+use super::conn::Opener;
 use super::{Conns, Io, ACCEPT_RETRY};
 use crate::engine::handle::CoreHandle;
 use crate::engine::session::{Acceptor, ConnInfo};
@@ -124,13 +124,7 @@ impl<I: Io> Conns<I> {
         l.conns += 1;
         self.stats.accepted += 1;
         tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
-        self.insert(
-            Arc::new(fd),
-            conn.0,
-            session,
-            ListenerRef::Accepted(slot),
-            io,
-        );
+        self.insert(Arc::new(fd), conn.0, session, Opener::Listener(slot), io);
     }
 
     /// Accepting on `slot` failed with something a retry may cure (out of descriptors or

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) use self::conn::Flow;
-use self::conn::{Conn, ListenerRef};
+use self::conn::{Entry, Opener};
 use self::listener::ListenerSlot;
 pub(crate) use self::slab::ConnKey;
 use self::slab::Slab;
@@ -119,7 +119,7 @@ pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Every connection and listener of one core (see the module docs).
 pub(crate) struct Conns<I: Io> {
     shared: Arc<CoreShared>,
-    conns: Slab<Conn<I::Conn>>,
+    conns: Slab<Entry<I::Conn>>,
     listeners: Vec<Option<ListenerSlot<I::Listener>>>,
     /// The core's counters, published by the driver once per loop turn.
     pub(crate) stats: CoreStats,
@@ -198,7 +198,7 @@ impl<I: Io> Conns<I> {
                     return;
                 }
                 tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
-                self.insert(fd, sendq, session, ListenerRef::Dialed, io);
+                self.insert(fd, sendq, session, Opener::Writer, io);
             }
             Command::Flush(sendq) => {
                 if let Some(key) = self.attached(&sendq) {

@@ -1,8 +1,8 @@
 //! Generation-numbered slots: a key names one occupant of one slot, so a key kept after its
 //! occupant left finds nothing, even once the slot holds another.
 
-/// Bits of a slot's generation carried in a key (io_uring's `user_data` keeps 8 bits for the
-/// operation, 32 for the slot, and these).
+/// Bits of a slot's generation carried in a key (a key fits in 56 bits, for tokens and queues
+/// that keep a few bits of their own).
 const GEN_BITS: u32 = 24;
 const GEN_MASK: u32 = (1 << GEN_BITS) - 1;
 
@@ -14,7 +14,7 @@ pub(crate) struct ConnKey {
 }
 
 impl ConnKey {
-    /// The key as 56 bits (generation above the slot), for `user_data`, tokens and queues.
+    /// The key as 56 bits (generation above the slot), for tokens and queues.
     #[inline]
     pub(crate) fn to_u64(self) -> u64 {
         (u64::from(self.gen) << 32) | u64::from(self.slot)

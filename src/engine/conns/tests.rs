@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::conn::ListenerRef;
+use super::conn::Opener;
 use super::*;
 use crate::engine::handle::{AfterFailure, CoreHandle, SendQueueHandle};
 use crate::engine::send::SendQueue;
@@ -196,7 +196,7 @@ fn dialed(table: &mut Conns<Fake>, io: &mut Fake) -> (ConnKey, Arc<SendQueue>, A
         Arc::new(socket()),
         sendq.clone(),
         session,
-        ListenerRef::Dialed,
+        Opener::Writer,
         io,
     );
     (key, sendq, seen)
@@ -235,7 +235,7 @@ fn a_close_waits_for_the_operations_in_flight_and_the_first_reason_wins() {
         "the receive is still in flight"
     );
     state(&mut table, key).reading = false;
-    table.settle(key, &mut io);
+    table.free_if_closed(key, &mut io);
     assert_eq!(io.take(), [Call::Release(key)]);
     assert!(table.io_state(key).is_none());
     assert_eq!(seen.lock().unwrap().closed, ["closed locally"]);
@@ -392,7 +392,7 @@ fn a_close_while_paused_waits_for_the_cancelled_receive() {
     table.resume(key, &mut io);
     assert_eq!(table.data(key, b"late", &mut io), Flow::Closed);
     state(&mut table, key).reading = false;
-    table.settle(key, &mut io);
+    table.free_if_closed(key, &mut io);
     assert!(table.io_state(key).is_none());
     let seen = seen.lock().unwrap();
     assert_eq!(seen.data, b"x", "nothing delivered once closing");
@@ -466,7 +466,7 @@ fn a_listener_closes_after_its_connections_and_its_accept() {
     table.accepted(slot, socket(), None, &mut io);
     assert!(io.take().is_empty());
     state(&mut table, conn).reading = false;
-    table.settle(conn, &mut io);
+    table.free_if_closed(conn, &mut io);
     assert_eq!(io.take(), [Call::Release(conn)]);
     assert_eq!(
         closed.try_recv(),
@@ -489,24 +489,52 @@ fn a_listener_closes_after_its_connections_and_its_accept() {
 fn a_shutdown_sends_what_is_queued_then_closes_at_the_deadline() {
     let (mut table, mut io) = (table(), Fake::default());
     let (done, sendq, seen) = dialed(&mut table, &mut io);
-    let (stuck, _, stuck_seen) = dialed(&mut table, &mut io);
+    let (stuck, stuck_q, stuck_seen) = dialed(&mut table, &mut io);
+    let (idle, _, idle_seen) = dialed(&mut table, &mut io);
     push(&sendq, b"abcd");
+    push(&stuck_q, b"efgh");
     io.take();
+    let start = Instant::now();
     table.begin_shutdown(Duration::from_secs(60), &mut io);
     assert!(table.stopping());
     // The idle connection has nothing to send: it closes at once.
-    assert_eq!(io.take(), [Call::Send(done, 8), Call::Abort]);
+    assert_eq!(
+        io.take(),
+        [Call::Send(done, 8), Call::Send(stuck, 8), Call::Abort]
+    );
+    state(&mut table, idle).reading = false;
+    table.free_if_closed(idle, &mut io);
+    assert_eq!(io.take(), [Call::Release(idle)]);
+    assert_eq!(idle_seen.lock().unwrap().closed, ["closed locally"]);
+    // One send completes: its connection closes once flushed.
     state(&mut table, done).sending = false;
     table.sent(done, Ok(8), &mut io);
+    assert_eq!(io.take(), [Call::Abort]);
     state(&mut table, done).reading = false;
-    table.settle(done, &mut io);
+    table.free_if_closed(done, &mut io);
+    assert_eq!(io.take(), [Call::Release(done)]);
     assert_eq!(seen.lock().unwrap().closed, ["closed locally"]);
+    // The other's send never completes: it is left alone until the deadline...
+    let (_, next) = table.run_timers(start + Duration::from_secs(30), &mut io);
+    assert!(next.is_some_and(|at| at >= start + Duration::from_secs(60)));
+    assert!(io.take().is_empty());
+    assert!(stuck_seen.lock().unwrap().closed.is_empty());
+    // ...which closes it (the kernel is told to end its operations).
+    let (due, _) = table.run_timers(start + Duration::from_secs(61), &mut io);
+    assert!(due.is_empty());
+    assert_eq!(io.take(), [Call::Abort], "the deadline closes what is left");
+    state(&mut table, stuck).sending = false;
+    table.sent(
+        stuck,
+        Err(io::Error::from_raw_os_error(libc::EPIPE)),
+        &mut io,
+    );
     state(&mut table, stuck).reading = false;
-    table.settle(stuck, &mut io);
-    assert_eq!(stuck_seen.lock().unwrap().closed.len(), 1);
+    table.free_if_closed(stuck, &mut io);
+    assert_eq!(stuck_seen.lock().unwrap().closed, ["closed locally"]);
     assert!(table.is_empty());
-    let (due, next) = table.run_timers(Instant::now() + Duration::from_secs(61), &mut io);
-    assert!(due.is_empty() && next.is_none());
+    let (_, next) = table.run_timers(start + Duration::from_secs(62), &mut io);
+    assert!(next.is_none(), "nothing left to wait for");
 }
 
 #[test]

@@ -72,10 +72,7 @@ pub(crate) fn send_chunks(
     // unsent bytes of a chunk borrowed for the call, so that memory stays alive and unchanged;
     // the kernel copies it before returning (a plain, not zero-copy, send). `fd` is an open
     // socket kept alive by the caller's reference.
-    let sent = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let sent = syscall!(sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))?;
     Ok(sent as usize)
 }
 
@@ -92,11 +89,11 @@ pub(crate) fn send_outbox(fd: &OwnedFd, out: &mut Outbox) -> io::Result<usize> {
     // owned by `out`; `out` is borrowed mutably for the whole call, so none of it changes or
     // moves, and the kernel copies the bytes before returning (a plain, not zero-copy, send).
     // `fd` is an open socket kept alive by the caller's reference.
-    let sent =
-        unsafe { libc::sendmsg(fd.as_raw_fd(), msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let sent = syscall!(sendmsg(
+        fd.as_raw_fd(),
+        msg,
+        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL
+    ))?;
     Ok(sent as usize)
 }
 
@@ -152,6 +149,6 @@ fn writable(fd: &OwnedFd, wait: Duration) -> bool {
     };
     let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
     // SAFETY: `pfd` is one live pollfd on this stack frame, and the count passed is 1.
-    let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-    ready > 0 && pfd.revents & libc::POLLOUT != 0
+    let ready = syscall!(poll(&mut pfd, 1, ms));
+    ready.is_ok_and(|n| n > 0) && pfd.revents & libc::POLLOUT != 0
 }

@@ -41,7 +41,7 @@ pub(crate) enum Gate {
     /// A connection is attached or being set up: writes are taken.
     Open,
     /// No connection, and one is expected (a writer reconnecting): writes are taken and wait.
-    Held,
+    Reconnecting,
     /// No connection, and none is expected: writes are refused with this error until the queue
     /// is opened again.
     Refusing(Arc<ConnError>),

@@ -3,12 +3,14 @@
 //! Producers append whole frames to the open chunk under the queue's lock, so frames from
 //! concurrent writers never interleave and each writer's order is kept. The owning core takes
 //! every waiting chunk at once and sends them with one `sendmsg`. A producer tells the core only
-//! when the core said it went idle on this queue (`armed`); both sides read and write that flag
-//! under the lock, so no wake-up is lost and a busy core is never woken per message. A producer
+//! when the core said it went idle on this queue and was not told since ([`Owner`]); both sides
+//! read and change that state under the lock, so no wake-up is lost and a busy core is never
+//! woken per message. A producer
 //! running on the owning core's own thread (a handler writing back) records the queue in a
 //! core-local list instead of sending a command.
 //!
-//! One sender at a time keeps the byte order (`Sender`): the core while its outbox holds
+//! One sender at a time keeps the byte order ([`Owner`], `owner.rs`, with its `loom` model): the
+//! core while its outbox holds
 //! chunks, or a producer thread handing on a `BufferedWriter` batch or flushing the queue, which
 //! sends straight from its own thread with blocking `sendmsg`s when nobody else is sending (no
 //! hand-off to the core's thread; if the socket is full the kernel waits for room, as for a
@@ -35,47 +37,35 @@ use crate::engine::core::CoreShared;
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::FrameIndex;
 use crate::error::ConnError;
+use owner::Owner;
 
 mod core_side;
 mod gate;
+mod owner;
 mod producer;
 #[cfg(test)]
 mod tests;
 
 // `Gate` as an atomic (changed only under the lock, read also without it).
 const OPEN: u8 = 0;
-const HELD: u8 = 1;
+const RECONNECTING: u8 = 1;
 const REFUSING: u8 = 2;
 const CLOSED: u8 = 3;
-
-/// Who may send on the connection now: one sender at a time keeps the byte order.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Sender {
-    Nobody,
-    /// The core: it holds taken chunks in its outbox.
-    Core,
-    /// A producer thread, in a direct send.
-    Producer,
-}
 
 /// Everything producers and the core share, under one lock.
 struct Ctl {
     /// Chunks waiting for the core, in send order; producers append to the back one.
     chunks: VecDeque<Chunk>,
     /// Bytes accepted and not yet known to be sent: waiting here plus taken by the core.
-    held: usize,
+    unsent: usize,
     /// Unsent bytes in `chunks`.
     queued: usize,
-    sender: Sender,
-    /// A direct send found the socket's buffer full: producers leave sending to the core until
-    /// one of its sends completes (the ring waits for room without spinning).
-    direct_blocked: bool,
+    /// Who sends now, and whether the core must be told of new bytes.
+    owner: Owner,
     /// The attached connection's socket, for direct sends.
     fd: Option<Arc<OwnedFd>>,
     /// Chunks out for a direct send (kept to reuse the allocation).
     direct: VecDeque<Chunk>,
-    /// The core found nothing to send and waits to be told.
-    armed: bool,
     /// The key (a `ConnKey`) of the connection that drains this queue on its core, if attached.
     key: Option<u64>,
     error: Option<Arc<ConnError>>,
@@ -94,7 +84,7 @@ pub(in crate::engine) struct SendQueue {
     limit: usize,
     core: Arc<CoreShared>,
     frames: Box<dyn FrameIndex>,
-    /// When its connection fails, the queue is `Held` (and `on_held` called) instead of
+    /// When its connection fails, the queue is `Reconnecting` (and `on_held` called) instead of
     /// `Refusing`.
     hold_on_failure: bool,
     on_held: OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -113,13 +103,11 @@ impl SendQueue {
         Arc::new(SendQueue {
             ctl: Mutex::new(Ctl {
                 chunks: VecDeque::new(),
-                held: 0,
+                unsent: 0,
                 queued: 0,
-                sender: Sender::Nobody,
-                direct_blocked: false,
+                owner: Owner::new(),
                 fd: None,
                 direct: VecDeque::new(),
-                armed: true,
                 key: None,
                 error: None,
                 blocked: 0,
@@ -135,7 +123,7 @@ impl SendQueue {
         })
     }
 
-    /// Sets the hook called (on the core) when a failed connection leaves the queue `Held`.
+    /// Sets the hook called (on the core) when a failed connection leaves the queue `Reconnecting`.
     pub(crate) fn on_held(&self, hook: Box<dyn Fn() + Send + Sync>) {
         let _ = self.on_held.set(hook);
     }
@@ -187,7 +175,7 @@ impl SendQueue {
 
     #[inline]
     fn fits(&self, ctl: &Ctl, len: usize) -> bool {
-        ctl.held == 0 || ctl.held + len <= self.limit
+        ctl.unsent == 0 || ctl.unsent + len <= self.limit
     }
 
     /// Async writers: registers `waker` to be woken when room frees up or the link changes.
@@ -209,8 +197,8 @@ impl SendQueue {
 
     /// Waits until no direct send is out, so that what it leaves is back in the queue (a direct
     /// send waits for room for at most `direct::FINISH_WITHIN`, so this is short).
-    fn settled<'a>(&'a self, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
-        while ctl.sender == Sender::Producer {
+    fn without_direct_send<'a>(&'a self, mut ctl: MutexGuard<'a, Ctl>) -> MutexGuard<'a, Ctl> {
+        while ctl.owner.is_direct() {
             // The producer notifies under the lock when it hands the token back.
             ctl = match self.wait(ctl, None) {
                 Some(ctl) => ctl,
@@ -225,7 +213,7 @@ impl SendQueue {
         let mut rest = BytesMut::new();
         for chunk in ctl.chunks.drain(..) {
             rest.extend_from_slice(chunk.resendable());
-            ctl.held = ctl.held.saturating_sub(chunk.held());
+            ctl.unsent = ctl.unsent.saturating_sub(chunk.held());
             self.core.pool().put(chunk);
         }
         ctl.queued = 0;

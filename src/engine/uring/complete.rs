@@ -1,4 +1,5 @@
-//! The io_uring core's completions, in batches: each is decoded from its `user_data` and fed to
+//! The io_uring core's completions, in batches: each ends its operation in the table of those
+//! in flight if it is the final one (`inflight`), which also says what it was, and is fed to
 //! the connection table (received bytes from the buffer ring, send results, accepted sockets),
 //! or to the core itself (the wake-up read, the timer).
 
@@ -10,7 +11,7 @@ use std::time::Instant;
 use io_uring::cqueue;
 
 use super::driver::Core;
-use super::ops::{OP_ACCEPT, OP_RECV, OP_SEND, OP_TIMER, OP_WAKE};
+use super::inflight::OpKind;
 use crate::engine::conns::{ConnKey, Flow, Io};
 use crate::error::{CloseReason, ConnError};
 
@@ -23,27 +24,25 @@ impl Core {
         self.io.lone_turn = cqes.len() <= 1;
         // Only busy polling asks (a pass over the batch the loop need not make otherwise).
         self.reaped_work =
-            self.spin.is_some() && cqes.iter().any(|c| c.user_data() >> 56 != OP_TIMER);
+            self.spin.is_some() && cqes.iter().any(|c| !self.io.is_timer(c.user_data()));
         for cqe in &cqes {
-            let data = cqe.user_data();
             let (res, flags) = (cqe.result(), cqe.flags());
-            match data >> 56 {
-                OP_RECV => self.on_recv(ConnKey::from_u64(data), res, flags),
-                OP_SEND => self.on_send(ConnKey::from_u64(data), res),
-                OP_ACCEPT => self.on_accept(data as u32, res, flags),
-                OP_WAKE => {
-                    self.io.ops -= 1;
-                    self.io.wake_armed = false;
+            // The operation ends here on its final completion, before anything looks for its
+            // connection or listener (which may be gone).
+            let Some(kind) = self.io.complete(cqe.user_data(), flags) else {
+                continue;
+            };
+            match kind {
+                OpKind::Recv(key) => self.on_recv(key, res, flags),
+                OpKind::Send(key) => self.on_send(key, res),
+                OpKind::Accept(slot) => self.on_accept(slot, res, flags),
+                OpKind::Wake => {
                     if !self.conns.stopping() {
                         self.io.arm_wake(self.conns.shared().wake_fd());
                     }
                 }
-                OP_TIMER => {
-                    self.io.ops -= 1;
-                    self.io.timer_fired();
-                    self.on_timer();
-                }
-                _ => self.io.ops -= 1,
+                OpKind::Timer => self.on_timer(),
+                OpKind::Cancel => {}
             }
         }
         self.cqes = cqes;
@@ -70,7 +69,6 @@ impl Core {
         let cancelled = if more {
             state.recv_cancelled()
         } else {
-            self.io.ops -= 1;
             state.recv_ended()
         };
         if res > 0 && !more && limited {
@@ -120,11 +118,10 @@ impl Core {
             self.conns
                 .read_failed(key, io::Error::from_raw_os_error(-res), io);
         }
-        self.conns.settle(key, io);
+        self.conns.free_if_closed(key, io);
     }
 
     fn on_send(&mut self, key: ConnKey, res: i32) {
-        self.io.ops -= 1;
         let Some((_, state)) = self.conns.io_state(key) else {
             return;
         };
@@ -146,7 +143,6 @@ impl Core {
         };
         if !more {
             state.ended();
-            self.io.ops -= 1;
         }
         let io = &mut self.io;
         match accepted {

@@ -149,7 +149,7 @@ impl Driver for Core {
                 if self.conns.is_empty() && !self.io.withdrawn {
                     self.io.withdraw();
                 }
-                if self.io.ops == 0 && !self.io.backlogged() {
+                if self.io.in_flight() == 0 && !self.io.backlogged() {
                     break;
                 }
             }
@@ -288,7 +288,7 @@ impl Core {
     fn teardown(mut self) {
         self.conns.close_all(&mut self.io);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.io.ops > 0 && Instant::now() < deadline {
+        while self.io.in_flight() > 0 && Instant::now() < deadline {
             self.io.cancel_all();
             self.io.flush_backlog();
             if self.enter(1).is_err() {
@@ -296,10 +296,10 @@ impl Core {
             }
             self.reap();
         }
-        if self.io.ops > 0 {
+        if self.io.in_flight() > 0 {
             tracing::error!(
                 core = self.shared.index(),
-                ops = self.io.ops,
+                ops = self.io.in_flight(),
                 "operations still in flight at shutdown; leaking their buffers"
             );
             let Core {
@@ -311,8 +311,9 @@ impl Core {
             } = self;
             drop(enter);
             // The ring goes (the kernel stops using our memory only once it is torn down, which
-            // may be later); what it may still point at is leaked, never freed under it.
-            io.leak_memory();
+            // may be later); what it may still point at is leaked, never freed under it: the
+            // operations' own memory by `InFlight`'s drop, the rest here.
+            drop(io);
             std::mem::forget(bufs);
             std::mem::forget(conns);
         }

@@ -1,9 +1,8 @@
 //! `io_uring_enter` through a registered ring descriptor (`IORING_REGISTER_RING_FDS`, 5.18+):
 //! the kernel then skips looking the ring's file up on every enter.
 //!
-//! Measured with `cargo bench --bench kernel_features` (`docs/kernel-features.txt`): an enter
-//! with one NOP took 597 ns with the plain descriptor and 503 ns with the registered one, 616
-//! and 490 ns with a second thread alive. The `io-uring` crate keeps the registered index inside
+//! An enter through the registered index is cheaper than through the plain descriptor
+//! (measured: see docs/benchmarks.md, 'registered ring'). The `io-uring` crate keeps the registered index inside
 //! a `Submitter` that `IoUring::submitter()` builds afresh on every call, so the index is kept
 //! here and the two system calls are made directly. On a kernel without the feature, enters use
 //! the plain descriptor.
@@ -50,18 +49,16 @@ impl Enter {
         };
         // SAFETY: `update` is a live, correctly laid out io_uring_rsrc_update for the one entry
         // passed; the kernel reads it and writes the chosen index back before returning.
-        let res = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                fd,
-                IORING_REGISTER_RING_FDS,
-                std::ptr::addr_of_mut!(update),
-                1,
-            )
-        };
+        let res = syscall!(syscall(
+            libc::SYS_io_uring_register,
+            fd,
+            IORING_REGISTER_RING_FDS,
+            std::ptr::addr_of_mut!(update),
+            1,
+        ));
         Enter {
             fd,
-            registered: (res == 1).then_some(update.offset),
+            registered: matches!(res, Ok(1)).then_some(update.offset),
             _thread: PhantomData,
         }
     }
@@ -83,20 +80,15 @@ impl Enter {
         };
         // SAFETY: no argument pointer is passed (null, size 0); what the SQEs point at is the
         // caller's promise.
-        let res = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_enter,
-                fd,
-                to_submit,
-                want,
-                flags,
-                std::ptr::null::<libc::c_void>(),
-                0usize,
-            )
-        };
-        if res < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        syscall!(syscall(
+            libc::SYS_io_uring_enter,
+            fd,
+            to_submit,
+            want,
+            flags,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+        ))?;
         Ok(())
     }
 }
@@ -113,15 +105,13 @@ impl Drop for Enter {
         };
         // SAFETY: as in `new`; the ring's descriptor is still open (this is dropped first).
         // A failure leaves the registration to be released when the thread exits.
-        unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                self.fd,
-                IORING_UNREGISTER_RING_FDS,
-                std::ptr::addr_of!(update),
-                1,
-            );
-        }
+        let _ = syscall!(syscall(
+            libc::SYS_io_uring_register,
+            self.fd,
+            IORING_UNREGISTER_RING_FDS,
+            std::ptr::addr_of!(update),
+            1,
+        ));
     }
 }
 

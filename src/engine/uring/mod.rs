@@ -1,11 +1,15 @@
 //! io_uring specifics: ring set-up with the recommended flags (here), the provided-buffer ring
 //! (`bufring`), entering through a registered ring descriptor (`enter`), the core's loop
-//! (`driver`), what it submits (`ops`) and how it reads completions (`complete`).
+//! (`driver`), what it submits (`ops`, owning each operation in flight through `inflight`, with
+//! what connections and listeners have armed in `armed`) and how it reads completions
+//! (`complete`).
 
+mod armed;
 pub(crate) mod bufring;
 mod complete;
 pub(crate) mod driver;
 pub(crate) mod enter;
+mod inflight;
 mod ops;
 
 use io_uring::IoUring;

@@ -6,7 +6,8 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{SendQueue, Sender, CLOSED, HELD, REFUSING};
+use super::owner::Take;
+use super::{SendQueue, CLOSED, RECONNECTING, REFUSING};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
@@ -29,7 +30,7 @@ impl SendQueue {
         ctl.fd = fd;
         // A flush announced while detached went nowhere: make the next push tell the core
         // again (the caller starts a send if this returns true).
-        ctl.armed = true;
+        ctl.owner.attached();
         ctl.chunks.iter().any(|c| !c.unsent().is_empty())
     }
 
@@ -48,7 +49,7 @@ impl SendQueue {
     /// The socket given to [`SendQueue::preattach`] will not be attached after all (the core has
     /// ended): forget it, unless a connection took its place.
     pub(crate) fn unpreattach(&self, fd: &Arc<OwnedFd>) {
-        let mut ctl = self.settled(self.lock());
+        let mut ctl = self.without_direct_send(self.lock());
         if ctl.key.is_none() && ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, fd)) {
             ctl.fd = None;
         }
@@ -63,9 +64,8 @@ impl SendQueue {
     /// there was nothing; then the next push tells the core.
     pub(crate) fn take(&self, out: &mut Outbox) -> bool {
         let mut ctl = self.lock();
-        if ctl.sender == Sender::Producer {
+        if ctl.owner.core_looks() == Take::Wait {
             // A producer is sending; it tells the core if it leaves anything.
-            ctl.armed = true;
             return false;
         }
         let mut taken = 0;
@@ -91,13 +91,8 @@ impl SendQueue {
                 taken += 1;
             }
         }
-        if taken > 0 {
-            ctl.sender = Sender::Core;
-        } else {
-            if ctl.sender == Sender::Core {
-                ctl.sender = Sender::Nobody;
-            }
-            ctl.armed = true;
+        ctl.owner.core_took(taken > 0);
+        if taken == 0 {
             // Idle: an empty open chunk goes back to the pool, so idle connections hold none.
             if let Some(chunk) = ctl.chunks.pop_front() {
                 self.core.pool().put(chunk);
@@ -115,11 +110,8 @@ impl SendQueue {
         let bytes: usize = done.iter().map(Chunk::held).sum();
         {
             let mut ctl = self.lock();
-            ctl.held = ctl.held.saturating_sub(bytes);
-            if idle && ctl.sender == Sender::Core {
-                ctl.sender = Sender::Nobody;
-            }
-            ctl.direct_blocked = false;
+            ctl.unsent = ctl.unsent.saturating_sub(bytes);
+            ctl.owner.core_sent(idle);
             self.notify(&mut ctl);
         }
         for chunk in done.drain(..) {
@@ -140,23 +132,20 @@ impl SendQueue {
     }
 
     /// Core: the connection is gone. `out` holds what was being sent; the frames the kernel did
-    /// not take in full are kept to be sent first next time. The gate becomes `Held` or
+    /// not take in full are kept to be sent first next time. The gate becomes `Reconnecting` or
     /// `Refusing` (`reason` given and `reusable`: see `hold_on_failure`) or `Closed`.
     pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
         let returned = out.take_all();
         let mut ctl = self.lock();
         ctl.key = None;
         ctl.fd = None;
-        ctl.direct_blocked = false;
-        if ctl.sender == Sender::Core {
-            ctl.sender = Sender::Nobody;
-        }
+        ctl.owner.detached();
         for chunk in returned.into_iter().rev() {
             ctl.chunks.push_front(chunk);
         }
         // The chunk a send was in the middle of starts again at the frame the kernel was in.
         let dropped = self.rewind_all(&mut ctl.chunks);
-        ctl.held = ctl.held.saturating_sub(dropped);
+        ctl.unsent = ctl.unsent.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
         let mut held = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
@@ -164,7 +153,7 @@ impl SendQueue {
                 Some(err) if reusable => {
                     ctl.error = Some(err);
                     held = self.hold_on_failure;
-                    let next = if held { HELD } else { REFUSING };
+                    let next = if held { RECONNECTING } else { REFUSING };
                     self.state.store(next, Ordering::Release);
                 }
                 _ => self.state.store(CLOSED, Ordering::Release),

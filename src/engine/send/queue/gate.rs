@@ -9,18 +9,18 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{SendQueue, Sender, CLOSED, HELD, OPEN, REFUSING};
+use super::{SendQueue, CLOSED, OPEN, RECONNECTING, REFUSING};
 use crate::engine::send::Gate;
 use crate::error::ConnError;
 
 impl SendQueue {
-    /// `Refusing` becomes `Held`: a connection is expected after all, so writes are taken
+    /// `Refusing` becomes `Reconnecting`: a connection is expected after all, so writes are taken
     /// again (and wait). Returns whether it was refusing.
     pub(crate) fn hold(&self) -> bool {
         let mut ctl = self.lock();
         let ok = self
             .state
-            .compare_exchange(REFUSING, HELD, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(REFUSING, RECONNECTING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if ok && ctl.error.is_none() {
             ctl.error = Some(Arc::new(ConnError::NotConnected));
@@ -30,13 +30,13 @@ impl SendQueue {
     }
 
     /// A queue that starts with no connection, one being expected (a background connect):
-    /// `Open` becomes `Held`, with `err` as what to report until it connects.
+    /// `Open` becomes `Reconnecting`, with `err` as what to report until it connects.
     pub(crate) fn hold_unconnected(&self, err: Arc<ConnError>) {
         let mut ctl = self.lock();
         ctl.error = Some(err);
-        let _ = self
-            .state
-            .compare_exchange(OPEN, HELD, Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.state
+                .compare_exchange(OPEN, RECONNECTING, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Whether the queue takes writes now.
@@ -44,7 +44,7 @@ impl SendQueue {
         match self.state.load(Ordering::Acquire) {
             OPEN => Gate::Open,
             CLOSED => Gate::Closed,
-            HELD => Gate::Held,
+            RECONNECTING => Gate::Reconnecting,
             _ => Gate::Refusing(
                 self.lock()
                     .error
@@ -60,17 +60,17 @@ impl SendQueue {
     pub(crate) fn wait_drained(self: &Arc<Self>, deadline: Option<Instant>) -> Result<bool, Gate> {
         let mut ctl = self.lock();
         loop {
-            if ctl.held == 0 {
+            if ctl.unsent == 0 {
                 return Ok(true);
             }
             match self.state.load(Ordering::Acquire) {
-                OPEN | HELD => {}
+                OPEN | RECONNECTING => {}
                 _ => {
                     drop(ctl);
                     return Err(self.gate());
                 }
             }
-            if ctl.sender == Sender::Nobody && ctl.queued > 0 {
+            if ctl.owner.is_idle() && ctl.queued > 0 {
                 // Nobody is sending what is queued: send it from this thread (as
                 // `BufWriter::flush` would) rather than wait for the core to be scheduled.
                 // Whatever it cannot send stays for the core, which was told of it.
@@ -79,7 +79,7 @@ impl SendQueue {
                 if ctl.queued < before {
                     continue;
                 }
-                if ctl.armed {
+                if ctl.owner.needs_telling() {
                     // Left for the core: make sure it is told (the lock is let go meanwhile).
                     ctl = self.announce_keep(ctl);
                     continue;
@@ -92,12 +92,12 @@ impl SendQueue {
         }
     }
 
-    /// A new connection is about to be attached: `Held` or `Refusing` becomes `Open`.
+    /// A new connection is about to be attached: `Reconnecting` or `Refusing` becomes `Open`.
     pub(crate) fn reopen(&self) {
         let _ctl = self.lock();
-        let _ = self
-            .state
-            .compare_exchange(HELD, OPEN, Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.state
+                .compare_exchange(RECONNECTING, OPEN, Ordering::AcqRel, Ordering::Acquire);
         let _ = self
             .state
             .compare_exchange(REFUSING, OPEN, Ordering::AcqRel, Ordering::Acquire);
@@ -106,7 +106,7 @@ impl SendQueue {
     /// No connection is expected any more: refuse writes with `err`, and return everything
     /// queued.
     pub(crate) fn refuse(&self, err: Arc<ConnError>) -> BytesMut {
-        let mut ctl = self.settled(self.lock());
+        let mut ctl = self.without_direct_send(self.lock());
         if self.state.load(Ordering::Acquire) != CLOSED {
             self.state.store(REFUSING, Ordering::Release);
             ctl.error = Some(err);
@@ -120,17 +120,17 @@ impl SendQueue {
     /// flight now (nothing taken by the core and not yet sent): then closing the connection
     /// cannot hand anything back to it.
     pub(crate) fn close_idle(&self) -> (BytesMut, bool) {
-        let mut ctl = self.settled(self.lock());
+        let mut ctl = self.without_direct_send(self.lock());
         self.state.store(CLOSED, Ordering::Release);
         let rest = self.drain(&mut ctl);
-        let idle = ctl.held == 0 && ctl.sender == Sender::Nobody;
+        let idle = ctl.unsent == 0 && ctl.owner.is_idle();
         self.notify(&mut ctl);
         (rest, idle)
     }
 
     /// Closes the queue for good and returns what was never handed to the kernel.
     pub(crate) fn close(&self) -> BytesMut {
-        let mut ctl = self.settled(self.lock());
+        let mut ctl = self.without_direct_send(self.lock());
         self.state.store(CLOSED, Ordering::Release);
         let rest = self.drain(&mut ctl);
         self.notify(&mut ctl);

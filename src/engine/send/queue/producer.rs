@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
-use super::{Ctl, SendQueue, Sender, CLOSED, OPEN, REFUSING};
+use super::{Ctl, SendQueue, CLOSED, OPEN, REFUSING};
 use crate::engine::core::{defer_flush, Command};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::{direct, Encoded, PushError};
@@ -111,7 +111,7 @@ impl SendQueue {
         let chunk = ctl.chunks.back_mut()?;
         let len = fill(chunk.spare(room))?.min(room);
         chunk.commit(len);
-        ctl.held += len;
+        ctl.unsent += len;
         ctl.queued += len;
         Some(len)
     }
@@ -132,7 +132,7 @@ impl SendQueue {
             return Ok(());
         }
         let mut ctl = self.room_for(self.lock(), bytes, deadline)?;
-        ctl.held += bytes;
+        ctl.unsent += bytes;
         ctl.queued += bytes;
         ctl.chunks.extend(chunks.drain(..));
         let ctl = self.send_direct(ctl);
@@ -149,8 +149,7 @@ impl SendQueue {
         mut ctl: MutexGuard<'a, Ctl>,
     ) -> MutexGuard<'a, Ctl> {
         if ctl.queued == 0
-            || ctl.sender != Sender::Nobody
-            || ctl.direct_blocked
+            || !ctl.owner.may_send_direct()
             || self.state.load(Ordering::Acquire) != OPEN
             || self.core.is_current()
         {
@@ -159,7 +158,9 @@ impl SendQueue {
         let Some(fd) = ctl.fd.clone() else {
             return ctl;
         };
-        ctl.sender = Sender::Producer;
+        if !ctl.owner.start_direct() {
+            return ctl;
+        }
         let mut out = std::mem::take(&mut ctl.direct);
         while out.len() < direct::MAX_BATCH_CHUNKS
             && ctl.chunks.front().is_some_and(|c| !c.unsent().is_empty())
@@ -189,19 +190,15 @@ impl SendQueue {
                 self.core.pool().put(chunk);
             }
         }
-        ctl.held = ctl.held.saturating_sub(freed);
-        ctl.sender = Sender::Nobody;
+        ctl.unsent = ctl.unsent.saturating_sub(freed);
         if !same_conn {
             // The connection went away meanwhile: what is left starts again at a frame.
             let dropped = self.rewind_all(&mut out);
-            ctl.held = ctl.held.saturating_sub(dropped);
+            ctl.unsent = ctl.unsent.saturating_sub(dropped);
         }
-        if !out.is_empty() {
-            // Leftovers go first; the core must send them (announce tells it), and producers
-            // leave the socket to it until it has made progress.
-            ctl.armed = true;
-            ctl.direct_blocked = true;
-        }
+        // Leftovers go first; the core must send them (announce tells it), and producers
+        // leave the socket to it until it has made progress.
+        ctl.owner.end_direct(!out.is_empty());
         while let Some(chunk) = out.pop_back() {
             ctl.queued += chunk.unsent().len();
             ctl.chunks.push_front(chunk);
@@ -215,11 +212,10 @@ impl SendQueue {
     /// After an append: tells the core if it waits to be told, and lets go of the lock.
     #[inline]
     fn announce(self: &Arc<Self>, mut ctl: MutexGuard<'_, Ctl>) {
-        if !ctl.armed || ctl.queued == 0 {
-            // Told already, or a direct send took everything: nothing for the core.
+        if ctl.queued == 0 || !ctl.owner.tell() {
+            // A direct send took everything, or told already: nothing for the core.
             return;
         }
-        ctl.armed = false;
         let key = ctl.key;
         drop(ctl);
         self.tell_core(key);
@@ -230,10 +226,9 @@ impl SendQueue {
         self: &'a Arc<Self>,
         mut ctl: MutexGuard<'a, Ctl>,
     ) -> MutexGuard<'a, Ctl> {
-        if !ctl.armed {
+        if !ctl.owner.tell() {
             return ctl;
         }
-        ctl.armed = false;
         let key = ctl.key;
         drop(ctl);
         self.tell_core(key);
