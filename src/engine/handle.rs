@@ -36,6 +36,12 @@ impl CoreHandle {
         self.0.index()
     }
 
+    /// This core's identity in the process while any handle to it lives (for per-core state kept
+    /// by the layers above).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// Whether the calling thread is this core's (where waiting for the core would deadlock).
     #[inline]
     pub(crate) fn is_current(&self) -> bool {

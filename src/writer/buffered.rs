@@ -10,6 +10,7 @@ use crate::frame::{Codec, FixedHeader};
 use crate::stream::outbound::complete;
 use crate::stream::retry::{retry, OnDown};
 use crate::writer::dial::Writer;
+use crate::writer::share::CoreShare;
 use crate::writer::shared::report;
 
 /// Most bytes a [`BufferedWriter`] gathers before it hands them on by itself (a single larger
@@ -76,6 +77,8 @@ pub struct BufferedWriter<'a> {
     limit: usize,
     /// Set by `buffered_with_capacity`: `limit` does not follow the core's handle count.
     fixed_limit: bool,
+    /// This handle counted among its core's batching handles.
+    share: CoreShare,
 }
 
 impl Writer {
@@ -102,8 +105,6 @@ impl Writer {
     }
 
     fn buffered_handle(&self, capacity: Option<usize>) -> BufferedWriter<'_> {
-        let pool = self.inner.core.pool();
-        pool.batcher_started();
         let mut handle = BufferedWriter {
             writer: self,
             codec: self.inner.out.codec,
@@ -113,6 +114,7 @@ impl Writer {
             bytes: 0,
             limit: capacity.unwrap_or(BUFFERED_WRITER_MIN_BYTES),
             fixed_limit: capacity.is_some(),
+            share: CoreShare::join(&self.inner.core),
         };
         handle.size_batches();
         handle
@@ -235,7 +237,7 @@ impl BufferedWriter<'_> {
     /// Sizes batches by how many handles share the core now (unless fixed).
     fn size_batches(&mut self) {
         if !self.fixed_limit {
-            self.limit = batch_bytes(self.writer.inner.core.pool().batchers());
+            self.limit = batch_bytes(self.share.handles());
         }
     }
 
@@ -266,7 +268,6 @@ impl BufferedWriter<'_> {
 
 impl Drop for BufferedWriter<'_> {
     fn drop(&mut self) {
-        self.writer.inner.core.pool().batcher_done();
         if self.bytes == 0 || self.flush().is_ok() {
             return;
         }

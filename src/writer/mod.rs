@@ -10,6 +10,7 @@ mod dial;
 mod encode;
 mod future;
 mod link;
+mod share;
 mod shared;
 
 pub use buffered::{

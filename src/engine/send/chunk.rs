@@ -5,7 +5,6 @@
 //! and read once (by the kernel, through the core's send). It is never zeroed or copied again:
 //! a recycled chunk just starts over at offset 0.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Bytes in a standard chunk. Frames never straddle two chunks; a frame larger than this gets a
@@ -130,9 +129,6 @@ pub(crate) struct ChunkPool {
     /// Chunks sized for one large frame (up to [`BIG_MAX`]), kept a few at a time so that a
     /// stream of large messages does not allocate and zero one per message.
     big: Mutex<BigChunks>,
-    /// Live batching handles (`BufferedWriter`s) filling chunks from this pool: they size their
-    /// batches by it (see [`ChunkPool::batchers`]).
-    batchers: AtomicUsize,
 }
 
 /// The pooled large chunks and their total size.
@@ -164,22 +160,6 @@ impl ChunkPool {
         }
         let pooled = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         pooled.unwrap_or_else(|| Chunk::with_capacity(CHUNK_SIZE))
-    }
-
-    /// A batching handle starts filling chunks from this pool; [`ChunkPool::batcher_done`] when
-    /// it ends.
-    pub(crate) fn batcher_started(&self) {
-        self.batchers.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A batching handle counted by [`ChunkPool::batcher_started`] ended.
-    pub(crate) fn batcher_done(&self) {
-        self.batchers.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// How many batching handles share this pool now (read once per batch, not per message).
-    pub(crate) fn batchers(&self) -> usize {
-        self.batchers.load(Ordering::Relaxed)
     }
 
     /// Returns a chunk whose bytes are no longer needed.
