@@ -24,11 +24,14 @@ VENV=target/ci-venv
 "$VENV/bin/pip" install -q --disable-pip-version-check "protobuf>=5.28"
 export BUFFSTREAMS_PYTHON="$PWD/$VENV/bin/python"
 export BUFFSTREAMS_REQUIRE_INTEROP=1
-# Tests that skip without io_uring (or with fewer than 2 CPUs) must run in CI.
+# Tests that skip without io_uring, root or 2 CPUs must run in CI.
 export BUFFSTREAMS_REQUIRE_IO_URING=1
 
 step "format"
 cargo fmt --all -- --check
+
+step "no import cycle between files of src/"
+python3 ci/check_imports.py src
 
 step "lint"
 cargo clippy --all-targets --all-features -- -D warnings

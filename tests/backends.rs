@@ -414,14 +414,6 @@ fn runtime_shutdown_sends_queued_messages(backend: Backend) {
     listener.close();
 }
 
-/// A test this machine cannot run (`why`) passes with a note, unless
-/// `BUFFSTREAMS_REQUIRE_IO_URING=1` (CI sets it) says it must run here: then it fails.
-fn skip(why: &str) {
-    if std::env::var("BUFFSTREAMS_REQUIRE_IO_URING").is_ok_and(|v| v == "1") {
-        panic!("{why}, and BUFFSTREAMS_REQUIRE_IO_URING=1 requires this test to run");
-    }
-    eprintln!("{why}: skipped");
-}
 
 /// Both directions between an epoll and an io_uring runtime (skipped without io_uring, unless
 /// required).
@@ -429,7 +421,7 @@ fn skip(why: &str) {
 fn epoll_and_io_uring_interoperate() {
     let uring_rt = match Runtime::new(runtime_on(Backend::IoUring, 1)) {
         Ok(rt) => rt,
-        Err(err) => return skip(&format!("io_uring unavailable ({err})")),
+        Err(err) => return common::skip(&format!("io_uring unavailable ({err})")),
     };
     let epoll_rt = runtime(Backend::Epoll, 1);
     for (server, client) in [(&epoll_rt, &uring_rt), (&uring_rt, &epoll_rt)] {

@@ -320,7 +320,7 @@ fn sqpoll_runtime(spin: Option<Duration>) -> Option<Runtime> {
     let runtime = match Runtime::new(cfg) {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("SKIP: io_uring unavailable: {err}");
+            common::skip(&format!("io_uring unavailable: {err}"));
             return None;
         }
     };
@@ -334,7 +334,7 @@ fn sqpoll_runtime(spin: Option<Duration>) -> Option<Runtime> {
         }
         Some(reason) => {
             assert!(!runtime.sqpoll());
-            eprintln!("SKIP: the kernel refuses IORING_SETUP_SQPOLL: {reason}");
+            common::skip(&format!("the kernel refuses IORING_SETUP_SQPOLL: {reason}"));
             None
         }
     }

@@ -196,7 +196,7 @@ fn a_writer_bounds_its_unsent_bytes(backend: Backend) {
     assert_eq!(lowat(None), 0, "{backend:?}: loopback's MTU");
     assert_eq!(lowat(Some(Some(300_000))), 300_000, "{backend:?}");
     if not_root() {
-        eprintln!("skipped the MTU 1500 and 9000 cases: a network namespace needs root");
+        common::skip("the MTU 1500 and 9000 cases: a network namespace needs root");
         return;
     }
     for mtu in [1500, 9000] {
