@@ -1,8 +1,15 @@
 //! The engine's door for the layers above it (listener, writer, conn): a [`CoreHandle`] to one
 //! core and a [`SendQueueHandle`] to one connection's send side (a writer's, across its
-//! reconnects). Through them those layers add listeners and connections, write, wait for a
-//! flush, resume reading, close, and steer a writer's queue through its reconnects; the
-//! commands, the send queue's internals and the connection table stay inside the engine.
+//! reconnects), and the [`Acceptor`] a listener gives its cores (it names both handles). Through
+//! them those layers add listeners and connections, write, wait for a flush, resume reading,
+//! close, and steer a writer's queue through its reconnects; the commands, the send queue's
+//! internals and the connection table stay inside the engine. The rest of what they use of the
+//! engine is re-exported here.
+//!
+//! `Command` (`core.rs`) carries an `Arc<dyn Acceptor>`, whose `open` names both handles, and
+//! the handles hold the core's shared state and the send queue, whose command queue holds
+//! `Command`s: these types are defined in terms of each other, so this file, `core.rs` and
+//! `send/queue.rs` import each other.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -15,20 +22,20 @@ use bytes::BytesMut;
 
 use crate::engine::core::{Command, CoreShared};
 use crate::engine::send::chunk::ChunkPool;
-use crate::engine::send::SendQueue;
+use crate::engine::send::queue::SendQueue;
 use crate::error::ConnError;
 
 // Everything else the layers above use of the engine passes through here.
-pub(crate) use crate::engine::core::next_conn_id;
 pub(crate) use crate::engine::dialer::{Next, Redial};
 pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
-pub(crate) use crate::engine::send::{Encoded, FrameIndex, Gate, PushError};
+pub(crate) use crate::engine::send::gate::{Gate, PushError};
+pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex};
 pub use crate::engine::session::ConnInfo;
-pub(crate) use crate::engine::session::{Acceptor, Delivered, Session};
+pub(crate) use crate::engine::session::{next_conn_id, Delivered, Session};
 
 /// One core of a runtime, as the layers above the engine see it.
 #[derive(Clone)]
-pub(crate) struct CoreHandle(pub(in crate::engine) Arc<CoreShared>);
+pub(crate) struct CoreHandle(pub(super) Arc<CoreShared>);
 
 impl CoreHandle {
     /// Index of this core in its runtime.
@@ -111,6 +118,23 @@ impl CoreHandle {
     }
 }
 
+/// Builds the session and queue for each connection a listener accepts.
+pub(crate) trait Acceptor: Send + Sync {
+    /// A connection was accepted on `core`: its send side and its session. `None` refuses it
+    /// (the core closes it at once and counts it in
+    /// [`CoreStats::refused`](crate::CoreStats::refused)).
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
+
+    /// Whether this listener's sessions want [`Session::on_tick`].
+    fn ticks(&self) -> bool {
+        false
+    }
+}
+
 /// What a connection's queue does when its connection fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AfterFailure {
@@ -124,7 +148,7 @@ pub(crate) enum AfterFailure {
 /// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
 /// any thread.
 #[derive(Clone)]
-pub(crate) struct SendQueueHandle(pub(in crate::engine) Arc<SendQueue>);
+pub(crate) struct SendQueueHandle(pub(super) Arc<SendQueue>);
 
 impl SendQueueHandle {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that

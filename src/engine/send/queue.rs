@@ -35,7 +35,7 @@ use bytes::BytesMut;
 
 use crate::engine::core::CoreShared;
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::FrameIndex;
+use crate::engine::send::traits::FrameIndex;
 use crate::error::ConnError;
 use owner::Owner;
 
@@ -76,7 +76,7 @@ struct Ctl {
 }
 
 /// See the module docs.
-pub(in crate::engine) struct SendQueue {
+pub(crate) struct SendQueue {
     ctl: Mutex<Ctl>,
     changed: Condvar,
     /// The link state, also readable without the lock (changed only under it).

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::{SendQueue, CLOSED, OPEN, RECONNECTING, REFUSING};
-use crate::engine::send::Gate;
+use crate::engine::send::gate::Gate;
 use crate::error::ConnError;
 
 impl SendQueue {

@@ -9,7 +9,9 @@ use std::time::Instant;
 use super::{Ctl, SendQueue, CLOSED, OPEN, REFUSING};
 use crate::engine::core::{defer_flush, Command};
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::{direct, Encoded, PushError};
+use crate::engine::send::direct;
+use crate::engine::send::gate::PushError;
+use crate::engine::send::traits::Encoded;
 use crate::error::ConnError;
 
 impl SendQueue {

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use super::SendQueue;
 use crate::engine::core::{Command, CoreShared};
+use crate::engine::send::gate::PushError;
 use crate::engine::send::outbox::Outbox;
-use crate::engine::send::PushError;
 use crate::frame::{Codec, Framing};
 
 fn queue(limit: usize) -> (Arc<CoreShared>, Arc<SendQueue>) {
