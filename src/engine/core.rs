@@ -3,6 +3,14 @@
 //! thread start-up and pinning. What a core owns (its connections and listeners) is in
 //! `conns`; the loops live in `uring::driver` and `epoll::driver`. This module names neither
 //! driver (the `spawn` that picks one is in `runtime.rs`).
+//!
+//! [`CoreHandle`] (a core as the layers above see it), [`SendQueueHandle`] (a connection's send
+//! side) and [`Acceptor`] (what a listener gives a core) are defined here and used through
+//! `handle.rs`, which has the handles' methods. [`Command`] carries an `Arc<dyn Acceptor>`,
+//! whose `open` names both handles, which hold this file's `CoreShared` and `send/queue.rs`'s
+//! `SendQueue`; a `SendQueue` holds an `Arc<CoreShared>`, whose commands hold `SendQueue`s.
+//! These types are defined in terms of each other, so this file and `send/queue.rs` import each
+//! other (the one cycle between the crate's files).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -14,7 +22,6 @@ use std::time::Duration;
 
 use crate::engine::config::RuntimeConfig;
 use crate::engine::doorbell::Doorbell;
-use crate::engine::handle::Acceptor;
 use crate::engine::send::chunk::ChunkPool;
 use crate::engine::send::queue::SendQueue;
 use crate::engine::session::{ConnInfo, Session};
@@ -215,6 +222,32 @@ impl CoreShared {
             std::mem::take(&mut *queue)
         };
         drop(dropped);
+    }
+}
+
+/// One core of a runtime, as the layers above the engine see it.
+#[derive(Clone)]
+pub(crate) struct CoreHandle(pub(super) Arc<CoreShared>);
+
+/// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
+/// any thread.
+#[derive(Clone)]
+pub(crate) struct SendQueueHandle(pub(super) Arc<SendQueue>);
+
+/// Builds the session and queue for each connection a listener accepts.
+pub(crate) trait Acceptor: Send + Sync {
+    /// A connection was accepted on `core`: its send side and its session. `None` refuses it
+    /// (the core closes it at once and counts it in
+    /// [`CoreStats::refused`](crate::CoreStats::refused)).
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
+
+    /// Whether this listener's sessions want [`Session::on_tick`].
+    fn ticks(&self) -> bool {
+        false
     }
 }
 

@@ -1,15 +1,16 @@
 //! The engine's door for the layers above it (listener, writer, conn): a [`CoreHandle`] to one
-//! core and a [`SendQueueHandle`] to one connection's send side (a writer's, across its
-//! reconnects), and the [`Acceptor`] a listener gives its cores (it names both handles). Through
-//! them those layers add listeners and connections, write, wait for a flush, resume reading,
-//! close, and steer a writer's queue through its reconnects; the commands, the send queue's
-//! internals and the connection table stay inside the engine. The rest of what they use of the
-//! engine is re-exported here.
+//! core, a [`SendQueueHandle`] to one connection's send side (a writer's, across its
+//! reconnects), and the [`Acceptor`] a listener gives its cores. Through them those layers add
+//! listeners and connections, write, wait for a flush, resume reading, close, and steer a
+//! writer's queue through its reconnects; the commands, the send queue's internals and the
+//! connection table stay inside the engine. The rest of what they use of the engine is
+//! re-exported here.
 //!
-//! `Command` (`core.rs`) carries an `Arc<dyn Acceptor>`, whose `open` names both handles, and
-//! the handles hold the core's shared state and the send queue, whose command queue holds
-//! `Command`s: these types are defined in terms of each other, so this file, `core.rs` and
-//! `send/queue.rs` import each other.
+//! The handles' methods are here; their types and [`Acceptor`] are defined in `core.rs`, with
+//! the types they are made of: `Command` carries an `Arc<dyn Acceptor>`, whose `open` names both
+//! handles, and the handles hold the core's shared state and the send queue, whose command queue
+//! holds `Command`s. These types are defined in terms of each other, so `core.rs` and
+//! `send/queue.rs` import each other, and only they.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -20,7 +21,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::engine::core::{Command, CoreShared};
+use crate::engine::core::Command;
+pub(crate) use crate::engine::core::{Acceptor, CoreHandle, SendQueueHandle};
 use crate::engine::send::chunk::ChunkPool;
 use crate::engine::send::queue::SendQueue;
 use crate::error::ConnError;
@@ -32,10 +34,6 @@ pub(crate) use crate::engine::send::gate::{Gate, PushError};
 pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex};
 pub use crate::engine::session::ConnInfo;
 pub(crate) use crate::engine::session::{next_conn_id, Delivered, Session};
-
-/// One core of a runtime, as the layers above the engine see it.
-#[derive(Clone)]
-pub(crate) struct CoreHandle(pub(super) Arc<CoreShared>);
 
 impl CoreHandle {
     /// Index of this core in its runtime.
@@ -118,23 +116,6 @@ impl CoreHandle {
     }
 }
 
-/// Builds the session and queue for each connection a listener accepts.
-pub(crate) trait Acceptor: Send + Sync {
-    /// A connection was accepted on `core`: its send side and its session. `None` refuses it
-    /// (the core closes it at once and counts it in
-    /// [`CoreStats::refused`](crate::CoreStats::refused)).
-    fn open(
-        &self,
-        info: ConnInfo,
-        core: &CoreHandle,
-    ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
-
-    /// Whether this listener's sessions want [`Session::on_tick`].
-    fn ticks(&self) -> bool {
-        false
-    }
-}
-
 /// What a connection's queue does when its connection fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AfterFailure {
@@ -144,11 +125,6 @@ pub(crate) enum AfterFailure {
     /// Hold writes for the next connection and call the [`SendQueueHandle::on_held`] hook.
     Hold,
 }
-
-/// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
-/// any thread.
-#[derive(Clone)]
-pub(crate) struct SendQueueHandle(pub(super) Arc<SendQueue>);
 
 impl SendQueueHandle {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
@@ -334,7 +310,9 @@ impl Wake for ResumeOnWake {
 impl CoreHandle {
     /// A core that never runs.
     pub(crate) fn detached() -> CoreHandle {
-        CoreHandle(Arc::new(CoreShared::new(0).expect("eventfd")))
+        CoreHandle(Arc::new(
+            crate::engine::core::CoreShared::new(0).expect("eventfd"),
+        ))
     }
 
     /// How many `Resume` commands were sent to it since the last call (one per connection

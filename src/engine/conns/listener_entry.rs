@@ -6,7 +6,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::handle::Acceptor;
+use crate::engine::core::Acceptor;
 
 /// How long a listener waits before accepting again after running out of descriptors/memory.
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
