@@ -6,11 +6,11 @@
 //!
 //! [`CoreHandle`] (a core as the layers above see it), [`SendQueueHandle`] (a connection's send
 //! side) and [`Acceptor`] (what a listener gives a core) are defined here and used through
-//! `handle.rs`, which has the handles' methods. [`Command`] carries an `Arc<dyn Acceptor>`,
-//! whose `open` names both handles, which hold this file's `CoreShared` and `send/queue.rs`'s
-//! `SendQueue`; a `SendQueue` holds an `Arc<CoreShared>`, whose commands hold `SendQueue`s.
-//! These types are defined in terms of each other, so this file and `send/queue.rs` import each
-//! other (the one cycle between the crate's files).
+//! `handle.rs`, which has the handles' methods: [`Command`] carries an `Arc<dyn Acceptor>`,
+//! whose `open` names both handles, which hold this file's `CoreShared`, whose command queue
+//! holds `Command`s: these types are defined in terms of each other, so they share this file.
+//! A [`SendQueue`] holds an `Arc<CoreShared>` too: `send/queue.rs` names it only through its
+//! `QueueCore` parameter (implemented here), so that file does not import this one.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::engine::config::RuntimeConfig;
 use crate::engine::doorbell::Doorbell;
 use crate::engine::send::chunk::ChunkPool;
-use crate::engine::send::queue::SendQueue;
+use crate::engine::send::queue::QueueCore;
 use crate::engine::session::{ConnInfo, Session};
 use crate::engine::stats::{CoreStats, SharedCounters};
 use crate::error::StartError;
@@ -88,6 +88,9 @@ pub(super) fn take_deferred(batch: &mut Vec<u64>) {
 pub(super) fn has_deferred() -> bool {
     DEFERRED.with(|d| !d.borrow().is_empty())
 }
+
+/// A connection's send queue, drained by a core (see `send/queue.rs`).
+pub(super) type SendQueue = crate::engine::send::queue::SendQueue<CoreShared>;
 
 /// What other threads share with a core.
 pub(super) struct CoreShared {
@@ -248,6 +251,27 @@ pub(crate) trait Acceptor: Send + Sync {
     /// Whether this listener's sessions want [`Session::on_tick`].
     fn ticks(&self) -> bool {
         false
+    }
+}
+
+impl QueueCore for CoreShared {
+    #[inline]
+    fn pool(&self) -> &ChunkPool {
+        CoreShared::pool(self)
+    }
+
+    #[inline]
+    fn is_current(&self) -> bool {
+        CoreShared::is_current(self)
+    }
+
+    #[inline]
+    fn defer_flush(key: u64) {
+        defer_flush(key);
+    }
+
+    fn flush(&self, queue: Arc<SendQueue>) {
+        self.send(Command::Flush(queue));
     }
 }
 

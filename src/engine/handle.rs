@@ -8,9 +8,7 @@
 //!
 //! The handles' methods are here; their types and [`Acceptor`] are defined in `core.rs`, with
 //! the types they are made of: `Command` carries an `Arc<dyn Acceptor>`, whose `open` names both
-//! handles, and the handles hold the core's shared state and the send queue, whose command queue
-//! holds `Command`s. These types are defined in terms of each other, so `core.rs` and
-//! `send/queue.rs` import each other, and only they.
+//! handles, and the handles hold the core's shared state, whose command queue holds `Command`s.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -22,9 +20,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::engine::core::Command;
+use crate::engine::core::SendQueue;
 pub(crate) use crate::engine::core::{Acceptor, CoreHandle, SendQueueHandle};
 use crate::engine::send::chunk::ChunkPool;
-use crate::engine::send::queue::SendQueue;
 use crate::error::ConnError;
 
 // Everything else the layers above use of the engine passes through here.

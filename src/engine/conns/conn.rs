@@ -13,8 +13,8 @@ use crate::engine::conns::entry::{Entry, Opener};
 use crate::engine::conns::io::{Io, Sending, MAX_SENDS_PER_CALL};
 use crate::engine::conns::slab::ConnKey;
 use crate::engine::conns::table::Conns;
+use crate::engine::core::SendQueue;
 use crate::engine::send::outbox::Outbox;
-use crate::engine::send::queue::SendQueue;
 use crate::engine::session::Session;
 use crate::error::{CloseReason, ConnError};
 

@@ -6,8 +6,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use crate::engine::conns::credit::RecvCredit;
+use crate::engine::core::SendQueue;
 use crate::engine::send::outbox::Outbox;
-use crate::engine::send::queue::SendQueue;
 use crate::engine::session::Session;
 use crate::error::CloseReason;
 

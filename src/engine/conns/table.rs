@@ -10,10 +10,10 @@ use crate::engine::conns::entry::{Entry, Opener};
 use crate::engine::conns::io::Io;
 use crate::engine::conns::listener_entry::ListenerSlot;
 use crate::engine::conns::slab::{ConnKey, Slab};
+use crate::engine::core::SendQueue;
 use crate::engine::core::{take_deferred, Command, CoreShared};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::outbox::Outbox;
-use crate::engine::send::queue::SendQueue;
 use crate::engine::session::TICK;
 use crate::engine::stats::CoreStats;
 
