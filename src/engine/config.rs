@@ -11,14 +11,16 @@ pub enum Backend {
     /// event says which and why).
     #[default]
     Auto,
-    /// io_uring only: starting fails with a typed [`StartError`](crate::StartError) if it is unavailable.
+    /// io_uring only: starting fails with a typed [`StartError`] if it is unavailable.
+    ///
+    /// [`StartError`]: crate::StartError
     IoUring,
     /// epoll (through `mio`): works wherever Linux does, e.g. under Docker's default seccomp
     /// profile or with `kernel.io_uring_disabled` set.
     Epoll,
 }
 
-/// How a [`Runtime`](crate::Runtime) is set up. `Default` gives one core per CPU the process may run on, each
+/// How a [`Runtime`] is set up. `Default` gives one core per CPU the process may run on, each
 /// pinned to its own CPU of that set.
 ///
 /// ```
@@ -26,6 +28,8 @@ pub enum Backend {
 /// let cfg = RuntimeConfig { cores: 2, pin: false, ..RuntimeConfig::default() };
 /// assert_eq!(cfg.cores, 2);
 /// ```
+///
+/// [`Runtime`]: crate::Runtime
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Number of core threads; 0 means one per CPU the process may run on (its
@@ -46,7 +50,9 @@ pub struct RuntimeConfig {
     /// Keep `recv_buffers * recv_buffer_size` near the CPU's L2 cache: the kernel fills every
     /// free buffer before the core parses them, so a larger ring parses cold data (measured: see
     /// docs/benchmarks.md, 'receive buffers'). A ring that runs dry costs one re-armed receive,
-    /// counted in [`CoreStats::recv_no_buffers`](crate::CoreStats::recv_no_buffers).
+    /// counted in [`CoreStats::recv_no_buffers`].
+    ///
+    /// [`CoreStats::recv_no_buffers`]: crate::CoreStats::recv_no_buffers
     pub recv_buffers: u16,
     /// Size of each receive buffer; one receive completion carries at most this many bytes.
     pub recv_buffer_size: u32,
@@ -69,8 +75,12 @@ pub struct RuntimeConfig {
     /// share the core's CPU (the spin holds the CPU they need, and the same ping-pong on one CPU
     /// got many times slower). Both backends spin the same way (io_uring polls its completion
     /// queue, running deferred task work without waiting; epoll polls with a zero timeout).
-    /// [`CoreStats::busy_polls`](crate::CoreStats::busy_polls), [`CoreStats::busy_poll_hits`](crate::CoreStats::busy_poll_hits) and [`CoreStats::sleeps`](crate::CoreStats::sleeps)
+    /// [`CoreStats::busy_polls`], [`CoreStats::busy_poll_hits`] and [`CoreStats::sleeps`]
     /// show what it did.
+    ///
+    /// [`CoreStats::busy_polls`]: crate::CoreStats::busy_polls
+    /// [`CoreStats::busy_poll_hits`]: crate::CoreStats::busy_poll_hits
+    /// [`CoreStats::sleeps`]: crate::CoreStats::sleeps
     pub busy_poll: Option<Duration>,
     /// io_uring only: submission queue polling (`IORING_SETUP_SQPOLL`), with the time the
     /// kernel's polling thread keeps spinning after the last submission before it sleeps
@@ -84,8 +94,10 @@ pub struct RuntimeConfig {
     /// (the default) it shares the core's CPU, without it, it may run on any CPU of the
     /// process's set. It excludes `DEFER_TASKRUN` (the ring is set up with `SINGLE_ISSUER`, or
     /// no flag). Only worth it with spare CPUs. When the kernel refuses `SQPOLL`, the core falls
-    /// back to the usual set-up flags and logs a warning; [`Runtime::sqpoll`](crate::Runtime::sqpoll) says whether
+    /// back to the usual set-up flags and logs a warning; [`Runtime::sqpoll`] says whether
     /// every core got it. The epoll backend ignores it.
+    ///
+    /// [`Runtime::sqpoll`]: crate::Runtime::sqpoll
     pub sqpoll: Option<Duration>,
 }
 

@@ -1,8 +1,10 @@
-//! The seam between the engine and what runs over a connection.
+//! The seam between the engine and what runs over a connection: its identity ([`ConnInfo`],
+//! with the process-wide [`next_conn_id`]) and the [`Session`] that runs over it.
 //!
 //! The engine moves bytes; a [`Session`] (built by the listener or writer layer, which owns the
 //! codec and the user's handler) turns received bytes into messages. The engine never sees a
-//! frame format.
+//! frame format. (The `Acceptor` that builds an accepted connection's session is in `core.rs`,
+//! with the handles it names.)
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -29,8 +31,10 @@ pub(crate) struct Delivered {
     /// Messages handed to the user.
     pub(crate) messages: u64,
     /// The consumer is full: stop reading this connection until it is resumed
-    /// ([`SendQueueHandle::resume_reading`](crate::engine::handle::SendQueueHandle::resume_reading)). Bytes already given (and any the driver must still
+    /// ([`SendQueueHandle::resume_reading`]). Bytes already given (and any the driver must still
     /// hand over) are kept by the session.
+    ///
+    /// [`SendQueueHandle::resume_reading`]: crate::engine::handle::SendQueueHandle::resume_reading
     pub(crate) paused: bool,
 }
 
@@ -85,7 +89,8 @@ pub(crate) trait Session: Send {
     fn on_eof(&mut self) -> Result<(), ConnError>;
 
     /// The core's periodic tick (about every [`TICK`], only for connections of listeners whose
-    /// [`Acceptor::ticks`](crate::engine::handle::Acceptor::ticks) is true): returns why to close the connection, if it should.
+    /// [`Acceptor::ticks`](crate::engine::handle::Acceptor::ticks) is true): returns why to close
+    /// the connection, if it should.
     fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
         let _ = now;
         None

@@ -33,7 +33,8 @@ pub(crate) struct Entry<X> {
     pub(super) opener: Opener,
     /// The session's consumer is full: nothing is read until it resumes.
     pub(super) paused: bool,
-    /// How much the kernel may hand it before the core looks (see [`credit`](crate::engine::conns::credit)).
+    /// How much the kernel may hand it before the core looks (see
+    /// [`credit`](crate::engine::conns::credit)).
     pub(super) credit: RecvCredit,
     /// The peer's EOF arrived while paused; handled after the held-back data is delivered.
     pub(super) eof_pending: bool,

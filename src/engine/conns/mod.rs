@@ -4,15 +4,15 @@
 //!
 //! A driver (`uring::driver`, `epoll::driver`) turns kernel events into calls on the table
 //! (`Conns::data`, `Conns::sent`, `Conns::accepted`, ...), and the table asks for I/O
-//! through the driver's [`Io`](io::Io): arm a receive, start a send, stop reading, end what is in
-//! flight, stop watching a socket. So the rules (when a paused connection reads again, what a
+//! through the driver's [`Io`](io::Io): arm a receive, start a send, stop reading, end what is
+//! in flight, stop watching a socket. So the rules (when a paused connection reads again, what a
 //! close waits for, where a failed connection's unsent frames go, when a closing listener's
 //! socket is released) are written once, and unit-tested against a fake `Io` with no kernel
 //! (`tests.rs`).
 //!
-//! Connections live in generation-numbered slots ([`ConnKey`](slab::ConnKey)): a completion, an event or a
-//! command for a connection that has gone carries an old generation and finds nothing, even if
-//! its slot was reused meanwhile.
+//! Connections live in generation-numbered slots ([`ConnKey`](slab::ConnKey)): a completion, an
+//! event or a command for a connection that has gone carries an old generation and finds
+//! nothing, even if its slot was reused meanwhile.
 //!
 //! `table.rs` holds the table ([`Conns`](table::Conns)) with its commands and timers, `io.rs`
 //! what it asks of a backend, `entry.rs` a connection's entry and `conn.rs` its transitions,
