@@ -2,7 +2,15 @@
 //! a core, the wake-up (only a core that sleeps is woken: `doorbell.rs`), per-core counters,
 //! thread start-up and pinning. What a core owns (its connections and listeners) is in
 //! `conns`; the loops live in `uring::driver` and `epoll::driver`. This module names neither
-//! driver (the `spawn` that picks one is in `engine`).
+//! driver (the `spawn` that picks one is in `runtime.rs`).
+//!
+//! [`CoreHandle`] (a core as the layers above see it), [`SendQueueHandle`] (a connection's send
+//! side) and [`Acceptor`] (what a listener gives a core) are defined here and used through
+//! `handle.rs`, which has the handles' methods: [`Command`] carries an `Arc<dyn Acceptor>`,
+//! whose `open` names both handles, which hold this file's `CoreShared`, whose command queue
+//! holds `Command`s: these types are defined in terms of each other, so they share this file.
+//! A [`SendQueue`] holds an `Arc<CoreShared>` too: `send/queue.rs` names it only through its
+//! `QueueCore` parameter (implemented here), so that file does not import this one.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -12,16 +20,16 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::engine::config::RuntimeConfig;
 use crate::engine::doorbell::Doorbell;
 use crate::engine::send::chunk::ChunkPool;
-use crate::engine::send::SendQueue;
-use crate::engine::session::{Acceptor, ConnInfo, Session};
+use crate::engine::send::queue::QueueCore;
+use crate::engine::session::{ConnInfo, Session};
 use crate::engine::stats::{CoreStats, SharedCounters};
-use crate::engine::RuntimeConfig;
 use crate::error::StartError;
 
 /// Work handed to a core by other threads.
-pub(in crate::engine) enum Command {
+pub(super) enum Command {
     /// Start accepting on a listening socket bound for this core.
     AddListener {
         id: u64,
@@ -72,17 +80,20 @@ pub(crate) fn defer_flush(key: u64) {
 }
 
 /// Swaps the connections [`defer_flush`] recorded into `batch` (which the caller emptied).
-pub(in crate::engine) fn take_deferred(batch: &mut Vec<u64>) {
+pub(super) fn take_deferred(batch: &mut Vec<u64>) {
     DEFERRED.with(|d| std::mem::swap(&mut *d.borrow_mut(), batch));
 }
 
 /// Whether [`defer_flush`] recorded connections the loop has not taken yet.
-pub(in crate::engine) fn has_deferred() -> bool {
+pub(super) fn has_deferred() -> bool {
     DEFERRED.with(|d| !d.borrow().is_empty())
 }
 
+/// A connection's send queue, drained by a core (see `send/queue.rs`).
+pub(super) type SendQueue = crate::engine::send::queue::SendQueue<CoreShared>;
+
 /// What other threads share with a core.
-pub(in crate::engine) struct CoreShared {
+pub(super) struct CoreShared {
     index: usize,
     commands: Mutex<Vec<Command>>,
     alive: AtomicBool,
@@ -96,7 +107,7 @@ pub(in crate::engine) struct CoreShared {
 }
 
 impl CoreShared {
-    pub(in crate::engine) fn new(index: usize) -> io::Result<CoreShared> {
+    pub(super) fn new(index: usize) -> io::Result<CoreShared> {
         // SAFETY: eventfd takes no pointer and no descriptor.
         let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
         Ok(CoreShared {
@@ -136,7 +147,7 @@ impl CoreShared {
     /// Queues `cmd` (upper layers go through `handle.rs`) and wakes the core if it sleeps. A command sent to a core that has ended is
     /// dropped, which drops any ack sender inside it, so a waiter sees a disconnected channel;
     /// returns whether the core took it.
-    pub(in crate::engine) fn send(&self, cmd: Command) -> bool {
+    pub(super) fn send(&self, cmd: Command) -> bool {
         {
             let mut queue = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             if !self.alive.load(Ordering::Acquire) {
@@ -159,7 +170,7 @@ impl CoreShared {
     }
 
     /// Driver: takes the queued commands, if any were sent since the last call.
-    pub(in crate::engine) fn take_commands(&self) -> Option<Vec<Command>> {
+    pub(super) fn take_commands(&self) -> Option<Vec<Command>> {
         if !self.bell.take() {
             return None;
         }
@@ -170,17 +181,17 @@ impl CoreShared {
     /// Driver, busy polling: whether commands were sent since the last
     /// [`CoreShared::take_commands`] (a load only: see `doorbell.rs`).
     #[inline]
-    pub(in crate::engine) fn has_commands(&self) -> bool {
+    pub(super) fn has_commands(&self) -> bool {
         self.bell.peek()
     }
 
     /// io_uring driver, at start-up: the ring runs with `IORING_SETUP_SQPOLL`.
-    pub(in crate::engine) fn set_sqpoll(&self) {
+    pub(super) fn set_sqpoll(&self) {
         self.sqpoll.store(true, Ordering::Release);
     }
 
     /// Whether the core's ring runs with `IORING_SETUP_SQPOLL`.
-    pub(in crate::engine) fn sqpoll(&self) -> bool {
+    pub(super) fn sqpoll(&self) -> bool {
         self.sqpoll.load(Ordering::Acquire)
     }
 
@@ -217,8 +228,55 @@ impl CoreShared {
     }
 }
 
+/// One core of a runtime, as the layers above the engine see it.
+#[derive(Clone)]
+pub(crate) struct CoreHandle(pub(super) Arc<CoreShared>);
+
+/// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
+/// any thread.
+#[derive(Clone)]
+pub(crate) struct SendQueueHandle(pub(super) Arc<SendQueue>);
+
+/// Builds the session and queue for each connection a listener accepts.
+pub(crate) trait Acceptor: Send + Sync {
+    /// A connection was accepted on `core`: its send side and its session. `None` refuses it
+    /// (the core closes it at once and counts it in
+    /// [`CoreStats::refused`](crate::CoreStats::refused)).
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
+
+    /// Whether this listener's sessions want [`Session::on_tick`].
+    fn ticks(&self) -> bool {
+        false
+    }
+}
+
+impl QueueCore for CoreShared {
+    #[inline]
+    fn pool(&self) -> &ChunkPool {
+        CoreShared::pool(self)
+    }
+
+    #[inline]
+    fn is_current(&self) -> bool {
+        CoreShared::is_current(self)
+    }
+
+    #[inline]
+    fn defer_flush(key: u64) {
+        defer_flush(key);
+    }
+
+    fn flush(&self, queue: Arc<SendQueue>) {
+        self.send(Command::Flush(queue));
+    }
+}
+
 /// A backend's per-core loop.
-pub(in crate::engine) trait Driver: Sized {
+pub(super) trait Driver: Sized {
     /// Sets the core up on its own thread (the ring or poller must be created there).
     fn new(shared: Arc<CoreShared>, cfg: &RuntimeConfig) -> Result<Self, StartError>;
     /// Runs until shut down, then releases everything the kernel may still use.
@@ -227,7 +285,7 @@ pub(in crate::engine) trait Driver: Sized {
 
 /// Starts core `index` on a new thread running driver `D`; returns once its loop is set up
 /// (or failed to set up). `engine::spawn` picks the driver.
-pub(in crate::engine) fn spawn_with<D: Driver>(
+pub(super) fn spawn_with<D: Driver>(
     index: usize,
     cfg: &RuntimeConfig,
 ) -> Result<(Arc<CoreShared>, std::thread::JoinHandle<()>), StartError> {
@@ -281,10 +339,4 @@ fn pin_to_cpu(cpu: usize) {
     if !crate::engine::cpus::pin_current_thread(cpu) {
         tracing::debug!(cpu, "could not pin core thread");
     }
-}
-
-/// A process-wide unique connection id.
-pub(crate) fn next_conn_id() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }

@@ -1,8 +1,14 @@
 //! The engine's door for the layers above it (listener, writer, conn): a [`CoreHandle`] to one
-//! core and a [`SendQueueHandle`] to one connection's send side (a writer's, across its
-//! reconnects). Through them those layers add listeners and connections, write, wait for a
-//! flush, resume reading, close, and steer a writer's queue through its reconnects; the
-//! commands, the send queue's internals and the connection table stay inside the engine.
+//! core, a [`SendQueueHandle`] to one connection's send side (a writer's, across its
+//! reconnects), and the [`Acceptor`] a listener gives its cores. Through them those layers add
+//! listeners and connections, write, wait for a flush, resume reading, close, and steer a
+//! writer's queue through its reconnects; the commands, the send queue's internals and the
+//! connection table stay inside the engine. The rest of what they use of the engine is
+//! re-exported here.
+//!
+//! The handles' methods are here; their types and [`Acceptor`] are defined in `core.rs`, with
+//! the types they are made of: `Command` carries an `Arc<dyn Acceptor>`, whose `open` names both
+//! handles, and the handles hold the core's shared state, whose command queue holds `Command`s.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -13,22 +19,19 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::engine::core::{Command, CoreShared};
+use crate::engine::core::Command;
+use crate::engine::core::SendQueue;
+pub(crate) use crate::engine::core::{Acceptor, CoreHandle, SendQueueHandle};
 use crate::engine::send::chunk::ChunkPool;
-use crate::engine::send::SendQueue;
 use crate::error::ConnError;
 
 // Everything else the layers above use of the engine passes through here.
-pub(crate) use crate::engine::core::next_conn_id;
 pub(crate) use crate::engine::dialer::{Next, Redial};
 pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
-pub(crate) use crate::engine::send::{Encoded, FrameIndex, Gate, PushError};
+pub(crate) use crate::engine::send::gate::{Gate, PushError};
+pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex};
 pub use crate::engine::session::ConnInfo;
-pub(crate) use crate::engine::session::{Acceptor, Delivered, Session};
-
-/// One core of a runtime, as the layers above the engine see it.
-#[derive(Clone)]
-pub(crate) struct CoreHandle(pub(in crate::engine) Arc<CoreShared>);
+pub(crate) use crate::engine::session::{next_conn_id, Delivered, Session};
 
 impl CoreHandle {
     /// Index of this core in its runtime.
@@ -120,11 +123,6 @@ pub(crate) enum AfterFailure {
     /// Hold writes for the next connection and call the [`SendQueueHandle::on_held`] hook.
     Hold,
 }
-
-/// One connection's send side (a writer's across its reconnects): cheap to clone, usable from
-/// any thread.
-#[derive(Clone)]
-pub(crate) struct SendQueueHandle(pub(in crate::engine) Arc<SendQueue>);
 
 impl SendQueueHandle {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
@@ -310,7 +308,9 @@ impl Wake for ResumeOnWake {
 impl CoreHandle {
     /// A core that never runs.
     pub(crate) fn detached() -> CoreHandle {
-        CoreHandle(Arc::new(CoreShared::new(0).expect("eventfd")))
+        CoreHandle(Arc::new(
+            crate::engine::core::CoreShared::new(0).expect("eventfd"),
+        ))
     }
 
     /// How many `Resume` commands were sent to it since the last call (one per connection

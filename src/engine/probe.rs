@@ -1,84 +1,12 @@
-//! What the kernel offers: io_uring availability, the features the engine needs, and a typed
-//! explanation (with the fix) when something is missing.
+//! [`probe`]: what the kernel offers the engine (io_uring availability, the features the engine
+//! needs, the backend `Auto` picks), as a [`KernelReport`]. The checks themselves are in
+//! `kernel.rs`, shared with ring set-up.
 
-use std::io;
+use io_uring::{opcode, register::Probe};
 
-use io_uring::{opcode, register::Probe, IoUring};
-
+use crate::engine::config::Backend;
+use crate::engine::kernel::{io_uring_disabled_sysctl, kernel_release};
 use crate::error::StartError;
-
-/// The oldest kernel the io_uring engine runs on: multishot receive with a provided-buffer ring.
-pub const MIN_KERNEL: (u32, u32) = (6, 0);
-
-/// Parses the `major.minor` prefix of a kernel release string such as `6.18.44-fc-v669`.
-pub(crate) fn parse_release(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
-/// The running kernel's `major.minor`, from `uname(2)`.
-pub(crate) fn kernel_version() -> Option<(u32, u32)> {
-    parse_release(&kernel_release()?)
-}
-
-/// `kernel.io_uring_disabled` (Linux 6.6+): 0 enabled, 1 only for `io_uring_group`, 2 disabled.
-fn io_uring_disabled_sysctl() -> Option<u32> {
-    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Turns an `io_uring_setup` failure into the reason and the fix.
-pub(crate) fn classify_setup_error(err: io::Error) -> StartError {
-    match err.raw_os_error() {
-        Some(libc::ENOSYS) => StartError::IoUringUnsupported,
-        Some(libc::EPERM) | Some(libc::EACCES) => match io_uring_disabled_sysctl() {
-            Some(value) if value > 0 => StartError::IoUringDisabled { value },
-            _ => StartError::IoUringBlocked,
-        },
-        _ => StartError::Setup(err),
-    }
-}
-
-/// Checks the kernel version and the opcodes the engine submits.
-pub(crate) fn check_features(ring: &IoUring) -> Result<(), StartError> {
-    if let Some(version) = kernel_version() {
-        if version < MIN_KERNEL {
-            return Err(StartError::MissingFeature {
-                feature: "multishot recv with a provided-buffer ring",
-                needs: "6.0",
-            });
-        }
-    }
-    let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|_| StartError::MissingFeature {
-            feature: "IORING_REGISTER_PROBE",
-            needs: "5.6",
-        })?;
-    let needed = [
-        (opcode::AcceptMulti::CODE, "IORING_OP_ACCEPT"),
-        (opcode::RecvMulti::CODE, "IORING_OP_RECV"),
-        (opcode::Send::CODE, "IORING_OP_SEND"),
-        (opcode::Read::CODE, "IORING_OP_READ"),
-        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
-        (opcode::Timeout::CODE, "IORING_OP_TIMEOUT"),
-    ];
-    for (code, name) in needed {
-        if !probe.is_supported(code) {
-            return Err(StartError::MissingFeature {
-                feature: name,
-                needs: "6.0",
-            });
-        }
-    }
-    Ok(())
-}
 
 /// What this kernel offers the engine: [`probe`]'s answer.
 ///
@@ -110,8 +38,8 @@ pub struct KernelReport {
     pub bundles: bool,
     /// Zero-copy send (`IORING_OP_SEND_ZC`, 6.0).
     pub send_zc: bool,
-    /// The backend [`Backend::Auto`](crate::Backend::Auto) chooses here.
-    pub auto_backend: crate::Backend,
+    /// The backend [`Backend::Auto`] chooses here.
+    pub auto_backend: Backend,
 }
 
 /// Looks at what this kernel offers, the way a runtime starting here would (one small ring,
@@ -129,14 +57,14 @@ pub fn probe() -> KernelReport {
         incremental_buffers: false,
         bundles: false,
         send_zc: false,
-        auto_backend: crate::Backend::IoUring,
+        auto_backend: Backend::IoUring,
     };
     let setup = crate::engine::uring::build_ring(8, Default::default());
     let (ring, flags) = match setup {
         Ok(setup) => (setup.ring, setup.flags),
         Err(err) => {
             report.io_uring = Some(err);
-            report.auto_backend = crate::Backend::Epoll;
+            report.auto_backend = Backend::Epoll;
             return report;
         }
     };
@@ -159,7 +87,7 @@ pub fn probe() -> KernelReport {
         }
         Err(err) => {
             report.io_uring = Some(StartError::Setup(err));
-            report.auto_backend = crate::Backend::Epoll;
+            report.auto_backend = Backend::Epoll;
         }
     }
     report
@@ -202,23 +130,6 @@ impl std::fmt::Display for KernelReport {
     }
 }
 
-/// The running kernel's release string, from `uname(2)`.
-fn kernel_release() -> Option<String> {
-    // SAFETY: `utsname` is plain old data; zeroed is a valid value for it.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a live, writable utsname for uname to fill.
-    if syscall!(uname(&mut uts)).is_err() {
-        return None;
-    }
-    let bytes: Vec<u8> = uts
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8(bytes).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,30 +150,5 @@ mod tests {
         }
         assert!(report.to_string().contains("Backend::Auto chooses"));
         runtime.shutdown();
-    }
-
-    #[test]
-    fn parses_kernel_releases() {
-        assert_eq!(parse_release("6.18.44-fc-v669"), Some((6, 18)));
-        assert_eq!(parse_release("5.15.0-91-generic"), Some((5, 15)));
-        assert_eq!(parse_release("6.1"), Some((6, 1)));
-        assert_eq!(parse_release("garbage"), None);
-    }
-
-    #[test]
-    fn classifies_setup_errors() {
-        assert!(matches!(
-            classify_setup_error(io::Error::from_raw_os_error(libc::ENOSYS)),
-            StartError::IoUringUnsupported
-        ));
-        assert!(matches!(
-            classify_setup_error(io::Error::from_raw_os_error(libc::ENOMEM)),
-            StartError::Setup(_)
-        ));
-        let eperm = classify_setup_error(io::Error::from_raw_os_error(libc::EPERM));
-        assert!(matches!(
-            eperm,
-            StartError::IoUringBlocked | StartError::IoUringDisabled { .. }
-        ));
     }
 }

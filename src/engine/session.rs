@@ -1,15 +1,15 @@
-//! The seam between the engine and what runs over a connection.
+//! The seam between the engine and what runs over a connection: its identity ([`ConnInfo`],
+//! with the process-wide [`next_conn_id`]) and the [`Session`] that runs over it.
 //!
 //! The engine moves bytes; a [`Session`] (built by the listener or writer layer, which owns the
 //! codec and the user's handler) turns received bytes into messages. The engine never sees a
-//! frame format.
+//! frame format. (The `Acceptor` that builds an accepted connection's session is in `core.rs`,
+//! with the handles it names.)
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use crate::engine::core::next_conn_id;
-use crate::engine::handle::{CoreHandle, SendQueueHandle};
 use crate::error::{CloseReason, ConnError};
 
 /// Identity of one connection, fixed for its life.
@@ -33,6 +33,8 @@ pub(crate) struct Delivered {
     /// The consumer is full: stop reading this connection until it is resumed
     /// ([`SendQueueHandle::resume_reading`]). Bytes already given (and any the driver must still
     /// hand over) are kept by the session.
+    ///
+    /// [`SendQueueHandle::resume_reading`]: crate::engine::handle::SendQueueHandle::resume_reading
     pub(crate) paused: bool,
 }
 
@@ -87,7 +89,8 @@ pub(crate) trait Session: Send {
     fn on_eof(&mut self) -> Result<(), ConnError>;
 
     /// The core's periodic tick (about every [`TICK`], only for connections of listeners whose
-    /// [`Acceptor::ticks`] is true): returns why to close the connection, if it should.
+    /// [`Acceptor::ticks`](crate::engine::handle::Acceptor::ticks) is true): returns why to close
+    /// the connection, if it should.
     fn on_tick(&mut self, now: Instant) -> Option<CloseReason> {
         let _ = now;
         None
@@ -100,19 +103,8 @@ pub(crate) trait Session: Send {
 /// How often the cores tick sessions that asked for it.
 pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Builds the session and queue for each connection a listener accepts.
-pub(crate) trait Acceptor: Send + Sync {
-    /// A connection was accepted on `core`: its send side and its session. `None` refuses it
-    /// (the core closes it at once and counts it in
-    /// [`CoreStats::refused`](crate::CoreStats::refused)).
-    fn open(
-        &self,
-        info: ConnInfo,
-        core: &CoreHandle,
-    ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
-
-    /// Whether this listener's sessions want [`Session::on_tick`].
-    fn ticks(&self) -> bool {
-        false
-    }
+/// A process-wide unique connection id.
+pub(crate) fn next_conn_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

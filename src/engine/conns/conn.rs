@@ -8,48 +8,15 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use super::credit::RecvCredit;
-use super::{Conns, Io, Sending, MAX_SENDS_PER_CALL};
-use crate::engine::conns::ConnKey;
+use crate::engine::conns::credit::RecvCredit;
+use crate::engine::conns::entry::{Entry, Opener};
+use crate::engine::conns::io::{Io, Sending, MAX_SENDS_PER_CALL};
+use crate::engine::conns::slab::ConnKey;
+use crate::engine::conns::table::Conns;
+use crate::engine::core::SendQueue;
 use crate::engine::send::outbox::Outbox;
-use crate::engine::send::SendQueue;
 use crate::engine::session::Session;
 use crate::error::{CloseReason, ConnError};
-
-/// Who opened a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Opener {
-    /// A writer dialed it: its queue outlives it and may reconnect.
-    Writer,
-    /// The listener in this slot accepted it.
-    Listener(u32),
-}
-
-/// A connection's entry in the table: its socket, session, queue and state.
-pub(super) struct Entry<X> {
-    /// Shared with the send queue while attached (for producers' direct sends): the socket
-    /// closes when the last holder lets go.
-    pub(super) fd: Arc<OwnedFd>,
-    /// `None` only once it has been told the connection closed.
-    pub(super) session: Option<Box<dyn Session>>,
-    pub(super) sendq: Arc<SendQueue>,
-    /// The chunks the kernel is sending from; they stay here, unmoved, until the send is over.
-    out: Outbox,
-    opener: Opener,
-    /// The session's consumer is full: nothing is read until it resumes.
-    paused: bool,
-    /// How much the kernel may hand it before the core looks (see [`super::credit`]).
-    credit: RecvCredit,
-    /// The peer's EOF arrived while paused; handled after the held-back data is delivered.
-    eof_pending: bool,
-    /// Closing, for this reason (the first one given wins).
-    pub(super) closing: Option<CloseReason>,
-    /// Close once everything queued is sent.
-    close_when_flushed: bool,
-    close_acks: Vec<SyncSender<()>>,
-    /// The backend's own state.
-    pub(super) io: X,
-}
 
 /// What a connection can do after a call: go on reading, wait for its session, or nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +32,7 @@ pub(crate) enum Flow {
 impl<I: Io> Conns<I> {
     /// Adds a connected socket draining `sendq` into `session`, and starts sending what is
     /// queued (a writer's queue may hold frames from before a reconnect).
-    pub(in crate::engine) fn insert(
+    pub(crate) fn insert(
         &mut self,
         fd: Arc<OwnedFd>,
         sendq: Arc<SendQueue>,

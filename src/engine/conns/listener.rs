@@ -10,27 +10,12 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::conn::Opener;
-use super::{Conns, Io, ACCEPT_RETRY};
-use crate::engine::handle::CoreHandle;
-use crate::engine::session::{Acceptor, ConnInfo};
-
-/// A listener of the table.
-pub(super) struct ListenerSlot<X> {
-    id: u64,
-    pub(super) fd: OwnedFd,
-    acceptor: Arc<dyn Acceptor>,
-    /// Accepting is paused until then (after `EMFILE` and the like).
-    pub(super) retry_at: Option<Instant>,
-    /// Closing; the ack to send once closed.
-    closing: Option<Option<SyncSender<()>>>,
-    /// Connections accepted here and still open.
-    conns: usize,
-    /// Its sessions want the periodic tick (timeouts).
-    ticks: bool,
-    /// The backend's own state.
-    io: X,
-}
+use crate::engine::conns::entry::Opener;
+use crate::engine::conns::io::Io;
+use crate::engine::conns::listener_entry::{ListenerSlot, ACCEPT_RETRY};
+use crate::engine::conns::table::Conns;
+use crate::engine::handle::{Acceptor, CoreHandle};
+use crate::engine::session::{ConnInfo, TICK};
 
 impl<I: Io> Conns<I> {
     /// Starts accepting on a listening socket for listener `id`. `false` if the backend could
@@ -67,7 +52,7 @@ impl<I: Io> Conns<I> {
             io: state,
         });
         if ticks {
-            self.next_tick = Instant::now() + crate::engine::session::TICK;
+            self.next_tick = Instant::now() + TICK;
             io.wake_at(self.next_tick);
         }
         true

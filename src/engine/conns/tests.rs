@@ -2,17 +2,25 @@
 //! completion fed by hand. `Fake::sync` answers sends at once (like epoll); otherwise sends
 //! complete later and operations keep a connection busy (like io_uring).
 
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{sync_channel, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::conn::Opener;
-use super::*;
+use crate::engine::conns::conn::Flow;
+use crate::engine::conns::entry::Opener;
+use crate::engine::conns::io::{Io, Sending, MAX_SENDS_PER_CALL};
+use crate::engine::conns::listener_entry::ACCEPT_RETRY;
+use crate::engine::conns::slab::ConnKey;
+use crate::engine::conns::table::Conns;
+use crate::engine::core::CoreShared;
+use crate::engine::core::SendQueue;
+use crate::engine::handle::Acceptor;
 use crate::engine::handle::{AfterFailure, CoreHandle, SendQueueHandle};
-use crate::engine::send::SendQueue;
-use crate::engine::session::{Acceptor, ConnInfo, Delivered, Session};
+use crate::engine::send::outbox::Outbox;
+use crate::engine::session::{ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError};
 use crate::frame::{Codec, Framing};
 

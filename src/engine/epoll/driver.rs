@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::engine::conns::{ConnKey, Conns};
+use crate::engine::config::RuntimeConfig;
+use crate::engine::conns::slab::ConnKey;
+use crate::engine::conns::table::Conns;
 use crate::engine::core::{CoreShared, Driver};
 use crate::engine::epoll::poller::{Poller, LISTENER_TAG};
 use crate::engine::epoll::sys;
-use crate::engine::RuntimeConfig;
 use crate::error::StartError;
 
 /// The token of the wake-up eventfd.

@@ -7,7 +7,8 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use crate::engine::conns::{ConnKey, Flow};
+use crate::engine::conns::conn::Flow;
+use crate::engine::conns::slab::ConnKey;
 use crate::engine::epoll::driver::Core;
 use crate::engine::epoll::sys;
 

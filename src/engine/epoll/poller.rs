@@ -10,7 +10,8 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
 
-use crate::engine::conns::{ConnKey, Io, Sending};
+use crate::engine::conns::io::{Io, Sending};
+use crate::engine::conns::slab::ConnKey;
 use crate::engine::send::direct;
 use crate::engine::send::outbox::Outbox;
 

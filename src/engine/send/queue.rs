@@ -23,6 +23,10 @@
 //! (or fail with `Full`). When a connection fails, the chunks the kernel did not finish go back
 //! to the front, cut at a frame boundary, and are sent first on the next connection, so no
 //! accepted message is lost silently.
+//!
+//! The queue is generic over the core that drains it ([`QueueCore`]): the core's commands carry
+//! queues, so naming the core's type here would make this file and `core.rs` import each other.
+//! The engine uses one instantiation (`core::SendQueue`), so every call is static.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -33,9 +37,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::engine::core::CoreShared;
-use crate::engine::send::chunk::Chunk;
-use crate::engine::send::FrameIndex;
+use crate::engine::send::chunk::{Chunk, ChunkPool};
+use crate::engine::send::traits::FrameIndex;
 use crate::error::ConnError;
 use owner::Owner;
 
@@ -75,14 +78,29 @@ struct Ctl {
     wakers: Vec<Waker>,
 }
 
-/// See the module docs.
-pub(in crate::engine) struct SendQueue {
+/// What a queue needs of the core that drains it: `CoreShared` (`core.rs`), whose commands
+/// carry queues, so the queue names it only through this parameter (`core::SendQueue` is the
+/// queue the engine uses). One implementation: calls on it are static.
+pub(crate) trait QueueCore: Send + Sync + Sized {
+    /// The send memory of the core's connections.
+    fn pool(&self) -> &ChunkPool;
+    /// Whether the calling thread is the core's.
+    fn is_current(&self) -> bool;
+    /// On the core's own thread: the connection `key` has bytes for the core (no command).
+    fn defer_flush(key: u64);
+    /// From another thread: bytes were queued on `queue` (a command, waking the core if it
+    /// sleeps).
+    fn flush(&self, queue: Arc<SendQueue<Self>>);
+}
+
+/// See the module docs. `C` is the core that drains it.
+pub(crate) struct SendQueue<C: QueueCore> {
     ctl: Mutex<Ctl>,
     changed: Condvar,
     /// The link state, also readable without the lock (changed only under it).
     state: AtomicU8,
     limit: usize,
-    core: Arc<CoreShared>,
+    core: Arc<C>,
     frames: Box<dyn FrameIndex>,
     /// When its connection fails, the queue is `Reconnecting` (and `on_held` called) instead of
     /// `Refusing`.
@@ -90,16 +108,16 @@ pub(in crate::engine) struct SendQueue {
     on_held: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
-impl SendQueue {
+impl<C: QueueCore> SendQueue<C> {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
     /// is accepted into an empty queue). With `hold_on_failure`, a failed connection leaves
     /// writes taken while [`SendQueue::on_held`]'s hook finds another.
     pub(crate) fn new(
-        core: Arc<CoreShared>,
+        core: Arc<C>,
         limit: usize,
         frames: Box<dyn FrameIndex>,
         hold_on_failure: bool,
-    ) -> Arc<SendQueue> {
+    ) -> Arc<SendQueue<C>> {
         Arc::new(SendQueue {
             ctl: Mutex::new(Ctl {
                 chunks: VecDeque::new(),
@@ -191,7 +209,7 @@ impl SendQueue {
     }
 
     /// The core this queue belongs to.
-    pub(crate) fn core(&self) -> &Arc<CoreShared> {
+    pub(crate) fn core(&self) -> &Arc<C> {
         &self.core
     }
 
@@ -221,7 +239,7 @@ impl SendQueue {
     }
 }
 
-impl Drop for SendQueue {
+impl<C: QueueCore> Drop for SendQueue<C> {
     fn drop(&mut self) {
         let ctl = self.ctl.get_mut().unwrap_or_else(|e| e.into_inner());
         if ctl.chunks.iter().any(|c| c.held() > 0) {

@@ -12,7 +12,9 @@ use io_uring::cqueue;
 
 use super::driver::Core;
 use super::inflight::OpKind;
-use crate::engine::conns::{ConnKey, Flow, Io};
+use crate::engine::conns::conn::Flow;
+use crate::engine::conns::io::Io;
+use crate::engine::conns::slab::ConnKey;
 use crate::error::{CloseReason, ConnError};
 
 impl Core {

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use io_uring::cqueue;
 
 use super::ops::Ring;
-use crate::engine::conns::{ConnKey, Conns, Io};
+use crate::engine::config::RuntimeConfig;
+use crate::engine::conns::io::Io;
+use crate::engine::conns::slab::ConnKey;
+use crate::engine::conns::table::Conns;
 use crate::engine::core::{CoreShared, Driver};
 use crate::engine::uring::bufring::BufRing;
 use crate::engine::uring::enter::Enter;
 use crate::engine::uring::{build_ring, RingOptions, RingSetup};
-use crate::engine::RuntimeConfig;
 use crate::error::StartError;
 
 /// `IORING_ENTER_GETEVENTS` and `IORING_ENTER_SQ_WAKEUP` (the crate keeps its `sys` module

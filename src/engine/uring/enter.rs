@@ -124,7 +124,7 @@ mod tests {
     fn a_nop_completes_through_the_registered_ring() {
         let mut ring = IoUring::new(8).expect("ring");
         let enter = Enter::new(&ring);
-        if crate::engine::probe::kernel_version().is_some_and(|v| v >= (5, 18)) {
+        if crate::engine::kernel::kernel_version().is_some_and(|v| v >= (5, 18)) {
             assert!(enter.is_registered(), "5.18+ registers the ring descriptor");
         }
         for round in 0..3u64 {

@@ -10,7 +10,7 @@
 
 use io_uring::types::Timespec;
 
-use crate::engine::conns::ConnKey;
+use crate::engine::conns::slab::ConnKey;
 
 /// What an operation is, read back from its completions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,9 +256,9 @@ mod ring_tests {
 
     #[test]
     fn the_cores_reap_ends_operations_whose_connection_or_listener_is_gone() {
+        use crate::engine::config::RuntimeConfig;
         use crate::engine::core::{CoreShared, Driver};
         use crate::engine::uring::driver::Core;
-        use crate::engine::RuntimeConfig;
         use std::sync::Arc;
 
         let shared = Arc::new(CoreShared::new(0).expect("eventfd"));

@@ -14,7 +14,7 @@ mod ops;
 
 use io_uring::IoUring;
 
-use crate::engine::probe;
+use crate::engine::kernel;
 use crate::error::StartError;
 
 /// Which set-up flags the ring ended up with (the first combination the kernel accepted).
@@ -128,7 +128,7 @@ pub(crate) fn build_ring(sq_entries: u32, opts: RingOptions) -> Result<RingSetup
         }
         match builder.build(sq_entries) {
             Ok(ring) => {
-                probe::check_features(&ring)?;
+                kernel::check_features(&ring)?;
                 return Ok(RingSetup {
                     ring,
                     flags,
@@ -138,11 +138,11 @@ pub(crate) fn build_ring(sq_entries: u32, opts: RingOptions) -> Result<RingSetup
             }
             Err(err) if flags.sqpoll() => sqpoll_refused = Some(err),
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => last = Some(err),
-            Err(err) => return Err(probe::classify_setup_error(err)),
+            Err(err) => return Err(kernel::classify_setup_error(err)),
         }
     }
     Err(match last {
-        Some(err) => probe::classify_setup_error(err),
+        Some(err) => kernel::classify_setup_error(err),
         None => StartError::IoUringUnsupported,
     })
 }

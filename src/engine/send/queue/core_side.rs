@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::owner::Take;
-use super::{SendQueue, CLOSED, RECONNECTING, REFUSING};
+use super::{QueueCore, SendQueue, CLOSED, RECONNECTING, REFUSING};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
 use crate::error::ConnError;
 
-impl SendQueue {
+impl<C: QueueCore> SendQueue<C> {
     /// Core: the queue now drains into connection `key` (a `ConnKey`). Returns whether bytes
     /// are waiting.
     pub(crate) fn attach(&self, key: u64, fd: Arc<OwnedFd>) -> bool {

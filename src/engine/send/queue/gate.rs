@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::{SendQueue, CLOSED, OPEN, RECONNECTING, REFUSING};
-use crate::engine::send::Gate;
+use super::{QueueCore, SendQueue, CLOSED, OPEN, RECONNECTING, REFUSING};
+use crate::engine::send::gate::Gate;
 use crate::error::ConnError;
 
-impl SendQueue {
+impl<C: QueueCore> SendQueue<C> {
     /// `Refusing` becomes `Reconnecting`: a connection is expected after all, so writes are taken
     /// again (and wait). Returns whether it was refusing.
     pub(crate) fn hold(&self) -> bool {

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
-use super::{Ctl, SendQueue, CLOSED, OPEN, REFUSING};
-use crate::engine::core::{defer_flush, Command};
+use super::{Ctl, QueueCore, SendQueue, CLOSED, OPEN, REFUSING};
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::{direct, Encoded, PushError};
+use crate::engine::send::direct;
+use crate::engine::send::gate::PushError;
+use crate::engine::send::traits::Encoded;
 use crate::error::ConnError;
 
-impl SendQueue {
+impl<C: QueueCore> SendQueue<C> {
     /// Queues one frame, waiting (until `deadline`, if any) for room.
     pub(crate) fn push(
         self: &Arc<Self>,
@@ -241,10 +242,10 @@ impl SendQueue {
             // On the owning core's thread: no command, no wake-up; the loop looks at its local
             // list before it next enters the kernel. (Detached: `attach` looks.)
             if let Some(key) = key {
-                defer_flush(key);
+                C::defer_flush(key);
             }
         } else {
-            self.core.send(Command::Flush(self.clone()));
+            self.core.flush(self.clone());
         }
     }
 }

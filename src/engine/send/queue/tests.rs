@@ -8,10 +8,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::SendQueue;
-use crate::engine::core::{Command, CoreShared};
+use crate::engine::core::{Command, CoreShared, SendQueue};
+use crate::engine::send::gate::PushError;
 use crate::engine::send::outbox::Outbox;
-use crate::engine::send::PushError;
 use crate::frame::{Codec, Framing};
 
 fn queue(limit: usize) -> (Arc<CoreShared>, Arc<SendQueue>) {

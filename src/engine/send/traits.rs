@@ -1,0 +1,17 @@
+//! What the engine asks of the layer that owns the codec: [`FrameIndex`] finds frame boundaries
+//! in queued bytes, and an [`Encoded`] frame is copied whole into send memory.
+
+/// Finds frame boundaries in encoded bytes; supplied by the layer that owns the codec.
+pub(crate) trait FrameIndex: Send + Sync {
+    /// The start of the frame that contains byte `offset` of `buf` (frames start at 0).
+    fn frame_start(&self, buf: &[u8], offset: usize) -> usize;
+}
+
+/// Bytes to queue whole, encoded by the layer above (a prepared frame): the engine knows no
+/// codec, only how long the bytes are and how to copy them into send memory.
+pub(crate) trait Encoded {
+    /// Bytes it takes in the queue.
+    fn len(&self) -> usize;
+    /// Writes it at the start of `dst` (at least [`len`](Encoded::len) bytes); returns its length.
+    fn write_to(&self, dst: &mut [u8]) -> usize;
+}
