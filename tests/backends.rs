@@ -414,7 +414,6 @@ fn runtime_shutdown_sends_queued_messages(backend: Backend) {
     listener.close();
 }
 
-
 /// Both directions between an epoll and an io_uring runtime (skipped without io_uring, unless
 /// required).
 #[test]

@@ -120,8 +120,9 @@ pub(crate) enum AfterFailure {
     /// Refuse writes (an accepted connection's queue, or a writer that will not reconnect by
     /// itself).
     Refuse,
-    /// Hold writes for the next connection and call the [`SendQueueHandle::on_held`] hook.
-    Hold,
+    /// Take writes for the next connection (they wait) and call the
+    /// [`SendQueueHandle::on_reconnecting`] hook.
+    Reconnect,
 }
 
 impl SendQueueHandle {
@@ -134,8 +135,8 @@ impl SendQueueHandle {
         frames: Box<dyn FrameIndex>,
         after_failure: AfterFailure,
     ) -> SendQueueHandle {
-        let hold = after_failure == AfterFailure::Hold;
-        SendQueueHandle(SendQueue::new(core.0.clone(), limit, frames, hold))
+        let reconnect = after_failure == AfterFailure::Reconnect;
+        SendQueueHandle(SendQueue::new(core.0.clone(), limit, frames, reconnect))
     }
 
     /// Whether the calling thread is the owning core's.
@@ -249,20 +250,20 @@ impl SendQueueHandle {
 
     // ---- a writer's reconnects -----------------------------------------------------------
 
-    /// Sets the hook called on the core when a failed connection leaves the queue held
-    /// ([`AfterFailure::Hold`]).
-    pub(crate) fn on_held(&self, hook: Box<dyn Fn() + Send + Sync>) {
-        self.0.on_held(hook);
+    /// Sets the hook called on the core when a failed connection leaves the queue waiting for a reconnect
+    /// ([`AfterFailure::Reconnect`]).
+    pub(crate) fn on_reconnecting(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        self.0.on_reconnecting(hook);
     }
 
     /// A refusing queue holds writes again (a connection is expected); whether it was refusing.
-    pub(crate) fn hold(&self) -> bool {
-        self.0.hold()
+    pub(crate) fn expect_reconnect(&self) -> bool {
+        self.0.expect_reconnect()
     }
 
     /// The queue starts with no connection, one being expected (`err` until then).
-    pub(crate) fn hold_unconnected(&self, err: Arc<ConnError>) {
-        self.0.hold_unconnected(err);
+    pub(crate) fn start_reconnecting(&self, err: Arc<ConnError>) {
+        self.0.start_reconnecting(err);
     }
 
     /// A new connection is about to be adopted: writes are taken again.

@@ -28,27 +28,27 @@ pub enum BudgetPolicy {
     CloseLargest,
 }
 
-/// One decoder's share of a budget: what it holds, and whether it was told to give it up.
+/// One decoder's share of a budget: what it reserved, and whether it was told to give it up.
 #[derive(Debug)]
 pub(crate) struct Stake {
-    held: AtomicUsize,
+    reserved: AtomicUsize,
     evicted: AtomicBool,
     /// Woken when the budget has room again (or this stake was evicted).
     pub(crate) waker: Waker,
 }
 
 impl Stake {
-    pub(crate) fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add(&self, bytes: usize) {
-        self.held.fetch_add(bytes, Ordering::Relaxed);
+        self.reserved.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Takes everything held (to release it).
+    /// Takes everything reserved (to release it).
     pub(crate) fn take(&self) -> usize {
-        self.held.swap(0, Ordering::Relaxed)
+        self.reserved.swap(0, Ordering::Relaxed)
     }
 
     pub(crate) fn evicted(&self) -> bool {
@@ -162,7 +162,7 @@ impl AssemblyBudget {
     /// A new decoder's stake, woken through `waker`.
     pub(crate) fn stake(&self, waker: Waker) -> Arc<Stake> {
         let stake = Arc::new(Stake {
-            held: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
             evicted: AtomicBool::new(false),
             waker,
         });
@@ -305,8 +305,8 @@ impl AssemblyBudget {
             stakes
                 .iter()
                 .filter_map(Weak::upgrade)
-                .filter(|s| !Arc::ptr_eq(s, except) && !s.evicted() && s.held() > 0)
-                .max_by_key(|s| s.held())
+                .filter(|s| !Arc::ptr_eq(s, except) && !s.evicted() && s.reserved() > 0)
+                .max_by_key(|s| s.reserved())
         };
         if let Some(victim) = victim {
             victim.evicted.store(true, Ordering::Relaxed);

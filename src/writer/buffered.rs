@@ -207,7 +207,7 @@ impl BufferedWriter<'_> {
     fn open_chunk(&mut self, room: usize) -> &mut Chunk {
         let pool = self.writer.inner.core.pool();
         if let Some(full) = self.open.take() {
-            if full.held() > 0 {
+            if full.unsent_len() > 0 {
                 self.full.push_back(full);
             } else {
                 pool.put(full);

@@ -86,7 +86,7 @@ impl Writer {
         let core = runtime.core(runtime.core_for(&addr)).clone();
         let auto = config.retry.max_attempts != Some(0) || config.background_connect;
         let after_failure = match auto {
-            true => AfterFailure::Hold,
+            true => AfterFailure::Reconnect,
             false => AfterFailure::Refuse,
         };
         let sendq = SendQueueHandle::new(
@@ -116,7 +116,7 @@ impl Writer {
             inner
                 .out
                 .sendq
-                .hold_unconnected(Arc::new(ConnError::NotConnected));
+                .start_reconnecting(Arc::new(ConnError::NotConnected));
             inner.schedule_redial(Duration::ZERO);
         } else {
             let info = inner.connect()?;

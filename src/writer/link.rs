@@ -52,7 +52,7 @@ impl WriterShared {
         let writer = self.me.clone();
         let sendq = self.out.sendq.downgrade();
         let (codec, addr, on_failed) = (self.out.codec, self.addr, self.on_failed.clone());
-        self.out.sendq.on_held(Box::new(move || {
+        self.out.sendq.on_reconnecting(Box::new(move || {
             if let Some(writer) = writer.upgrade() {
                 writer.outage_started();
                 writer.schedule_redial(Duration::ZERO);
@@ -185,7 +185,7 @@ impl Reconnect for WriterShared {
 
     /// The link is down: queue writes again and reconnect in the background.
     fn reconnect_later(&self) {
-        if self.out.sendq.hold() {
+        if self.out.sendq.expect_reconnect() {
             self.attempts.store(0, Ordering::Relaxed);
             self.schedule_redial(Duration::ZERO);
         }

@@ -71,10 +71,10 @@ impl Chunk {
         &self.buf[self.head..self.len]
     }
 
-    /// Bytes counted against the queue's limit while this chunk is held (everything not yet
-    /// known to be sent).
+    /// Bytes not yet known to be sent, counted against the queue's limit while the chunk is
+    /// queued or in flight.
     #[inline]
-    pub(crate) fn held(&self) -> usize {
+    pub(crate) fn unsent_len(&self) -> usize {
         self.len - self.head
     }
 
@@ -116,7 +116,9 @@ impl Chunk {
 
 impl std::fmt::Debug for Chunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chunk").field("held", &self.held()).finish()
+        f.debug_struct("Chunk")
+            .field("unsent", &self.unsent_len())
+            .finish()
     }
 }
 
@@ -193,7 +195,7 @@ mod tests {
         c.commit(10);
         c.spare(6).copy_from_slice(&[2; 6]);
         c.commit(6);
-        assert_eq!(c.held(), 16);
+        assert_eq!(c.unsent_len(), 16);
         c.advance(13); // the first frame and 3 bytes of the second
         assert_eq!(c.unsent(), &[2; 3]);
         // Frames of 10 and 6 bytes: offset 13 lies in the frame starting at 10.
@@ -204,7 +206,7 @@ mod tests {
         });
         assert_eq!(c.resendable(), &[2; 6]);
         assert_eq!(c.unsent(), &[2; 6]);
-        assert_eq!(c.held(), 6);
+        assert_eq!(c.unsent_len(), 6);
         c.advance(6);
         assert!(c.is_sent());
     }

@@ -102,21 +102,21 @@ pub(crate) struct SendQueue<C: QueueCore> {
     limit: usize,
     core: Arc<C>,
     frames: Box<dyn FrameIndex>,
-    /// When its connection fails, the queue is `Reconnecting` (and `on_held` called) instead of
+    /// When its connection fails, the queue is `Reconnecting` (and `on_reconnecting` called) instead of
     /// `Refusing`.
-    hold_on_failure: bool,
-    on_held: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    reconnect_on_failure: bool,
+    on_reconnecting: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl<C: QueueCore> SendQueue<C> {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
-    /// is accepted into an empty queue). With `hold_on_failure`, a failed connection leaves
-    /// writes taken while [`SendQueue::on_held`]'s hook finds another.
+    /// is accepted into an empty queue). With `reconnect_on_failure`, a failed connection leaves
+    /// writes taken while [`SendQueue::on_reconnecting`]'s hook finds another.
     pub(crate) fn new(
         core: Arc<C>,
         limit: usize,
         frames: Box<dyn FrameIndex>,
-        hold_on_failure: bool,
+        reconnect_on_failure: bool,
     ) -> Arc<SendQueue<C>> {
         Arc::new(SendQueue {
             ctl: Mutex::new(Ctl {
@@ -136,14 +136,14 @@ impl<C: QueueCore> SendQueue<C> {
             limit: limit.max(1),
             core,
             frames,
-            hold_on_failure,
-            on_held: OnceLock::new(),
+            reconnect_on_failure,
+            on_reconnecting: OnceLock::new(),
         })
     }
 
     /// Sets the hook called (on the core) when a failed connection leaves the queue `Reconnecting`.
-    pub(crate) fn on_held(&self, hook: Box<dyn Fn() + Send + Sync>) {
-        let _ = self.on_held.set(hook);
+    pub(crate) fn on_reconnecting(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_reconnecting.set(hook);
     }
 
     #[inline]
@@ -231,7 +231,7 @@ impl<C: QueueCore> SendQueue<C> {
         let mut rest = BytesMut::new();
         for chunk in ctl.chunks.drain(..) {
             rest.extend_from_slice(chunk.resendable());
-            ctl.unsent = ctl.unsent.saturating_sub(chunk.held());
+            ctl.unsent = ctl.unsent.saturating_sub(chunk.unsent_len());
             self.core.pool().put(chunk);
         }
         ctl.queued = 0;
@@ -242,7 +242,7 @@ impl<C: QueueCore> SendQueue<C> {
 impl<C: QueueCore> Drop for SendQueue<C> {
     fn drop(&mut self) {
         let ctl = self.ctl.get_mut().unwrap_or_else(|e| e.into_inner());
-        if ctl.chunks.iter().any(|c| c.held() > 0) {
+        if ctl.chunks.iter().any(|c| c.unsent_len() > 0) {
             tracing::warn!("send queue dropped with frames never handed to the kernel");
         }
     }

@@ -149,7 +149,9 @@ impl Decoder {
     /// Bytes this decoder has reserved from its budget now.
     #[inline]
     pub fn reserved(&self) -> usize {
-        self.budget.as_ref().map_or(0, |(_, stake)| stake.held())
+        self.budget
+            .as_ref()
+            .map_or(0, |(_, stake)| stake.reserved())
     }
 
     /// Reserves `bytes` more for the frame in progress; false (and waiting) if the budget is
@@ -158,7 +160,7 @@ impl Decoder {
         let Some((budget, stake)) = &self.budget else {
             return true;
         };
-        if stake.held() == 0 && self.buf.len() + bytes <= self.unbudgeted {
+        if stake.reserved() == 0 && self.buf.len() + bytes <= self.unbudgeted {
             self.waiting = false;
             return true;
         }

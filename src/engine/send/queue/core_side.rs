@@ -107,7 +107,7 @@ impl<C: QueueCore> SendQueue<C> {
         if done.is_empty() && !idle {
             return;
         }
-        let bytes: usize = done.iter().map(Chunk::held).sum();
+        let bytes: usize = done.iter().map(Chunk::unsent_len).sum();
         {
             let mut ctl = self.lock();
             ctl.unsent = ctl.unsent.saturating_sub(bytes);
@@ -124,16 +124,16 @@ impl<C: QueueCore> SendQueue<C> {
     pub(super) fn rewind_all(&self, chunks: &mut VecDeque<Chunk>) -> usize {
         let mut dropped = 0;
         for chunk in chunks.iter_mut() {
-            let before = chunk.held();
+            let before = chunk.unsent_len();
             chunk.rewind(|buf, off| self.frames.frame_start(buf, off));
-            dropped += before - chunk.held();
+            dropped += before - chunk.unsent_len();
         }
         dropped
     }
 
     /// Core: the connection is gone. `out` holds what was being sent; the frames the kernel did
     /// not take in full are kept to be sent first next time. The gate becomes `Reconnecting` or
-    /// `Refusing` (`reason` given and `reusable`: see `hold_on_failure`) or `Closed`.
+    /// `Refusing` (`reason` given and `reusable`: see `reconnect_on_failure`) or `Closed`.
     pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
         let returned = out.take_all();
         let mut ctl = self.lock();
@@ -147,13 +147,13 @@ impl<C: QueueCore> SendQueue<C> {
         let dropped = self.rewind_all(&mut ctl.chunks);
         ctl.unsent = ctl.unsent.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
-        let mut held = false;
+        let mut reconnecting = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
             match reason {
                 Some(err) if reusable => {
                     ctl.error = Some(err);
-                    held = self.hold_on_failure;
-                    let next = if held { RECONNECTING } else { REFUSING };
+                    reconnecting = self.reconnect_on_failure;
+                    let next = if reconnecting { RECONNECTING } else { REFUSING };
                     self.state.store(next, Ordering::Release);
                 }
                 _ => self.state.store(CLOSED, Ordering::Release),
@@ -164,8 +164,8 @@ impl<C: QueueCore> SendQueue<C> {
             waker.wake();
         }
         drop(ctl);
-        if held {
-            if let Some(hook) = self.on_held.get() {
+        if reconnecting {
+            if let Some(hook) = self.on_reconnecting.get() {
                 hook();
             }
         }

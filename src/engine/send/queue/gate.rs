@@ -16,7 +16,7 @@ use crate::error::ConnError;
 impl<C: QueueCore> SendQueue<C> {
     /// `Refusing` becomes `Reconnecting`: a connection is expected after all, so writes are taken
     /// again (and wait). Returns whether it was refusing.
-    pub(crate) fn hold(&self) -> bool {
+    pub(crate) fn expect_reconnect(&self) -> bool {
         let mut ctl = self.lock();
         let ok = self
             .state
@@ -31,7 +31,7 @@ impl<C: QueueCore> SendQueue<C> {
 
     /// A queue that starts with no connection, one being expected (a background connect):
     /// `Open` becomes `Reconnecting`, with `err` as what to report until it connects.
-    pub(crate) fn hold_unconnected(&self, err: Arc<ConnError>) {
+    pub(crate) fn start_reconnecting(&self, err: Arc<ConnError>) {
         let mut ctl = self.lock();
         ctl.error = Some(err);
         let _ =

@@ -128,7 +128,7 @@ impl<C: QueueCore> SendQueue<C> {
         chunks: &mut VecDeque<Chunk>,
         deadline: Option<Instant>,
     ) -> Result<(), PushError> {
-        let bytes: usize = chunks.iter().map(Chunk::held).sum();
+        let bytes: usize = chunks.iter().map(Chunk::unsent_len).sum();
         if bytes == 0 {
             return Ok(());
         }
@@ -187,7 +187,7 @@ impl<C: QueueCore> SendQueue<C> {
                 break;
             }
             if let Some(chunk) = out.pop_front() {
-                freed += chunk.held();
+                freed += chunk.unsent_len();
                 self.core.pool().put(chunk);
             }
         }
