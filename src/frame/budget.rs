@@ -33,6 +33,9 @@ pub enum BudgetPolicy {
 pub(crate) struct Stake {
     reserved: AtomicUsize,
     evicted: AtomicBool,
+    /// In the budget's waiters list (read and written under that list's lock): a stake waits
+    /// there once, however often it asks, so registering costs O(1) with any number waiting.
+    queued: AtomicBool,
     /// Woken when the budget has room again (or this stake was evicted).
     pub(crate) waker: Waker,
 }
@@ -93,8 +96,9 @@ pub struct AssemblyBudget {
     used: AtomicUsize,
     /// Received bytes stopped streams keep (see `charge`).
     held: AtomicUsize,
-    /// Decoders that found the budget short, woken (all of them) when memory comes back.
-    waiters: Mutex<Vec<Waker>>,
+    /// Decoders that found the budget short, each once, woken (all of them) when memory comes
+    /// back.
+    waiters: Mutex<Vec<Arc<Stake>>>,
     /// Whether `waiters` may be non-empty: a release skips the lock when nobody waits.
     waiting: AtomicBool,
     policy: BudgetPolicy,
@@ -164,6 +168,7 @@ impl AssemblyBudget {
         let stake = Arc::new(Stake {
             reserved: AtomicUsize::new(0),
             evicted: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
             waker,
         });
         if self.policy == BudgetPolicy::CloseLargest {
@@ -266,10 +271,15 @@ impl AssemblyBudget {
         let waiters = {
             let mut waiters = lock(&self.waiters);
             self.waiting.store(false, Ordering::SeqCst);
+            // Cleared under the lock: a stake that asks again after this finds itself out of
+            // the list and goes back in.
+            for stake in waiters.iter() {
+                stake.queued.store(false, Ordering::Relaxed);
+            }
             std::mem::take(&mut *waiters)
         };
-        for waker in waiters {
-            waker.wake();
+        for stake in waiters {
+            stake.waker.wake_by_ref();
         }
     }
 
@@ -282,8 +292,8 @@ impl AssemblyBudget {
     pub(crate) fn reserve_or_wait(&self, bytes: usize, stake: &Arc<Stake>) -> bool {
         {
             let mut waiters = lock(&self.waiters);
-            if !waiters.iter().any(|w| w.will_wake(&stake.waker)) {
-                waiters.push(stake.waker.clone());
+            if !stake.queued.swap(true, Ordering::Relaxed) {
+                waiters.push(stake.clone());
             }
             self.waiting.store(true, Ordering::SeqCst);
         }

@@ -79,3 +79,31 @@ fn close_largest_evicts_the_biggest_other_holder_once() {
     assert!(!patient.reserve_or_wait(5, &b));
     assert!(!a.evicted());
 }
+
+#[test]
+fn a_stake_waits_in_the_list_once_however_often_it_asks() {
+    let budget = AssemblyBudget::new(100);
+    assert!(budget.try_reserve(100));
+    let count = Arc::new(Count(AtomicU32::new(0)));
+    let stake = budget.stake(Waker::from(count.clone()));
+    let others: Vec<_> = (0..500)
+        .map(|_| budget.stake(Waker::from(Arc::new(Count(AtomicU32::new(0))))))
+        .collect();
+    for _ in 0..1000 {
+        assert!(!budget.reserve_or_wait(1, &stake));
+    }
+    for other in &others {
+        assert!(!budget.reserve_or_wait(1, other));
+        assert!(!budget.reserve_or_wait(1, other));
+    }
+    assert_eq!(lock(&budget.waiters).len(), 501, "each stake once");
+    budget.release(10);
+    assert_eq!(count.0.load(Ordering::Relaxed), 1, "woken once");
+    assert!(lock(&budget.waiters).is_empty());
+    // Out of the list now: asking again puts it back, and the next release wakes it again.
+    assert!(budget.try_reserve(10));
+    assert!(!budget.reserve_or_wait(1, &stake));
+    assert_eq!(lock(&budget.waiters).len(), 1);
+    budget.release(1);
+    assert_eq!(count.0.load(Ordering::Relaxed), 2);
+}
