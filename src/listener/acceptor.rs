@@ -20,7 +20,7 @@ pub(super) struct FramedAcceptor {
     pub(super) codec: Codec,
     pub(super) delivery: Delivery<ChannelLink>,
     pub(super) policy: HandlerErrorPolicy,
-    /// The user's close hook, preceded by removal from `registry`.
+    /// The user's close hook, preceded by removal from `registry` and counting the close.
     pub(super) on_close: CloseHook,
     pub(super) send_queue_bytes: usize,
     pub(super) registry: Arc<Registry>,

@@ -103,7 +103,7 @@ impl FramedSession {
         self
     }
 
-    /// Decodes `data` into the sink; pauses if the sink is full or the budget short.
+    /// Decodes `data` into its delivery; pauses if the channel is full or the budget short.
     fn feed(&mut self, data: &[u8]) -> Result<Fed, ConnError> {
         let (decoder, conn, policy) = (&mut self.decoder, &self.conn, self.policy);
         let fed = match &mut self.delivery {
