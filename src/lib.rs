@@ -136,6 +136,8 @@
 //!   [`Message::decode_as`] decodes one (see [`protobuf`]).
 //! - `tokio-uring`: [`tokio_uring::FramedStream`], framed messages over a `tokio_uring` TCP
 //!   stream with this crate's codec.
+//! - `monoio`: [`monoio::FramedStream`], the same over a monoio 0.2.4 stream (`TcpStream`,
+//!   `UnixStream`).
 //!
 //! ## Guides
 //!
@@ -168,6 +170,9 @@ mod listener;
 mod log_limit;
 mod manager;
 mod mapping;
+#[cfg(feature = "monoio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "monoio")))]
+pub mod monoio;
 mod options;
 #[cfg(feature = "prost")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
