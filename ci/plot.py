@@ -23,6 +23,7 @@ CONTENDERS = [
     "tokio-ct",
     "tokio-mt",
     "tokio-uring-adapter",
+    "monoio-adapter",
     "std",
     "raw",
 ]
@@ -32,6 +33,7 @@ COLOURS = {
     "tokio-ct": "#1f77b4",
     "tokio-mt": "#aec7e8",
     "tokio-uring-adapter": "#9467bd",
+    "monoio-adapter": "#c5b0d5",
     "std": "#2ca02c",
     "raw": "#7f7f7f",
 }

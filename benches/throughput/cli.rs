@@ -45,6 +45,8 @@ environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams s
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
             tokio-uring-adapter (this crate's tokio-uring feature; build with
             --features tokio-uring, else a SKIP)
+            monoio-adapter (this crate's monoio feature; build with --features monoio,
+            else a SKIP)
 workloads:  stream         each contender's client into its own server (end to end)
             stream-server  the common load generator into each contender's server
             stream-client  each contender's stream client into the common std server

@@ -11,17 +11,20 @@ pub enum Contender {
     TokioMt,
     /// This crate's `tokio-uring` feature (`FramedStream`); a SKIP unless built with it.
     TokioUringAdapter,
+    /// This crate's `monoio` feature (`FramedStream`); a SKIP unless built with it.
+    MonoioAdapter,
     Std,
     Raw,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 7] = [
+    pub const ALL: [Contender; 8] = [
         Contender::BuffstreamsUring,
         Contender::BuffstreamsEpoll,
         Contender::TokioCt,
         Contender::TokioMt,
         Contender::TokioUringAdapter,
+        Contender::MonoioAdapter,
         Contender::Std,
         Contender::Raw,
     ];
@@ -33,6 +36,7 @@ impl Contender {
             Contender::TokioCt => "tokio-ct",
             Contender::TokioMt => "tokio-mt",
             Contender::TokioUringAdapter => "tokio-uring-adapter",
+            Contender::MonoioAdapter => "monoio-adapter",
             Contender::Std => "std",
             Contender::Raw => "raw",
         }

@@ -6,6 +6,7 @@
 //! process is killed; it reports failures with `stats::client_error` and ping-pong round trips
 //! with `stats::record_rtt`.
 
+mod monoio;
 mod raw;
 mod std_net;
 mod tokio_codec;
@@ -79,6 +80,7 @@ pub fn server(contender: Contender, args: &ServerArgs) -> Result<ServerHandle, S
         Contender::TokioCt => tokio_codec::server(Flavor::CurrentThread, args),
         Contender::TokioMt => tokio_codec::server(Flavor::MultiThread, args),
         Contender::TokioUringAdapter => tokio_uring::server(args),
+        Contender::MonoioAdapter => monoio::server(args),
         Contender::Std => std_net::server(args),
         Contender::Raw => raw::server(args),
     }
@@ -91,6 +93,7 @@ pub fn client(contender: Contender, args: &ClientArgs) -> Result<ClientHandle, S
         Contender::TokioCt => tokio_codec::client(Flavor::CurrentThread, args),
         Contender::TokioMt => tokio_codec::client(Flavor::MultiThread, args),
         Contender::TokioUringAdapter => tokio_uring::client(args),
+        Contender::MonoioAdapter => monoio::client(args),
         Contender::Std => std_net::client(args),
         Contender::Raw => raw::client(args),
     }
