@@ -162,6 +162,8 @@
 // feature modules `protobuf` and `tokio_uring`.
 #[macro_use]
 mod sys;
+#[cfg(any(feature = "tokio-uring", feature = "monoio"))]
+mod adapter;
 mod channel;
 mod engine;
 mod error;

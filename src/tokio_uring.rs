@@ -38,13 +38,10 @@ use std::io;
 
 use ::tokio_uring::buf::BoundedBuf;
 use ::tokio_uring::net::TcpStream;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use crate::adapter::{FramedBuffers, NextRead};
 use crate::frame::{Codec, FrameError};
-
-/// How much a read asks for, and how much the write buffer holds before `feed_message`
-/// flushes it.
-const BUF_SIZE: usize = 64 * 1024;
 
 /// Why a [`FramedStream`] operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,22 +60,12 @@ pub enum FramedError {
 /// [module docs](self)).
 pub struct FramedStream {
     stream: TcpStream,
-    codec: Codec,
-    /// Received bytes not yet decoded.
-    read: BytesMut,
-    /// Frames fed and not yet flushed.
-    write: BytesMut,
-    /// The stream ended (a clean end between frames).
-    eof: bool,
+    bufs: FramedBuffers,
 }
 
 impl std::fmt::Debug for FramedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FramedStream")
-            .field("codec", &self.codec)
-            .field("buffered_read", &self.read.len())
-            .field("buffered_write", &self.write.len())
-            .finish()
+        self.bufs.fmt(f)
     }
 }
 
@@ -101,16 +88,13 @@ impl FramedStream {
     pub fn new(stream: TcpStream, codec: Codec) -> FramedStream {
         FramedStream {
             stream,
-            codec,
-            read: BytesMut::with_capacity(BUF_SIZE),
-            write: BytesMut::with_capacity(BUF_SIZE),
-            eof: false,
+            bufs: FramedBuffers::new(codec),
         }
     }
 
     /// The codec in use.
     pub fn codec(&self) -> &Codec {
-        &self.codec
+        &self.bufs.codec
     }
 
     /// The stream, for socket options.
@@ -122,58 +106,49 @@ impl FramedStream {
     /// A stream that ends inside a frame is [`FrameError::Truncated`].
     pub async fn read_message(&mut self) -> Result<Option<Bytes>, FramedError> {
         loop {
-            if let Some(payload) = self.codec.decode_from(&mut self.read)? {
-                return Ok(Some(payload));
+            match self.bufs.next_read()? {
+                NextRead::Message(payload) => return Ok(Some(payload)),
+                NextRead::Ended => return Ok(None),
+                NextRead::Read => {}
             }
-            if self.eof {
-                return match self.read.len() {
-                    0 => Ok(None),
-                    buffered => Err(FrameError::Truncated { buffered }.into()),
-                };
-            }
-            // Room for one more read: memory follows what arrives, not what was announced.
-            self.read.reserve(BUF_SIZE);
-            let buf = std::mem::take(&mut self.read);
+            let buf = self.bufs.read_buf();
             let start = buf.len();
             let (result, slice) = self.stream.read(buf.slice(start..)).await;
-            self.read = slice.into_inner();
-            if result? == 0 {
-                self.eof = true;
-            }
+            self.bufs
+                .read_done(slice.into_inner(), matches!(result, Ok(0)));
+            result?;
         }
     }
 
     /// Frames `payload` into the write buffer, flushing first if it is full (64 KiB). Nothing
     /// reaches the peer until [`flush`](FramedStream::flush).
     pub async fn feed_message(&mut self, payload: &[u8]) -> Result<(), FramedError> {
-        if self.write.len() >= BUF_SIZE {
+        if self.bufs.write_full() {
             self.flush().await?;
         }
-        self.codec.encode(payload, &mut self.write)?;
-        Ok(())
+        Ok(self.bufs.feed(payload)?)
     }
 
     /// Frames `payload` and flushes everything fed so far.
     pub async fn write_message(&mut self, payload: &[u8]) -> Result<(), FramedError> {
-        self.codec.encode(payload, &mut self.write)?;
+        self.bufs.feed(payload)?;
         self.flush().await
     }
 
     /// Writes every buffered frame to the socket.
     pub async fn flush(&mut self) -> Result<(), FramedError> {
-        if self.write.is_empty() {
+        let Some(buf) = self.bufs.write_buf() else {
             return Ok(());
-        }
-        let buf = std::mem::take(&mut self.write);
-        let (result, mut buf) = self.stream.write_all(buf).await;
-        buf.clear();
-        self.write = buf;
-        Ok(result?)
+        };
+        let (result, buf) = self.stream.write_all(buf).await;
+        self.bufs.write_done(buf);
+        result?;
+        Ok(())
     }
 
     /// Bytes fed and not yet flushed.
     pub fn buffered_write(&self) -> usize {
-        self.write.len()
+        self.bufs.buffered_write()
     }
 
     /// Gives the stream back (unflushed frames and undecoded bytes are dropped).
