@@ -90,6 +90,7 @@ impl FramedBuffers {
 
     /// Frames a `len`-byte message that `fill` writes in place into the write buffer; a refused
     /// one (over the maximum, or holding the delimiter) leaves nothing behind.
+    #[cfg_attr(not(feature = "monoio"), allow(dead_code))] // only monoio's adapter offers it yet
     pub(crate) fn feed_with(
         &mut self,
         len: usize,
