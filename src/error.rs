@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::endpoint::Endpoint;
 
 pub(crate) use crate::frame::FrameError;
 
@@ -93,7 +94,7 @@ pub enum ListenError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address asked for.
-        addr: SocketAddr,
+        addr: Endpoint,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -123,7 +124,7 @@ pub enum DialError {
     #[error("cannot connect to {addr}: {source}")]
     Connect {
         /// The address dialed.
-        addr: SocketAddr,
+        addr: Endpoint,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -132,7 +133,7 @@ pub enum DialError {
     #[error("connecting to {addr} timed out after {after:?}")]
     Timeout {
         /// The address dialed.
-        addr: SocketAddr,
+        addr: Endpoint,
         /// The configured connect timeout.
         after: Duration,
     },
@@ -308,7 +309,7 @@ impl fmt::Display for HandlerError {
 #[derive(Debug)]
 pub struct Failed {
     /// The writer's address.
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
     /// The messages, payload only, in the order they were written.
     pub messages: Vec<Bytes>,
     /// Why they failed.

@@ -165,6 +165,7 @@ mod sys;
 #[cfg(any(feature = "tokio-uring", feature = "monoio"))]
 mod adapter;
 mod channel;
+mod endpoint;
 mod engine;
 mod error;
 pub mod frame;
@@ -190,7 +191,8 @@ pub use channel::{
     RecvTimeoutError, TryMessageIter, TryRecvError,
 };
 
-pub use engine::handle::ConnInfo;
+pub use endpoint::{Endpoint, UnixAddr};
+pub use engine::handle::{ConnInfo, PeerCred};
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
 pub use error::{
     BatchError, BoxError, CloseReason, ConnError, DialError, FailReason, Failed, HandlerError,

@@ -1,13 +1,13 @@
 //! The manager: one runtime, and the listeners and writers on it, cached by address.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
+use crate::endpoint::Endpoint;
 use crate::engine::{CoreStats, Runtime, RuntimeConfig};
 use crate::error::{DialError, ListenError, StartError, TryWriteError, Unsent, WriteError};
 use crate::listener::Listener;
@@ -158,13 +158,14 @@ impl Manager {
         Ok(shut)
     }
 
-    /// Starts a listener; returns its bound address (the real port if the config asked for 0).
+    /// Starts a listener; returns where it listens (the real port if the config asked for 0;
+    /// its string form is what [`dial`](Manager::dial) and `write_to` take).
     /// It is kept under both the configured address and the bound one.
-    pub fn listen(&self, config: ListenerConfig) -> Result<SocketAddr, ManagerError> {
+    pub fn listen(&self, config: ListenerConfig) -> Result<Endpoint, ManagerError> {
         let _open = self.check_open()?;
         let asked = config.address.clone();
         let listener = Listener::bind_on(&self.inner.runtime, config)?;
-        let bound = listener.local_addr();
+        let bound = listener.endpoint();
         let mut listeners = self
             .inner
             .listeners
@@ -261,7 +262,7 @@ impl Manager {
                 .remove(address)
                 .ok_or_else(|| ManagerError::NotListening(address.to_string()))?;
             // Drop the other name it was kept under too.
-            listeners.retain(|_, l| l.local_addr() != listener.local_addr());
+            listeners.retain(|_, l| l.endpoint() != listener.endpoint());
             listener
         };
         listener.close();

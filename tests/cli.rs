@@ -386,6 +386,33 @@ fn echo_sends_every_message_back() {
 }
 
 #[test]
+fn listen_and_send_over_a_unix_socket() {
+    let path = std::env::temp_dir().join(format!("bs-cli-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let address = format!("unix:{}", path.display());
+    let running = Running::spawn(
+        &["listen", &address, "--count", "20", "--print", "len"],
+        None,
+    );
+    let first = running.line();
+    assert!(
+        first.starts_with(&format!("listening on {address} ")),
+        "{first:?}"
+    );
+    let send = run(&["send", &address, "--generate", "20", "--size", "9"], None);
+    assert_eq!(send.code, Some(0), "{send:?}");
+    let got = running.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    assert_eq!(got.stdout, vec!["9"; 20], "{got:?}");
+    assert!(
+        !path.exists(),
+        "the socket file is removed when listen exits"
+    );
+    let missing = run(&["send", &address, "--generate", "1", "--size", "5"], None);
+    assert_one_line_error(&missing, &format!("cannot connect to {address}"));
+}
+
+#[test]
 fn a_bad_address_is_a_one_line_error() {
     for addr in ["not-an-address", "127.0.0.1:99999"] {
         let send = run(&["send", addr, "--generate", "1", "--size", "5"], None);

@@ -30,8 +30,8 @@ pub(crate) use crate::engine::dialer::{Next, Redial};
 pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
 pub(crate) use crate::engine::send::gate::{Gate, PushError};
 pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex};
-pub use crate::engine::session::ConnInfo;
-pub(crate) use crate::engine::session::{next_conn_id, Delivered, Session};
+pub(crate) use crate::engine::session::{next_conn_id, peer_cred, Delivered, Session};
+pub use crate::engine::session::{ConnInfo, PeerCred};
 
 impl CoreHandle {
     /// Index of this core in its runtime.

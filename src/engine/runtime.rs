@@ -137,9 +137,11 @@ impl Runtime {
     }
 
     /// The core that owns writers to `addr`: `hash(addr) % cores`, the same for every call,
-    /// so all writes to one address go through one core's queue, in order.
-    pub fn core_for(&self, addr: &std::net::SocketAddr) -> usize {
-        use std::hash::{Hash, Hasher};
+    /// so all writes to one address go through one core's queue, in order. `addr` is what the
+    /// writer dials: an [`Endpoint`](crate::Endpoint), or a `SocketAddr` (which hashes as the
+    /// TCP endpoint does).
+    pub fn core_for<A: std::hash::Hash + ?Sized>(&self, addr: &A) -> usize {
+        use std::hash::Hasher;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         addr.hash(&mut hasher);
         (hasher.finish() % self.inner.cores.len() as u64) as usize

@@ -7,22 +7,71 @@
 //! with the handles it names.)
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use crate::error::{CloseReason, ConnError};
 
 /// Identity of one connection, fixed for its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ConnInfo {
     /// Unique (per process) connection id.
     pub id: u64,
-    /// The peer's address.
+    /// The peer's address (TCP; on a Unix domain socket, `0.0.0.0:0`: see `peer_cred`).
     pub peer: SocketAddr,
-    /// This side's address.
+    /// This side's address (TCP; on a Unix domain socket, `0.0.0.0:0`).
     pub local: SocketAddr,
     /// Index of the core that owns the connection.
     pub core: usize,
+    /// On a Unix domain socket, the peer process's credentials (`SO_PEERCRED`, taken when the
+    /// connection was made); `None` on TCP.
+    pub peer_cred: Option<PeerCred>,
+}
+
+/// The credentials of the process at the other end of a Unix domain socket (`SO_PEERCRED`):
+/// what the kernel recorded when that process connected (or listened), so a handler can
+/// authorise by user or group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCred {
+    /// Process id (in this process's PID namespace; 0 if it has no id there).
+    pub pid: i32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+}
+
+impl ConnInfo {
+    /// Whether the connection is over a Unix domain socket.
+    pub fn is_unix(&self) -> bool {
+        self.peer_cred.is_some()
+    }
+}
+
+/// The peer credentials of `fd` if it is a Unix domain socket.
+pub(crate) fn peer_cred(fd: BorrowedFd<'_>) -> Option<PeerCred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live locals of the size passed; getsockopt writes at most
+    // `len` bytes into `cred` and updates `len`; `fd` is borrowed from its owner for the call.
+    syscall!(getsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_PEERCRED,
+        std::ptr::addr_of_mut!(cred).cast(),
+        &mut len,
+    ))
+    .ok()?;
+    Some(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
 }
 
 /// What a session did with the bytes it was given.
@@ -48,7 +97,9 @@ impl ConnInfo {
     /// receive reports the reset, as on epoll.
     pub(crate) fn accepted(fd: &OwnedFd, peer: Option<SocketAddr>, core: usize) -> ConnInfo {
         let sock = socket2::SockRef::from(fd);
-        let local = sock.local_addr().ok().and_then(|a| a.as_socket());
+        let local_sock = sock.local_addr().ok();
+        let unix = local_sock.as_ref().is_some_and(|a| a.is_unix());
+        let local = local_sock.and_then(|a| a.as_socket());
         let peer = peer.or_else(|| sock.peer_addr().ok().and_then(|a| a.as_socket()));
         let unspecified = |like: Option<SocketAddr>| {
             let ip = match like {
@@ -62,6 +113,7 @@ impl ConnInfo {
             peer: peer.unwrap_or_else(|| unspecified(local)),
             local: local.unwrap_or_else(|| unspecified(peer)),
             core,
+            peer_cred: if unix { peer_cred(fd.as_fd()) } else { None },
         }
     }
 }

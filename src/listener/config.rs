@@ -50,6 +50,7 @@ pub struct ListenerConfig {
     pub(crate) delivery: Delivery<ChannelLink>,
     pub(crate) on_close: Option<CloseHook>,
     pub(crate) backlog: i32,
+    pub(crate) unix_mode: Option<u32>,
     pub(crate) partial_frame_budget: usize,
     pub(crate) budget_policy: BudgetPolicy,
     pub(crate) timeouts: Timeouts,
@@ -59,8 +60,10 @@ pub struct ListenerConfig {
 forward_stream_options!(ListenerConfig);
 
 impl ListenerConfig {
-    /// Listen on `address` (`"127.0.0.1:0"` picks a free port) and call `handler` with every
-    /// message. Defaults: u32 big-endian length prefix, 8 MiB maximum, one core per CPU.
+    /// Listen on `address` (`"127.0.0.1:0"` picks a free port; `"unix:/run/app.sock"` or
+    /// `"unix:@name"` is a Unix domain socket, see [`Endpoint`](crate::Endpoint)) and call
+    /// `handler` with every message. Defaults: u32 big-endian length prefix, 8 MiB maximum, one
+    /// core per CPU.
     ///
     /// ```no_run
     /// use buffstreams::{Listener, ListenerConfig};
@@ -122,6 +125,7 @@ impl ListenerConfig {
             delivery,
             on_close: None,
             backlog: 1024,
+            unix_mode: None,
             partial_frame_budget: DEFAULT_PARTIAL_FRAME_BUDGET,
             budget_policy: BudgetPolicy::Wait,
             timeouts: Timeouts {
@@ -171,6 +175,26 @@ impl ListenerConfig {
     /// The `listen(2)` backlog of each core's socket (default 1024).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
+        self
+    }
+
+    /// The permissions of a Unix domain socket file (e.g. `0o660`: owner and group may
+    /// connect), set before the socket listens. Without it the file gets the process's umask
+    /// applied to `0o777`. Ignored on TCP and for abstract names, which have no file.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig};
+    /// let cfg = ListenerConfig::new("unix:/run/app/app.sock", |_msg, conn| {
+    ///     // only processes of this user get here (file mode), and the handler can check more
+    ///     println!("from uid {:?}", conn.info().peer_cred.map(|c| c.uid));
+    ///     Ok(())
+    /// })
+    /// .unix_mode(0o600);
+    /// let listener = Listener::bind(cfg)?;
+    /// # Ok::<(), buffstreams::ListenError>(())
+    /// ```
+    pub fn unix_mode(mut self, mode: u32) -> Self {
+        self.unix_mode = Some(mode);
         self
     }
 

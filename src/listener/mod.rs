@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use bytes::Bytes;
 
 use crate::channel::ChannelSender;
+use crate::endpoint::Endpoint;
 use crate::engine::handle::{Acceptor, ConnInfo};
 use crate::engine::Runtime;
 use crate::error::{CloseReason, FrameError, ListenError};
@@ -27,8 +28,7 @@ use crate::stream::delivery::Delivery;
 use crate::stream::session::CloseHook;
 
 use self::acceptor::FramedAcceptor;
-pub(crate) use self::bind::resolve;
-use self::bind::{bind_socket, ensure_port_free};
+use self::bind::{Bound, SocketFile};
 pub use self::broadcast::Broadcast;
 pub use self::config::{ListenerConfig, DEFAULT_FRAME_TIMEOUT, DEFAULT_PARTIAL_FRAME_BUDGET};
 use self::registry::Registry;
@@ -55,7 +55,10 @@ pub struct Listener {
 
 struct ListenerInner {
     id: u64,
-    local_addr: SocketAddr,
+    /// Where it listens (with the real port when bound to port 0).
+    endpoint: Endpoint,
+    /// A Unix domain socket's file, removed on close.
+    file: Mutex<Option<SocketFile>>,
     codec: Codec,
     registry: Arc<Registry>,
     /// With channel delivery, the listener's hold on the channel: released once every core has
@@ -72,7 +75,7 @@ struct ListenerInner {
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
-            .field("local_addr", &self.inner.local_addr)
+            .field("endpoint", &self.inner.endpoint)
             .field("cores", &self.inner.runtime.cores())
             .finish()
     }
@@ -114,21 +117,13 @@ impl Listener {
     /// ```
     pub fn bind_on(runtime: &Runtime, config: ListenerConfig) -> Result<Listener, ListenError> {
         let codec = Codec::new(config.options.framing, config.options.max_len())?;
-        let mut addr =
-            resolve(&config.address).ok_or_else(|| ListenError::Resolve(config.address.clone()))?;
-        ensure_port_free(addr).map_err(|source| ListenError::Bind { addr, source })?;
-        let mut sockets = Vec::with_capacity(runtime.cores());
-        for _ in 0..runtime.cores() {
-            let socket = bind_socket(addr, config.backlog)
-                .map_err(|source| ListenError::Bind { addr, source })?;
-            if addr.port() == 0 {
-                // Port 0: the first socket picks the port, the others join it.
-                if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
-                    addr = bound;
-                }
-            }
-            sockets.push(socket);
-        }
+        let asked = Endpoint::parse(&config.address)
+            .ok_or_else(|| ListenError::Resolve(config.address.clone()))?;
+        let Bound {
+            sockets,
+            endpoint,
+            file,
+        } = Bound::new(asked, runtime.cores(), config.backlog, config.unix_mode)?;
         let registry = Arc::new(Registry::default());
         let user_hook: CloseHook = config
             .on_close
@@ -179,7 +174,8 @@ impl Listener {
         let listener = Listener {
             inner: Arc::new(ListenerInner {
                 id,
-                local_addr: addr,
+                endpoint: endpoint.clone(),
+                file: Mutex::new(file),
                 codec,
                 registry,
                 channel: Mutex::new(channel),
@@ -194,13 +190,31 @@ impl Listener {
             listener.close();
             return Err(ListenError::RuntimeClosed);
         }
-        tracing::info!(addr = %addr, cores = runtime.cores(), "listening");
+        tracing::info!(addr = %endpoint, cores = runtime.cores(), "listening");
         Ok(listener)
     }
 
     /// The bound address (with the real port when bound to port 0).
+    /// On a Unix domain socket, `0.0.0.0:0`: see [`endpoint`](Listener::endpoint).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local_addr
+        self.inner
+            .endpoint
+            .tcp()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Where the listener listens: its TCP address (with the real port when bound to port 0)
+    /// or its Unix domain socket. Its string form is what a
+    /// [`WriterConfig`](crate::WriterConfig) takes to dial it.
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig, Writer, WriterConfig};
+    /// let listener = Listener::bind(ListenerConfig::new("unix:@my-service", |_, _| Ok(())))?;
+    /// let writer = Writer::dial(WriterConfig::new(listener.endpoint().to_string()))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn endpoint(&self) -> Endpoint {
+        self.inner.endpoint.clone()
     }
 
     /// The runtime the listener runs on.
@@ -350,7 +364,9 @@ impl ListenerInner {
         drop(channel);
         *closed = true;
         self.closed_cv.notify_all();
-        tracing::info!(addr = %self.local_addr, "listener closed");
+        // Unix domain socket: its file goes with it.
+        drop(self.file.lock().unwrap_or_else(|e| e.into_inner()).take());
+        tracing::info!(addr = %self.endpoint, "listener closed");
     }
 }
 

@@ -22,6 +22,7 @@ pub(crate) fn conn(core: &CoreHandle, id: u64) -> Conn {
         peer: "127.0.0.1:1".parse().expect("addr"),
         local: "127.0.0.1:2".parse().expect("addr"),
         core: 0,
+        peer_cred: None,
     };
     let sendq = SendQueueHandle::new(core, 1 << 16, Box::new(codec()), AfterFailure::Refuse);
     Conn::new(info, codec(), sendq)

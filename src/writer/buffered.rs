@@ -280,7 +280,7 @@ impl Drop for BufferedWriter<'_> {
         }
         report(
             inner.on_failed.as_ref(),
-            inner.addr,
+            &inner.addr,
             &inner.out.codec,
             rest,
             FailReason::Dropped,

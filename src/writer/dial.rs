@@ -1,7 +1,7 @@
 //! [`Writer`]: dial an address, write framed messages through the core that owns the
 //! connection, flush, close.
 
-use std::net::SocketAddr;
+use crate::endpoint::Endpoint;
 use std::sync::atomic::{AtomicU32, AtomicU8};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,6 @@ use crate::engine::handle::{AfterFailure, ConnInfo, SendQueueHandle};
 use crate::engine::Runtime;
 use crate::error::{ConnError, DialError, TryWriteError, Unsent, WriteError};
 use crate::frame::Codec;
-use crate::listener::resolve;
 use crate::stream::outbound::Outbound;
 use crate::stream::retry::{retry, OnDown};
 use crate::writer::config::WriterConfig;
@@ -81,8 +80,8 @@ impl Writer {
     /// ```
     pub fn dial_on(runtime: &Runtime, config: WriterConfig) -> Result<Writer, DialError> {
         let codec = Codec::new(config.options.framing, config.options.max_len())?;
-        let addr =
-            resolve(&config.address).ok_or_else(|| DialError::Resolve(config.address.clone()))?;
+        let addr = Endpoint::parse(&config.address)
+            .ok_or_else(|| DialError::Resolve(config.address.clone()))?;
         let core = runtime.core(runtime.core_for(&addr)).clone();
         let auto = config.retry.max_attempts != Some(0) || config.background_connect;
         let after_failure = match auto {
@@ -125,9 +124,9 @@ impl Writer {
         Ok(Writer { inner })
     }
 
-    /// The address dialed.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.inner.addr
+    /// The address dialed (a TCP address or a Unix domain socket).
+    pub fn peer_addr(&self) -> Endpoint {
+        self.inner.addr.clone()
     }
 
     /// The current connection's identity (it changes after a reconnect; `None` before the first

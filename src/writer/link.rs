@@ -7,8 +7,6 @@
 //! the engine (the writer's codec tells it where frames start), and goes first on the next
 //! connection.
 
-use std::net::TcpStream;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -19,7 +17,7 @@ use crate::stream::conn::Conn;
 use crate::stream::delivery::Delivery;
 use crate::stream::retry::Reconnect;
 use crate::stream::session::{FramedSession, SessionLimits};
-use crate::writer::config::{DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS};
+use crate::writer::connect::open;
 use crate::writer::shared::{
     report, Link, WriterShared, OUTAGE_GAVE_UP, OUTAGE_LOGGED, OUTAGE_NONE,
 };
@@ -51,14 +49,14 @@ impl WriterShared {
     pub(crate) fn install_down_hook(&self) {
         let writer = self.me.clone();
         let sendq = self.out.sendq.downgrade();
-        let (codec, addr, on_failed) = (self.out.codec, self.addr, self.on_failed.clone());
+        let (codec, addr, on_failed) = (self.out.codec, self.addr.clone(), self.on_failed.clone());
         self.out.sendq.on_reconnecting(Box::new(move || {
             if let Some(writer) = writer.upgrade() {
                 writer.outage_started();
                 writer.schedule_redial(Duration::ZERO);
             } else if let Some(sendq) = sendq.upgrade() {
                 let rest = sendq.refuse(Arc::new(ConnError::NotConnected));
-                report(on_failed.as_ref(), addr, &codec, rest, FailReason::Dropped);
+                report(on_failed.as_ref(), &addr, &codec, rest, FailReason::Dropped);
             }
         }));
     }
@@ -69,42 +67,13 @@ impl WriterShared {
     }
 
     pub(crate) fn connect(&self) -> Result<ConnInfo, DialError> {
-        let addr = self.addr;
-        let stream = TcpStream::connect_timeout(&addr, self.connect_timeout).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::TimedOut {
-                DialError::Timeout {
-                    addr,
-                    after: self.connect_timeout,
-                }
-            } else {
-                DialError::Connect { addr, source }
-            }
-        })?;
-        let local = stream
-            .local_addr()
-            .map_err(|source| DialError::Connect { addr, source })?;
-        stream
-            .set_nodelay(true)
-            .map_err(|source| DialError::Connect { addr, source })?;
-        let sock = socket2::SockRef::from(&stream);
-        let lowat = match self.notsent_lowat {
-            Some(chosen) => chosen,
-            // By the path: a real network's segments, or loopback's (an unknown MSS counts as
-            // small).
-            None => match sock.tcp_mss() {
-                Ok(mss) if mss >= LOWAT_MAX_MSS => None,
-                _ => Some(DEFAULT_NOTSENT_LOWAT),
-            },
-        };
-        if let Some(lowat) = lowat {
-            sock.set_tcp_notsent_lowat(lowat)
-                .map_err(|source| DialError::Connect { addr, source })?;
-        }
+        let opened = open(&self.addr, self.connect_timeout, self.notsent_lowat)?;
         let info = ConnInfo {
             id: next_conn_id(),
-            peer: addr,
-            local,
+            peer: opened.peer,
+            local: opened.local,
             core: self.core.index(),
+            peer_cred: opened.peer_cred,
         };
         let conn = Conn::new(info, self.out.codec, self.out.sendq.clone());
         let delivery = match &self.handler {
@@ -114,15 +83,13 @@ impl WriterShared {
         let session =
             FramedSession::new(conn, delivery, self.policy, None, SessionLimits::default());
         self.out.sendq.reopen();
-        if !self.core.adopt(
-            OwnedFd::from(stream),
-            info,
-            &self.out.sendq,
-            Box::new(session),
-        ) {
+        if !self
+            .core
+            .adopt(opened.fd, info, &self.out.sendq, Box::new(session))
+        {
             return Err(DialError::RuntimeClosed);
         }
-        tracing::debug!(conn = info.id, %addr, "writer connected");
+        tracing::debug!(conn = info.id, addr = %self.addr, "writer connected");
         Ok(info)
     }
 
@@ -162,7 +129,7 @@ impl WriterShared {
         };
         report(
             self.on_failed.as_ref(),
-            self.addr,
+            &self.addr,
             &self.out.codec,
             rest,
             reason,

@@ -1,11 +1,12 @@
 //! A writer: dials an address and writes framed messages through the core that owns it.
 //!
 //! `dial.rs` holds the [`Writer`] handle, `shared.rs` what its clones share (flush, close,
-//! failed messages), `link.rs` its reconnects, `encode.rs` writing in place and in batches,
+//! failed messages), `link.rs` its reconnects, `connect.rs` opening its socket, `encode.rs` writing in place and in batches,
 //! `future.rs` the async write, `buffered.rs` the batching handle, `config.rs` its options.
 
 mod buffered;
 mod config;
+mod connect;
 mod dial;
 mod encode;
 mod future;

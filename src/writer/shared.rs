@@ -2,13 +2,13 @@
 //! policies; where its link stands ([`Link`]); flushing and closing; and handing messages that
 //! could not be sent to `on_failed`. The reconnects are in `link.rs`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU8};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use crate::endpoint::Endpoint;
 use crate::engine::handle::{ConnInfo, CoreHandle, Gate, PushError};
 use crate::engine::Runtime;
 use crate::error::{CloseReason, ConnError, FailReason, Failed, Unsent, WriteError};
@@ -52,7 +52,7 @@ impl From<Gate> for Link {
 
 /// The state every clone of a writer shares.
 pub(crate) struct WriterShared {
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Endpoint,
     pub(crate) out: Outbound,
     pub(crate) core: CoreHandle,
     pub(crate) connect_timeout: Duration,
@@ -144,7 +144,7 @@ impl WriterShared {
 /// Hands failed frames to the handler as messages (or logs how many there were).
 pub(crate) fn report(
     handler: Option<&FailedHandler>,
-    addr: SocketAddr,
+    addr: &Endpoint,
     codec: &Codec,
     frames: BytesMut,
     reason: FailReason,
@@ -155,7 +155,7 @@ pub(crate) fn report(
     }
     match handler {
         Some(handler) => handler(Failed {
-            addr,
+            addr: addr.clone(),
             messages,
             reason,
         }),
@@ -181,7 +181,7 @@ impl Drop for WriterShared {
                 let rest = self.out.sendq.refuse(Arc::new(ConnError::NotConnected));
                 report(
                     self.on_failed.as_ref(),
-                    self.addr,
+                    &self.addr,
                     &self.out.codec,
                     rest,
                     FailReason::Dropped,

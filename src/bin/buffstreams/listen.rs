@@ -61,7 +61,13 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
         })
         .on_close(|info, reason, _unsent| {
             if let buffstreams::CloseReason::Error(err) = reason {
-                eprintln!("warning: connection from {} closed: {err}", info.peer);
+                match info.peer_cred {
+                    Some(cred) => eprintln!(
+                        "warning: connection from pid {} (uid {}) closed: {err}",
+                        cred.pid, cred.uid
+                    ),
+                    None => eprintln!("warning: connection from {} closed: {err}", info.peer),
+                }
             }
         });
     let listener = Listener::bind(config).map_err(|e| Failure::Run(e.to_string()))?;
@@ -70,7 +76,7 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
     let announce = writeln!(
         out,
         "listening on {} ({}, max {} bytes, {} backend)",
-        listener.local_addr(),
+        listener.endpoint(),
         framing::name(codec.framing()),
         codec.max_message_size(),
         backend_name(listener.runtime().backend())

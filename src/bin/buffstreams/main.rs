@@ -68,8 +68,9 @@ pub struct FramingArgs {
 /// `buffstreams listen`.
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Address to listen on, e.g. 127.0.0.1:5031; port 0 picks a free port. The first line
-    /// printed is `listening on ADDRESS`.
+    /// Address to listen on, e.g. 127.0.0.1:5031 (port 0 picks a free port), or a Unix domain
+    /// socket: unix:PATH, or unix:@NAME in the abstract namespace. The first line printed is
+    /// `listening on ADDRESS`.
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// The wire format.
@@ -111,7 +112,8 @@ pub enum Print {
         .args(["stdin_lines", "file", "generate"])
 ))]
 pub struct SendArgs {
-    /// Address to connect to, e.g. 127.0.0.1:5031
+    /// Address to connect to, e.g. 127.0.0.1:5031, or unix:PATH / unix:@NAME for a Unix domain
+    /// socket
     #[arg(value_name = "ADDR")]
     pub addr: String,
     /// The wire format.

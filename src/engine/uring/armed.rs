@@ -52,11 +52,17 @@ impl RecvSend {
     }
 }
 
-/// A listener's multishot accept.
+/// A listener's accept: multishot, or one connection at a time on a socket every core shares.
 #[derive(Default)]
 pub(crate) struct Accepting {
-    /// The multishot accept armed, until its final completion.
+    /// The accept armed, until its final completion.
     pub(super) armed: Option<OpId>,
+    /// Whether the socket is a Unix domain socket, which every core accepts from (found out
+    /// when first armed). The kernel hands a connection to the first accept waiting on the
+    /// socket, and a multishot accept stays first, so one core would get every connection;
+    /// a single accept re-armed after each connection goes to the back of the line instead,
+    /// and connections go round the cores.
+    pub(super) shared: Option<bool>,
 }
 
 impl Accepting {

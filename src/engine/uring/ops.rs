@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
@@ -321,9 +322,21 @@ impl Io for Ring {
 
     fn listen(&mut self, slot: u32, fd: &OwnedFd, state: &mut Accepting) -> io::Result<()> {
         if state.armed.is_none() {
-            let sqe = opcode::AcceptMulti::new(types::Fd(fd.as_raw_fd()))
-                .flags(libc::SOCK_CLOEXEC)
-                .build();
+            let shared = *state.shared.get_or_insert_with(|| {
+                socket2::SockRef::from(fd)
+                    .local_addr()
+                    .is_ok_and(|a| a.is_unix())
+            });
+            let sqe = match shared {
+                true => {
+                    opcode::Accept::new(types::Fd(fd.as_raw_fd()), ptr::null_mut(), ptr::null_mut())
+                        .flags(libc::SOCK_CLOEXEC)
+                        .build()
+                }
+                false => opcode::AcceptMulti::new(types::Fd(fd.as_raw_fd()))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build(),
+            };
             state.armed = Some(self.push(OpKind::Accept(slot), Keep::Nothing, sqe));
         }
         Ok(())
