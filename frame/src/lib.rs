@@ -195,3 +195,8 @@ pub use error::FrameError;
 pub use fixed::FixedHeader;
 pub use framing::{Framing, MAX_HEADER_LEN};
 pub use prepared::Frame;
+
+/// The README's example, compiled as a doc test so it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
