@@ -22,7 +22,8 @@
 //! - [`ListenerConfig::with_channel`] delivers messages to a bounded channel
 //!   ([`MessageReceiver`]) instead of a callback; a lagging consumer pauses reading so TCP
 //!   pushes back.
-//! - The [`frame`] module is the sans-I/O codec, usable on its own.
+//! - The [`frame`] module is the sans-I/O codec, usable on its own: it is the crate
+//!   `buffstreams-frame`, which needs only `bytes` (and `libc` for large frames).
 //!
 //! ```no_run
 //! use std::sync::atomic::{AtomicU64, Ordering};
