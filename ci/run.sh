@@ -45,7 +45,8 @@ step "packages: what each ships, and a dry-run publish of the workspace"
 cargo package --workspace --list --allow-dirty >/dev/null
 main_files=$(cargo package --list --allow-dirty -p buffstreams)
 frame_files=$(cargo package --list --allow-dirty -p buffstreams-frame)
-echo "buffstreams: $(wc -l <<<"$main_files") files; buffstreams-frame: $(wc -l <<<"$frame_files") files"
+echo "buffstreams: $(wc -l <<<"$main_files") files"
+echo "buffstreams-frame: $(wc -l <<<"$frame_files") files"
 # buffstreams leaves out the frame crate (published on its own), benchmark logs and CI tooling;
 # buffstreams-frame ships its sources, README and manifest only.
 if grep -E '^(frame|ci|\.ci|fuzz)/|^docs/bench-|\.log$' <<<"$main_files"; then

@@ -184,15 +184,16 @@ mod stream;
 pub mod tokio_uring;
 mod writer;
 
+/// The sans-I/O frame codec, the crate [`buffstreams_frame`]: wire formats,
+/// [`Codec`](frame::Codec), the streaming [`Decoder`](frame::Decoder) and the
+/// [`AssemblyBudget`](frame::AssemblyBudget).
+#[doc(inline)]
+pub use buffstreams_frame as frame;
+
 pub use channel::{
     IntoMessageIter, Message, MessageIter, MessageReceiver, RecvError, RecvMessage,
     RecvTimeoutError, TryMessageIter, TryRecvError,
 };
-
-/// The sans-I/O frame codec, the crate [`buffstreams_frame`]: wire formats, [`Codec`](frame::Codec),
-/// the streaming [`Decoder`](frame::Decoder) and the [`AssemblyBudget`](frame::AssemblyBudget).
-#[doc(inline)]
-pub use buffstreams_frame as frame;
 
 pub use engine::handle::ConnInfo;
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
