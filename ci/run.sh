@@ -30,17 +30,38 @@ export BUFFSTREAMS_REQUIRE_IO_URING=1
 step "format"
 cargo fmt --all -- --check
 
-step "no import cycle between files of src/"
+step "no import cycle between files of src/ and frame/src/"
 python3 ci/check_imports.py src
+python3 ci/check_imports.py frame/src
 
-step "lint"
-cargo clippy --all-targets --all-features -- -D warnings
+step "lint (the workspace; the frame crate also without its default mmap feature)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy -p buffstreams-frame --all-targets --no-default-features -- -D warnings
 
 step "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
-step "tests (the README's test command)"
-cargo test --all-features
+step "packages: what each ships, and a dry-run publish of the workspace"
+cargo package --workspace --list --allow-dirty >/dev/null
+main_files=$(cargo package --list --allow-dirty -p buffstreams)
+frame_files=$(cargo package --list --allow-dirty -p buffstreams-frame)
+echo "buffstreams: $(wc -l <<<"$main_files") files"
+echo "buffstreams-frame: $(wc -l <<<"$frame_files") files"
+# buffstreams leaves out the frame crate (published on its own), benchmark logs and CI tooling;
+# buffstreams-frame ships its sources, README and manifest only.
+if grep -E '^(frame|ci|\.ci|fuzz)/|^docs/bench-|\.log$' <<<"$main_files"; then
+  echo "the buffstreams package ships the files above" >&2
+  exit 1
+fi
+if grep -vE '^(src/.*\.rs|README\.md|Cargo\.(toml|toml\.orig|lock)|\.cargo_vcs_info\.json)$' <<<"$frame_files"; then
+  echo "the buffstreams-frame package ships the files above" >&2
+  exit 1
+fi
+cargo publish --workspace --dry-run --allow-dirty
+
+step "tests (the README's test command), and the frame crate without its default mmap feature"
+cargo test --workspace --all-features
+cargo test -p buffstreams-frame --no-default-features
 
 step "loom models of the core hand-off (src/engine/doorbell.rs) and the send hand-off (src/engine/send/queue/owner.rs)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --manifest-path ci/loom/Cargo.toml

@@ -22,7 +22,8 @@
 //! - [`ListenerConfig::with_channel`] delivers messages to a bounded channel
 //!   ([`MessageReceiver`]) instead of a callback; a lagging consumer pauses reading so TCP
 //!   pushes back.
-//! - The [`frame`] module is the sans-I/O codec, usable on its own.
+//! - The [`frame`] module is the sans-I/O codec, usable on its own: it is the crate
+//!   `buffstreams-frame`, which needs only `bytes` (and `libc` for large frames).
 //!
 //! ```no_run
 //! use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,8 +159,8 @@
 
 // One path per public item: the crate root re-exports everything the messaging API takes or
 // hands back; the modules behind it are private. `frame` is public as the sans-I/O codec
-// namespace (its `Framing`, `FrameError` and `BudgetPolicy` are at the root only), as are the
-// feature modules `protobuf` and `tokio_uring`.
+// namespace, the crate buffstreams-frame (its `Framing`, `FrameError` and `BudgetPolicy` are
+// at the root too), as are the feature modules `protobuf`, `tokio_uring` and `monoio`.
 #[macro_use]
 mod sys;
 #[cfg(any(feature = "tokio-uring", feature = "monoio"))]
@@ -168,11 +169,9 @@ mod channel;
 mod endpoint;
 mod engine;
 mod error;
-pub mod frame;
 mod listener;
 mod log_limit;
 mod manager;
-mod mapping;
 #[cfg(feature = "monoio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "monoio")))]
 pub mod monoio;
@@ -186,6 +185,12 @@ mod stream;
 pub mod tokio_uring;
 mod writer;
 
+/// The sans-I/O frame codec, the crate [`buffstreams_frame`]: wire formats,
+/// [`Codec`](frame::Codec), the streaming [`Decoder`](frame::Decoder) and the
+/// [`AssemblyBudget`](frame::AssemblyBudget).
+#[doc(inline)]
+pub use buffstreams_frame as frame;
+
 pub use channel::{
     IntoMessageIter, Message, MessageIter, MessageReceiver, RecvError, RecvMessage,
     RecvTimeoutError, TryMessageIter, TryRecvError,
@@ -198,9 +203,7 @@ pub use error::{
     BatchError, BoxError, CloseReason, ConnError, DialError, FailReason, Failed, HandlerError,
     ListenError, StartError, TryWriteError, Unsent, WriteError,
 };
-pub use frame::budget::BudgetPolicy;
-pub use frame::error::FrameError;
-pub use frame::framing::Framing;
+pub use frame::{BudgetPolicy, FrameError, Framing};
 pub use listener::{
     Broadcast, Listener, ListenerConfig, ListenerStats, DEFAULT_FRAME_TIMEOUT,
     DEFAULT_PARTIAL_FRAME_BUDGET,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::IoUring;
 
-use crate::mapping::Mapping;
+use buffstreams_frame::mapping::Mapping;
 
 /// The kernel's `struct io_uring_buf`; the `resv` field of entry 0 doubles as the ring's tail.
 #[repr(C)]

@@ -1,6 +1,6 @@
 //! Unsigned LEB128 varints (the protobuf encoding) and zigzag mapping of signed integers.
 
-use crate::frame::error::FrameError;
+use crate::error::FrameError;
 
 /// Longest unsigned LEB128 encoding of a `u64`, in bytes.
 pub const MAX_VARINT_LEN: usize = 10;

@@ -1,6 +1,6 @@
 //! Delimiter-terminated messages.
 
-use crate::frame::error::FrameError;
+use crate::error::FrameError;
 
 /// Position of the first `delimiter` in `buf`.
 ///

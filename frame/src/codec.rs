@@ -2,11 +2,11 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::frame::error::FrameError;
-use crate::frame::fixed::FixedHeader;
-use crate::frame::framing::{Framing, MAX_HEADER_LEN};
-use crate::frame::prepared::Frame;
-use crate::frame::{buffstreams, delimited, varint};
+use crate::error::FrameError;
+use crate::fixed::FixedHeader;
+use crate::framing::{Framing, MAX_HEADER_LEN};
+use crate::prepared::Frame;
+use crate::{buffstreams, delimited, varint};
 
 /// What [`Codec::parse`] found at the front of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,7 @@ impl Codec {
     /// `isize::MAX - MAX_HEADER_LEN`.
     ///
     /// ```
-    /// use buffstreams::frame::Codec;
-    /// use buffstreams::{FrameError, Framing};
+    /// use buffstreams_frame::{Codec, FrameError, Framing};
     /// let codec = Codec::new(Framing::U16Be, 1024)?;
     /// assert_eq!(codec.max_message_size(), 1024);
     /// assert!(matches!(
@@ -155,14 +154,13 @@ impl Codec {
     /// [`Frame::write_to`]).
     ///
     /// ```
-    /// use buffstreams::frame::Codec;
-    /// use buffstreams::Framing;
+    /// use buffstreams_frame::{Codec, Framing};
     /// let codec = Codec::new(Framing::U16Be, 1024)?;
     /// let frame = codec.prepare(b"abc")?;
     /// let mut out = vec![0u8; frame.len()];
     /// frame.write_to(&mut out);
     /// assert_eq!(out, [0, 3, b'a', b'b', b'c']);
-    /// # Ok::<(), buffstreams::FrameError>(())
+    /// # Ok::<(), buffstreams_frame::FrameError>(())
     /// ```
     #[inline]
     pub fn prepare<'a>(&self, payload: &'a [u8]) -> Result<Frame<'a>, FrameError> {
@@ -204,9 +202,11 @@ impl Codec {
     }
 
     /// For a fixed-width framing, what a writer's hot loop needs to frame without dispatching
-    /// on the framing per message; `None` for the others.
+    /// on the framing per message; `None` for the others. Plumbing for `buffstreams`'
+    /// `BufferedWriter`, not a stable API.
+    #[doc(hidden)]
     #[inline]
-    pub(crate) fn fixed_header(&self) -> Option<FixedHeader> {
+    pub fn fixed_header(&self) -> Option<FixedHeader> {
         self.framing.fixed().map(|fixed| FixedHeader {
             fixed,
             max: self.max,
@@ -240,9 +240,21 @@ impl Codec {
         }
     }
 
-    /// `Err(TooLarge)` if a payload of `len` bytes is over the maximum.
+    /// Checks that a payload of `len` bytes is within the maximum message size, as
+    /// [`encode`](Codec::encode) does before writing anything: for a caller that frames into its
+    /// own memory and wants to refuse an oversized message before reserving room for it.
+    ///
+    /// Errors with [`FrameError::TooLarge`] if `len` is over the maximum.
+    ///
+    /// ```
+    /// use buffstreams_frame::{Codec, FrameError, Framing};
+    /// let codec = Codec::new(Framing::U16Be, 100)?;
+    /// assert!(codec.check_len(100).is_ok());
+    /// assert_eq!(codec.check_len(101), Err(FrameError::TooLarge { len: 101, max: 100 }));
+    /// # Ok::<(), FrameError>(())
+    /// ```
     #[inline]
-    pub(crate) fn check_len(&self, len: usize) -> Result<(), FrameError> {
+    pub fn check_len(&self, len: usize) -> Result<(), FrameError> {
         if len > self.max {
             return Err(FrameError::TooLarge {
                 len: len as u64,
@@ -288,7 +300,7 @@ impl Codec {
     /// the rest of the frame is reserved in `src` once its header is known.
     ///
     /// For [`Framing::Delimited`] every call scans `src` from its start again; to read a stream
-    /// in many small pieces use a [`Decoder`](crate::frame::Decoder), which does not.
+    /// in many small pieces use a [`Decoder`](crate::Decoder), which does not.
     pub fn decode_from(&self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.parse(src)? {
             Parse::Frame {

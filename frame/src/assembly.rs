@@ -1,20 +1,25 @@
 //! The buffer a frame split across receives is assembled in.
 //!
-//! Small frames use a `Vec`. Past [`MAP_ABOVE`] the bytes move to a memory mapping of their own,
-//! which grows in place or by remapping pages (`mremap`, no copy) and is unmapped when the frame
-//! is delivered or its decoder dropped. So the memory of a large frame goes back to the system
-//! at once, whatever the allocator would have kept: a burst of peers that each held an 8 MiB
-//! frame leaves nothing behind once they are gone.
+//! Small frames use a `Vec`. With the `mmap` feature (the default), past [`MAP_ABOVE`] the bytes
+//! move to a memory mapping of their own, which grows in place or by remapping pages (`mremap`,
+//! no copy) and is unmapped when the frame is delivered or its decoder dropped. So the memory of
+//! a large frame goes back to the system at once, whatever the allocator would have kept: a
+//! burst of peers that each held an 8 MiB frame leaves nothing behind once they are gone.
+//! Without the feature, every frame is assembled in a `Vec`, grown and freed the same way.
 
+#[cfg(feature = "mmap")]
 use std::alloc::{handle_alloc_error, Layout};
 use std::fmt;
 
+#[cfg(feature = "mmap")]
 use crate::mapping::Mapping;
 
-/// Frames assembled in more than this many bytes get a mapping of their own.
+/// Frames assembled in more than this many bytes get a mapping of their own (`mmap` feature).
+#[cfg(any(feature = "mmap", test))]
 pub(crate) const MAP_ABOVE: usize = 128 * 1024;
 
-/// A growable byte buffer: a `Vec` up to [`MAP_ABOVE`] bytes, a private mapping beyond.
+/// A growable byte buffer: a `Vec` up to [`MAP_ABOVE`] bytes, a private mapping beyond (a `Vec`
+/// throughout without the `mmap` feature).
 #[derive(Default)]
 pub(crate) struct Assembly {
     vec: Vec<u8>,
@@ -33,7 +38,7 @@ impl fmt::Debug for Assembly {
 
 impl Assembly {
     pub(crate) fn len(&self) -> usize {
-        self.map.as_ref().map_or(self.vec.len(), |m| m.len)
+        self.map.as_ref().map_or(self.vec.len(), Mapped::len)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -58,13 +63,14 @@ impl Assembly {
         }
         match &mut self.map {
             Some(m) => m.grow(capacity),
-            None if capacity <= MAP_ABOVE => self.vec.reserve_exact(capacity - self.vec.len()),
-            None => {
+            #[cfg(feature = "mmap")]
+            None if capacity > MAP_ABOVE => {
                 let mut m = Mapped::new(capacity);
                 m.extend(&self.vec);
                 self.vec = Vec::new();
                 self.map = Some(m);
             }
+            None => self.vec.reserve_exact(capacity - self.vec.len()),
         }
     }
 
@@ -87,23 +93,58 @@ impl Assembly {
     }
 }
 
+/// Without the `mmap` feature no frame is mapped: this type has no values, and the branches that
+/// use it are never taken.
+#[cfg(not(feature = "mmap"))]
+enum Mapped {}
+
+#[cfg(not(feature = "mmap"))]
+impl Mapped {
+    fn len(&self) -> usize {
+        match *self {}
+    }
+
+    fn cap(&self) -> usize {
+        match *self {}
+    }
+
+    fn grow(&mut self, _capacity: usize) {
+        match *self {}
+    }
+
+    fn extend(&mut self, _bytes: &[u8]) {
+        match *self {}
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match *self {}
+    }
+}
+
 /// A mapping, the first `len` bytes of it written.
+#[cfg(feature = "mmap")]
 struct Mapped {
     map: Mapping,
     len: usize,
 }
 
 /// Aborts as a failed allocation of `bytes` does.
+#[cfg(feature = "mmap")]
 fn out_of_memory(bytes: usize) -> ! {
     handle_alloc_error(Layout::from_size_align(bytes.max(1), 1).unwrap_or(Layout::new::<u8>()))
 }
 
+#[cfg(feature = "mmap")]
 impl Mapped {
     fn new(capacity: usize) -> Mapped {
         match Mapping::new(capacity, false) {
             Ok(map) => Mapped { map, len: 0 },
             Err(_) => out_of_memory(capacity),
         }
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 
     fn cap(&self) -> usize {
@@ -157,7 +198,9 @@ mod tests {
             expect.extend_from_slice(&piece);
             i += 1;
         }
-        assert!(a.map.is_some() && a.vec.capacity() == 0);
+        // Mapped past MAP_ABOVE, with the feature; a Vec throughout without it.
+        let mapped = cfg!(feature = "mmap");
+        assert_eq!((a.map.is_some(), a.vec.capacity() == 0), (mapped, mapped));
         assert_eq!(a.as_slice(), &expect[..]);
         a.clear(16 * 1024);
         assert_eq!((a.len(), a.capacity(), a.map.is_some()), (0, 0, false));
@@ -167,6 +210,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mmap")]
     fn a_large_frame_is_unmapped_when_cleared() {
         const BIG: usize = 8 << 20;
         let mut a = Assembly::default();
@@ -177,10 +221,24 @@ mod tests {
         let mapped = |pages: &mut Vec<u8>| {
             // SAFETY: mincore only reports on the range (ENOMEM once unmapped, no access);
             // `pages` is live and has one byte per page of it.
-            syscall!(mincore(addr.cast(), len, pages.as_mut_ptr())).is_ok()
+            unsafe { libc::mincore(addr.cast(), len, pages.as_mut_ptr()) == 0 }
         };
         assert!(mapped(&mut pages) && pages.iter().all(|p| p & 1 == 1));
         a.clear(16 * 1024);
         assert!(!mapped(&mut pages), "the frame's pages are still mapped");
+    }
+
+    #[test]
+    #[cfg(not(feature = "mmap"))]
+    fn without_mmap_a_large_frame_is_a_vec_freed_when_cleared() {
+        const BIG: usize = 8 << 20;
+        let mut a = Assembly::default();
+        a.reserve_total(BIG);
+        a.extend_from_slice(&vec![0x5a; BIG]);
+        assert_eq!((a.len(), a.map.is_none()), (BIG, true));
+        assert!(a.capacity() >= BIG);
+        assert!(a.as_slice().iter().all(|&b| b == 0x5a));
+        a.clear(16 * 1024);
+        assert_eq!((a.len(), a.capacity()), (0, 0));
     }
 }

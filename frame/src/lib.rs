@@ -1,7 +1,23 @@
-//! Sans-I/O frame codec: how messages are delimited on the wire. The public `frame` namespace:
-//! [`Codec`], [`Decoder`], [`Frame`], [`Parse`], [`AssemblyBudget`], [`MAX_HEADER_LEN`] and
-//! [`varint`]; the wire format [`Framing`], [`FrameError`] and [`BudgetPolicy`], which the
-//! messaging API uses too, are public at the crate root only.
+//! # buffstreams-frame
+//!
+//! The sans-I/O frame codec of [buffstreams](https://docs.rs/buffstreams): how length-prefixed
+//! (or delimited) messages are laid out on the wire, encoded and decoded without any I/O, so any
+//! transport (an io_uring stack, tokio, a plain `std::net::TcpStream`) can use it. It depends on
+//! `bytes` only (and `libc` with the default `mmap` feature); `buffstreams` re-exports it as
+//! `buffstreams::frame`.
+//!
+//! Its items: [`Codec`], [`Decoder`], [`Frame`], [`Parse`], [`AssemblyBudget`] with its
+//! [`BudgetPolicy`], [`MAX_HEADER_LEN`], [`varint`], the wire format [`Framing`] and the error
+//! [`FrameError`] (the last three are also at the root of `buffstreams`, whose messaging API
+//! uses them).
+//!
+//! ## Cargo features
+//!
+//! - `mmap` (default): a frame assembled from many chunks moves, past 128 KiB, to an anonymous
+//!   memory mapping of its own (`mmap`/`mremap`, through `libc`), unmapped as soon as it is
+//!   delivered, so its memory goes back to the system whatever the allocator keeps. Without it
+//!   (`default-features = false`), frames are assembled in a `Vec` of the same sizes, and the
+//!   crate depends on `bytes` alone.
 //!
 //! A [`Codec`] pairs a [`Framing`] (the wire format, the same on both ends) with a maximum
 //! message size, which is enforced on both sides and, when decoding, *before* anything is
@@ -120,8 +136,7 @@
 //!
 //! ```
 //! use std::ops::ControlFlow;
-//! use buffstreams::frame::{Codec, Decoder};
-//! use buffstreams::Framing;
+//! use buffstreams_frame::{Codec, Decoder, Framing};
 //! use bytes::BytesMut;
 //!
 //! let codec = Codec::new(Framing::Varint, 1024)?;
@@ -146,30 +161,42 @@
 //! // Oversized lengths are rejected from the header alone.
 //! let mut decoder = Decoder::new(Codec::new(Framing::U32Be, 1024)?);
 //! assert!(decoder.decode(&[0, 0, 4, 1], |_| ControlFlow::Continue(())).is_err());
-//! # Ok::<(), buffstreams::FrameError>(())
+//! # Ok::<(), buffstreams_frame::FrameError>(())
 //! ```
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 // This file only declares the codec's files and what they export: each file imports the
 // others by path, so no two import each other.
 mod assembly;
-pub(crate) mod budget;
+mod budget;
 mod buffstreams;
 mod codec;
 mod decoder;
 mod delimited;
 mod encode_with;
-pub(crate) mod error;
+mod error;
 mod fixed;
-pub(crate) mod framing;
+mod framing;
+// Shared with buffstreams' io_uring receive ring: internal plumbing, not a stable API.
+#[cfg(feature = "mmap")]
+#[doc(hidden)]
+pub mod mapping;
 mod prepared;
 pub mod varint;
 
-pub use budget::AssemblyBudget;
-pub(crate) use budget::BudgetPolicy;
+pub use budget::{AssemblyBudget, BudgetPolicy};
 pub use codec::{Codec, Parse};
 pub use decoder::Decoder;
-pub(crate) use error::FrameError;
-pub(crate) use fixed::FixedHeader;
-pub(crate) use framing::Framing;
-pub use framing::MAX_HEADER_LEN;
+pub use error::FrameError;
+#[doc(hidden)]
+pub use fixed::FixedHeader;
+pub use framing::{Framing, MAX_HEADER_LEN};
 pub use prepared::Frame;
+
+/// The README's example, compiled as a doc test so it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

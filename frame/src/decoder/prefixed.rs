@@ -4,10 +4,10 @@
 use std::ops::ControlFlow;
 
 use super::{Decoder, FIRST_CAPACITY};
-use crate::frame::codec::Head;
-use crate::frame::error::FrameError;
-use crate::frame::fixed::Fixed;
-use crate::frame::framing::MAX_HEADER_LEN;
+use crate::codec::Head;
+use crate::error::FrameError;
+use crate::fixed::Fixed;
+use crate::framing::MAX_HEADER_LEN;
 
 impl Decoder {
     pub(super) fn decode_prefixed<F>(

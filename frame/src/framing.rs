@@ -1,7 +1,7 @@
 //! [`Framing`], the wire formats. Public at the crate root (the messaging API takes it), not in
 //! `frame`.
 
-use crate::frame::fixed::Fixed;
+use crate::fixed::Fixed;
 
 /// Longest header any [`Framing`] writes: a 10-byte varint.
 pub const MAX_HEADER_LEN: usize = 10;
@@ -40,7 +40,7 @@ impl Framing {
     /// delimited).
     ///
     /// ```
-    /// use buffstreams::Framing;
+    /// use buffstreams_frame::Framing;
     /// assert_eq!(Framing::U16Le.largest_len(), Some(65_535));
     /// assert_eq!(Framing::Varint.largest_len(), None);
     /// ```

@@ -4,15 +4,15 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::frame::assembly::Assembly;
-use crate::frame::budget::Stake;
+use crate::assembly::Assembly;
+use crate::budget::Stake;
 mod delimited;
 mod prefixed;
 
-use crate::frame::budget::AssemblyBudget;
-use crate::frame::codec::Codec;
-use crate::frame::error::FrameError;
-use crate::frame::framing::{Framing, MAX_HEADER_LEN};
+use crate::budget::AssemblyBudget;
+use crate::codec::Codec;
+use crate::error::FrameError;
+use crate::framing::{Framing, MAX_HEADER_LEN};
 
 /// Capacity of the assembly buffer kept after a frame has been delivered; more is freed. This
 /// (plus the header bytes) is all a decoder holds between frames.
@@ -75,8 +75,7 @@ impl Decoder {
     ///
     /// ```
     /// use std::ops::ControlFlow;
-    /// use buffstreams::frame::{Codec, Decoder};
-    /// use buffstreams::Framing;
+    /// use buffstreams_frame::{Codec, Decoder, Framing};
     /// let mut decoder = Decoder::new(Codec::new(Framing::U16Be, 100)?);
     /// let mut got = Vec::new();
     /// for chunk in [&[0u8, 2, b'h'][..], &[b'i']] {
@@ -86,7 +85,7 @@ impl Decoder {
     ///     })?;
     /// }
     /// assert_eq!(got, [b"hi"]);
-    /// # Ok::<(), buffstreams::FrameError>(())
+    /// # Ok::<(), buffstreams_frame::FrameError>(())
     /// ```
     pub fn new(codec: Codec) -> Decoder {
         Decoder {
@@ -136,7 +135,7 @@ impl Decoder {
         self.waiting
     }
 
-    /// Whether the budget (under [`BudgetPolicy::CloseLargest`](super::BudgetPolicy)) asked
+    /// Whether the budget (under [`BudgetPolicy::CloseLargest`](crate::BudgetPolicy)) asked
     /// this stream to give up because it holds the most: close it, which returns its memory.
     /// Its waker was woken when that happened.
     #[inline]
@@ -217,8 +216,20 @@ impl Decoder {
     }
 
     /// Payload bytes the frame in progress still needs (0 between frames, while its header is
-    /// incomplete, and for [`Framing::Delimited`], whose length is unknown).
-    pub(crate) fn frame_remaining(&self) -> usize {
+    /// incomplete, and for [`Framing::Delimited`], whose length is unknown): how much a reader
+    /// can hand this decoder next without it holding more than that frame, e.g. to size a
+    /// receive when memory is short ([`AssemblyBudget::under_pressure`]).
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use buffstreams_frame::{Codec, Decoder, Framing};
+    /// let mut decoder = Decoder::new(Codec::new(Framing::U16Be, 100)?);
+    /// decoder.decode(&[0, 10, 1, 2, 3], |_| ControlFlow::Continue(()))?;
+    /// assert_eq!(decoder.frame_remaining(), 7);
+    /// # Ok::<(), buffstreams_frame::FrameError>(())
+    /// ```
+    #[inline]
+    pub fn frame_remaining(&self) -> usize {
         self.want
             .map_or(0, |want| want.saturating_sub(self.buf.len()))
     }

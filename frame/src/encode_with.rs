@@ -2,10 +2,10 @@
 //! serialiser that knows its encoded length up front, such as prost's `encoded_len`), so no
 //! intermediate buffer holds the message.
 
-use crate::frame::codec::Codec;
-use crate::frame::delimited;
-use crate::frame::error::FrameError;
-use crate::frame::framing::Framing;
+use crate::codec::Codec;
+use crate::delimited;
+use crate::error::FrameError;
+use crate::framing::Framing;
 
 impl Codec {
     /// Writes one frame of a `len`-byte payload at the start of `dst`: the header, then `fill`
@@ -17,13 +17,12 @@ impl Codec {
     /// delimiter (the bytes in `dst` are then not a valid frame and must not be sent).
     ///
     /// ```
-    /// use buffstreams::frame::Codec;
-    /// use buffstreams::Framing;
+    /// use buffstreams_frame::{Codec, Framing};
     /// let codec = Codec::new(Framing::U16Be, 1024)?;
     /// let mut out = vec![0u8; codec.frame_len(3).unwrap()];
     /// codec.encode_with(3, &mut out, |payload| payload.copy_from_slice(b"abc"))?;
     /// assert_eq!(out, [0, 3, b'a', b'b', b'c']);
-    /// # Ok::<(), buffstreams::FrameError>(())
+    /// # Ok::<(), buffstreams_frame::FrameError>(())
     /// ```
     #[inline]
     pub fn encode_with(
@@ -64,7 +63,7 @@ impl Codec {
 
 #[cfg(test)]
 mod tests {
-    use crate::frame::{Codec, FrameError, Framing};
+    use crate::{Codec, FrameError, Framing};
 
     #[test]
     fn same_bytes_as_encode_for_every_framing() {

@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 
 use super::Decoder;
-use crate::frame::delimited;
-use crate::frame::error::FrameError;
+use crate::delimited;
+use crate::error::FrameError;
 
 impl Decoder {
     pub(super) fn decode_delimited<F>(

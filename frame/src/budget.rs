@@ -1,6 +1,6 @@
 //! A memory budget for partly received frames, shared by many decoders.
 //!
-//! A [`Decoder`](super::Decoder) given a budget reserves a frame's announced length from it
+//! A [`Decoder`](crate::Decoder) given a budget reserves a frame's announced length from it
 //! before assembling that frame (and a delimited message's bytes as they arrive), and returns
 //! them once the frame is delivered or the decoder is dropped. When the budget cannot cover a
 //! frame, the decoder stops in front of it and registers a [`Waker`], woken when some memory is
@@ -23,7 +23,7 @@ pub enum BudgetPolicy {
     #[default]
     Wait,
     /// As `Wait`, and the stream holding the most is told to give up
-    /// ([`Decoder::evicted`](super::Decoder::evicted)): its owner closes it, which returns its
+    /// ([`Decoder::evicted`](crate::Decoder::evicted)): its owner closes it, which returns its
     /// memory.
     CloseLargest,
 }
@@ -65,8 +65,7 @@ impl Stake {
 /// use std::ops::ControlFlow;
 /// use std::sync::Arc;
 /// use std::task::{Wake, Waker};
-/// use buffstreams::frame::{AssemblyBudget, Codec, Decoder};
-/// use buffstreams::Framing;
+/// use buffstreams_frame::{AssemblyBudget, Codec, Decoder, Framing};
 ///
 /// struct ReadAgain; // a real waker would make its connection read again
 /// impl Wake for ReadAgain {
@@ -88,7 +87,7 @@ impl Stake {
 /// assert!(b.waiting_for_budget());
 /// // Frames of up to 16 KiB need no budget.
 /// assert_eq!(b.decode(&[0, 0, 0x10, 0, 1], |_| ControlFlow::Continue(()))?, 5);
-/// # Ok::<(), buffstreams::FrameError>(())
+/// # Ok::<(), buffstreams_frame::FrameError>(())
 /// ```
 #[derive(Debug)]
 pub struct AssemblyBudget {
@@ -128,7 +127,7 @@ impl AssemblyBudget {
     /// A budget of `limit` bytes; a stream it cannot cover waits.
     ///
     /// ```
-    /// use buffstreams::frame::AssemblyBudget;
+    /// use buffstreams_frame::AssemblyBudget;
     /// let budget = AssemblyBudget::new(64 << 20);
     /// assert_eq!((budget.limit(), budget.used()), (64 << 20, 0));
     /// ```
@@ -139,8 +138,7 @@ impl AssemblyBudget {
     /// A budget of `limit` bytes with the given policy for streams it cannot cover.
     ///
     /// ```
-    /// use buffstreams::frame::AssemblyBudget;
-    /// use buffstreams::BudgetPolicy;
+    /// use buffstreams_frame::{AssemblyBudget, BudgetPolicy};
     /// let budget = AssemblyBudget::with_policy(64 << 20, BudgetPolicy::CloseLargest);
     /// assert_eq!(budget.policy(), BudgetPolicy::CloseLargest);
     /// ```
@@ -192,9 +190,31 @@ impl AssemblyBudget {
     }
 
     /// Sets what to do when the budget comes under pressure (frames reserved and bytes held
-    /// reach half the limit): called once each time it does, on the thread that pushed it there.
-    /// A listener asks its cores to bring every receive within its credit.
-    pub(crate) fn on_pressure(&self, hook: Box<dyn Fn() + Send + Sync>) {
+    /// reach half the limit, see [`under_pressure`](Self::under_pressure)): called once each
+    /// time it does, on the thread that pushed it there, so it must be quick and must not call
+    /// back into the budget. A `buffstreams` listener asks its cores to bring every receive
+    /// within its credit.
+    ///
+    /// Only the first hook set is kept; later calls do nothing.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use buffstreams_frame::AssemblyBudget;
+    ///
+    /// let budget = AssemblyBudget::new(1000);
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let counter = calls.clone();
+    /// budget.on_pressure(Box::new(move || {
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    /// }));
+    /// budget.charge(600); // past half the limit: the hook runs
+    /// budget.charge(100); // still under pressure: it does not run again
+    /// budget.uncharge(700);
+    /// budget.charge(500); // under pressure anew
+    /// assert_eq!(calls.load(Ordering::Relaxed), 2);
+    /// ```
+    pub fn on_pressure(&self, hook: Box<dyn Fn() + Send + Sync>) {
         let _ = self.on_pressure.0.set(hook);
     }
 
@@ -230,28 +250,42 @@ impl AssemblyBudget {
     }
 
     /// Counts `bytes` of received data that stopped streams keep (returned by
-    /// [`uncharge`](Self::uncharge)). They exist already, so nothing refuses them; they do not
-    /// hold up frames either (a stream waiting for a frame's admission would otherwise wait for
-    /// its own bytes), but they count in [`under_pressure`](Self::under_pressure).
-    pub(crate) fn charge(&self, bytes: usize) {
+    /// [`uncharge`](Self::uncharge)): a reader that stops feeding its decoder (its consumer is
+    /// slow, or the decoder is [waiting for the budget](crate::Decoder::waiting_for_budget))
+    /// charges what it already received and has not decoded. They exist already, so nothing
+    /// refuses them; they do not hold up frames either (a stream waiting for a frame's admission
+    /// would otherwise wait for its own bytes), but they count in
+    /// [`under_pressure`](Self::under_pressure).
+    ///
+    /// ```
+    /// use buffstreams_frame::AssemblyBudget;
+    /// let budget = AssemblyBudget::new(1000);
+    /// budget.charge(500);
+    /// assert_eq!((budget.held(), budget.used(), budget.under_pressure()), (500, 0, true));
+    /// budget.uncharge(500);
+    /// assert_eq!((budget.held(), budget.under_pressure()), (0, false));
+    /// ```
+    pub fn charge(&self, bytes: usize) {
         self.held.fetch_add(bytes, Ordering::Relaxed);
         self.pressure_may_rise();
     }
 
-    /// Returns `bytes` counted by [`charge`](Self::charge).
-    pub(crate) fn uncharge(&self, bytes: usize) {
+    /// Returns `bytes` counted by [`charge`](Self::charge), once they are decoded or dropped.
+    /// Uncharge only what was charged: the count is not checked.
+    pub fn uncharge(&self, bytes: usize) {
         self.held.fetch_sub(bytes, Ordering::Relaxed);
         self.pressure_may_fall();
     }
 
     /// Bytes of received data that stopped streams keep now (see [`charge`](Self::charge)).
-    pub(crate) fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
     }
 
-    /// Whether frames reserved and bytes held together reach half the limit: streams should
-    /// then be handed little beyond the frame they are assembling.
-    pub(crate) fn under_pressure(&self) -> bool {
+    /// Whether frames reserved ([`used`](Self::used)) and bytes held ([`held`](Self::held))
+    /// together reach half the limit: streams should then be handed little beyond the frame
+    /// they are assembling ([`Decoder::frame_remaining`](crate::Decoder::frame_remaining)).
+    pub fn under_pressure(&self) -> bool {
         self.used().saturating_add(self.held()) >= self.limit / 2
     }
 

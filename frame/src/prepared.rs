@@ -1,8 +1,8 @@
-//! [`Frame`]: one message checked and framed by [`Codec::prepare`](super::Codec::prepare), ready to be written.
+//! [`Frame`]: one message checked and framed by [`Codec::prepare`](crate::Codec::prepare), ready to be written.
 
-use crate::frame::framing::MAX_HEADER_LEN;
+use crate::framing::MAX_HEADER_LEN;
 
-/// One checked frame, ready to be written: header, payload, trailer (see [`Codec::prepare`](super::Codec::prepare)).
+/// One checked frame, ready to be written: header, payload, trailer (see [`Codec::prepare`](crate::Codec::prepare)).
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     pub(super) header: [u8; MAX_HEADER_LEN],
@@ -20,7 +20,7 @@ impl Frame<'_> {
         usize::from(self.header_len) + self.payload.len() + usize::from(self.trailer_len)
     }
 
-    /// The header bytes (empty for [`Framing::Delimited`](super::Framing::Delimited)).
+    /// The header bytes (empty for [`Framing::Delimited`](crate::Framing::Delimited)).
     #[inline]
     pub fn header(&self) -> &[u8] {
         &self.header[..usize::from(self.header_len)]

@@ -70,9 +70,11 @@ fn put<const N: usize>(out: &mut [u8], bytes: [u8; N]) -> usize {
 
 /// A codec whose framing is a fixed-width prefix, seen from a writer's hot loop: the frame of a
 /// payload is its length plus a constant, and writing it takes one store and one copy with no
-/// dispatch on the framing (see [`Codec::fixed_header`](super::Codec::fixed_header)).
+/// dispatch on the framing (see [`Codec::fixed_header`](crate::Codec::fixed_header)). Plumbing
+/// for `buffstreams`' `BufferedWriter`, not a stable API.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FixedHeader {
+pub struct FixedHeader {
     pub(crate) fixed: Fixed,
     pub(crate) max: usize,
 }
@@ -80,14 +82,18 @@ pub(crate) struct FixedHeader {
 impl FixedHeader {
     /// Bytes the frame of a `len`-byte payload takes, or `None` if `len` is over the maximum.
     #[inline]
-    pub(crate) fn frame_len(&self, len: usize) -> Option<usize> {
+    pub fn frame_len(&self, len: usize) -> Option<usize> {
         (len <= self.max).then(|| len + self.fixed.len())
     }
 
     /// Writes the frame of `payload` into `dst`, which is exactly
     /// [`frame_len`](FixedHeader::frame_len) bytes.
+    ///
+    /// # Panics
+    ///
+    /// If `dst` is not exactly that long.
     #[inline]
-    pub(crate) fn write(&self, payload: &[u8], dst: &mut [u8]) {
+    pub fn write(&self, payload: &[u8], dst: &mut [u8]) {
         let (head, body) = dst.split_at_mut(self.fixed.len());
         self.fixed.write(payload.len() as u64, head);
         body.copy_from_slice(payload);
@@ -100,7 +106,7 @@ mod tests {
 
     #[test]
     fn fixed_header_frames_like_the_codec() {
-        use crate::frame::{Codec, Framing};
+        use crate::{Codec, Framing};
         for framing in [
             Framing::U16Be,
             Framing::U16Le,
@@ -138,7 +144,7 @@ mod tests {
             Fixed::U64Be,
             Fixed::U64Le,
         ] {
-            let mut out = [0u8; super::super::MAX_HEADER_LEN];
+            let mut out = [0u8; crate::MAX_HEADER_LEN];
             for v in [0, 1, 0x1234, f.max_value()] {
                 let n = f.write(v, &mut out);
                 assert_eq!(n, f.len());
@@ -146,7 +152,7 @@ mod tests {
                 assert_eq!(f.read(&out[..n - 1]), None);
             }
         }
-        let mut out = [0u8; super::super::MAX_HEADER_LEN];
+        let mut out = [0u8; crate::MAX_HEADER_LEN];
         Fixed::U32Be.write(0x0102_0304, &mut out);
         assert_eq!(out[..4], [1, 2, 3, 4]);
         Fixed::U32Le.write(0x0102_0304, &mut out);

@@ -7,9 +7,9 @@
 //! The Go reader trusts the header; this one rejects a negative length, a length above `M`, a
 //! varint that does not end within `H` bytes and non-zero padding.
 
-use crate::frame::error::FrameError;
-use crate::frame::framing::MAX_HEADER_LEN;
-use crate::frame::varint;
+use crate::error::FrameError;
+use crate::framing::MAX_HEADER_LEN;
+use crate::varint;
 
 /// Maximum message size the Go library uses when it is configured with 0.
 pub(crate) const GO_DEFAULT_MAX: usize = 4096;
