@@ -84,7 +84,14 @@ fn buffstreams(address: &str, plan: Plan, shared: Arc<Shared>) -> Result<Stop, S
     let writing = spawn_pinned(1, move || {
         // One thread round-robins over the connections, 64 messages at a time, each through
         // its BufferedWriter (the throughput benchmark's client).
-        let mut outs: Vec<_> = writers.iter().map(Writer::buffered).collect();
+        // BUFFSTREAMS_BENCH_BATCH=<bytes>: each BufferedWriter's batch (a diagnostic knob).
+        let batch = std::env::var("BUFFSTREAMS_BENCH_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let mut outs: Vec<_> = writers
+            .iter()
+            .map(|w| batch.map_or_else(|| w.buffered(), |n| w.buffered_with_capacity(n)))
+            .collect();
         'run: while !shared.stop.load(Ordering::Relaxed) {
             for out in &mut outs {
                 for _ in 0..64 {

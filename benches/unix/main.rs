@@ -12,7 +12,8 @@
 //! Rounds alternate the contenders; each prints its median rate with the min–max, and the
 //! ratios of buffstreams over Unix sockets to std over Unix sockets and to buffstreams over TCP.
 //!
-//! `cargo bench --bench unix -- [--quick] [--size BYTES] [--conns N] [--rounds N] [--secs S]`
+//! `cargo bench --bench unix -- [--quick] [--size BYTES] [--conns N] [--rounds N] [--secs S]
+//! [--only NAME]`
 
 mod contenders;
 
@@ -78,12 +79,18 @@ fn main() {
         println!("SKIP: needs 2 CPUs (server on CPU 0, client on CPU 1)");
         return;
     }
-    let contenders: [(&str, Start); 4] = [
+    let all: [(&str, Start); 4] = [
         ("buffstreams-uds", contenders::buffstreams_uds),
         ("std-uds", contenders::std_uds),
         ("tokio-uds", contenders::tokio_uds),
         ("buffstreams-tcp", contenders::buffstreams_tcp),
     ];
+    // `--only NAME`: one contender (for profiling); the ratios then print nothing.
+    let only = arg(&args, "--only");
+    let contenders: Vec<(&str, Start)> = all
+        .into_iter()
+        .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name))
+        .collect();
     println!(
         "unix: stream end to end, {} B x {} conns, {rounds} rounds of {secs} s, contenders alternating",
         plan.size, plan.conns
@@ -125,7 +132,7 @@ fn main() {
         }
     }
     let ratio = |a: usize, b: usize, what: &str| {
-        if let (Some(x), Some(y)) = (medians[a], medians[b]) {
+        if let (Some(Some(x)), Some(Some(y))) = (medians.get(a), medians.get(b)) {
             println!("  ratio {what}: {:.2}x", x / y);
         }
     };
