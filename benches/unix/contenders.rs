@@ -80,34 +80,46 @@ fn buffstreams(address: &str, plan: Plan, shared: Arc<Shared>) -> Result<Stop, S
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let msg = payload(plan.size);
-    let writing = spawn_pinned(1, move || {
-        // One thread round-robins over the connections, 64 messages at a time, each through
-        // its BufferedWriter (the throughput benchmark's client).
-        // BUFFSTREAMS_BENCH_BATCH=<bytes>: each BufferedWriter's batch (a diagnostic knob).
-        let batch = std::env::var("BUFFSTREAMS_BENCH_BATCH")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        let mut outs: Vec<_> = writers
-            .iter()
-            .map(|w| batch.map_or_else(|| w.buffered(), |n| w.buffered_with_capacity(n)))
-            .collect();
-        'run: while !shared.stop.load(Ordering::Relaxed) {
-            for out in &mut outs {
-                for _ in 0..64 {
-                    if out.write(&msg).is_err() {
-                        break 'run;
+    // BUFFSTREAMS_BENCH_BATCH=<bytes>: each BufferedWriter's batch; BUFFSTREAMS_BENCH_THREADS=conn:
+    // a writing thread per connection, as std's client (diagnostic knobs).
+    let batch: Option<usize> = std::env::var("BUFFSTREAMS_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let groups: Vec<Vec<Writer>> = match std::env::var("BUFFSTREAMS_BENCH_THREADS") {
+        Ok(v) if v == "conn" => writers.into_iter().map(|w| vec![w]).collect(),
+        _ => vec![writers],
+    };
+    let writing: Vec<_> = groups
+        .into_iter()
+        .map(|writers| {
+            let (shared, msg) = (shared.clone(), payload(plan.size));
+            spawn_pinned(1, move || {
+                // The thread round-robins over its connections, 64 messages at a time, each
+                // through its BufferedWriter (the throughput benchmark's client).
+                let mut outs: Vec<_> = writers
+                    .iter()
+                    .map(|w| batch.map_or_else(|| w.buffered(), |n| w.buffered_with_capacity(n)))
+                    .collect();
+                'run: while !shared.stop.load(Ordering::Relaxed) {
+                    for out in &mut outs {
+                        for _ in 0..64 {
+                            if out.write(&msg).is_err() {
+                                break 'run;
+                            }
+                        }
                     }
                 }
-            }
-        }
-        drop(outs);
-        for w in &writers {
-            let _ = w.close();
-        }
-    });
+                drop(outs);
+                for w in &writers {
+                    let _ = w.close();
+                }
+            })
+        })
+        .collect();
     Ok(Box::new(move || {
-        let _ = writing.join();
+        for w in writing {
+            let _ = w.join();
+        }
         listener.close();
         client.shutdown();
         server.shutdown();
