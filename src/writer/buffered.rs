@@ -148,6 +148,14 @@ impl BufferedWriter<'_> {
                 }
             }
         }
+        self.write_slow(msg)
+    }
+
+    /// [`write`](BufferedWriter::write) off its fast path, kept out of line so that the fast
+    /// path stays a few instructions wherever it is inlined.
+    #[cold]
+    #[inline(never)]
+    fn write_slow(&mut self, msg: &[u8]) -> Result<usize, WriteError> {
         self.write_with(msg.len(), |payload| payload.copy_from_slice(msg))
     }
 
