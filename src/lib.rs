@@ -1,7 +1,7 @@
 //! # buffstreams
 //!
-//! Length-prefixed messages (Protocol Buffers, or any bytes) over TCP, on per-core io_uring
-//! runtimes with an epoll fallback, for Linux. The Rust successor of the Go library
+//! Length-prefixed messages (Protocol Buffers, or any bytes) over TCP or Unix domain sockets
+//! ([`Endpoint`]), on per-core io_uring runtimes with an epoll fallback, for Linux. The Rust successor of the Go library
 //! BuffStreams: a header before every message carries its size; the library adds it on write
 //! and strips it on read. It never touches protobuf itself: you hand it bytes, it hands you
 //! bytes.

@@ -180,7 +180,7 @@ fn permissions_and_a_replaced_file(backend: Backend) {
     std::fs::remove_file(&path).unwrap();
 }
 
-/// Every core accepts from the one socket: connections reach both cores.
+/// Every core accepts from the one socket: connections reach both cores (on io_uring).
 fn connections_reach_every_core(backend: Backend) {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return common::skip("fewer than 2 CPUs");
@@ -213,10 +213,17 @@ fn connections_reach_every_core(backend: Backend) {
             .is_empty()));
     }
     eprintln!("{backend:?}: connections per core {per_core:?}");
-    assert!(
-        per_core.iter().all(|&n| n > 0),
-        "{backend:?}: every core accepts: {per_core:?}"
-    );
+    assert_eq!(per_core.iter().sum::<usize>(), 64);
+    // On io_uring each core's single accept goes to the back of the line once it has taken a
+    // connection, so both cores take some in every round (32/32 measured). On epoll every core
+    // is woken and the first to accept wins: spread, but by the scheduler (35/29 to 43/21
+    // measured), so not asserted.
+    if backend == Backend::IoUring {
+        assert!(
+            per_core.iter().all(|&n| n > 0),
+            "{backend:?}: every core accepts: {per_core:?}"
+        );
+    }
     listener.close();
 }
 
