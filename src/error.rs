@@ -137,6 +137,14 @@ pub enum DialError {
         /// The configured connect timeout.
         after: Duration,
     },
+    /// The connection came back to itself: nothing listens on a local port, and the kernel
+    /// picked that same port as the connection's source (TCP's simultaneous open), so the
+    /// socket would write into its own receive queue. Dropped, like a refused connection.
+    #[error("connecting to {addr} reached this socket itself (nothing listens there)")]
+    SelfConnected {
+        /// The address dialed.
+        addr: Endpoint,
+    },
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     RuntimeClosed,
