@@ -528,6 +528,24 @@ fn bench_prints_a_summary() {
 }
 
 #[test]
+fn bench_runs_over_a_unix_socket() {
+    let out = run(
+        &[
+            "bench", "--secs", "1", "--conns", "2", "--size", "64", "--unix",
+        ],
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stderr.contains("-> unix:@buffstreams-bench-"),
+        "{out:?}"
+    );
+    let summary = out.stdout.last().cloned().unwrap_or_default();
+    assert!(summary.starts_with("bench: "), "{out:?}");
+    assert!(summary.contains("msgs/s"), "{out:?}");
+}
+
+#[test]
 fn ctrl_c_stops_listen_and_bench_with_their_totals() {
     let (listener, addr) = listen(&["--print", "len"]);
     let send = run(&["send", &addr, "--generate", "10", "--size", "3"], None);

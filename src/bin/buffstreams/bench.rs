@@ -75,6 +75,15 @@ fn received(listener: &Listener) -> u64 {
         .sum()
 }
 
+/// Where the bench's listener listens: a free TCP loopback port, or with `unix` a name in
+/// the abstract namespace (no file to clean up) unique to this process.
+fn address(unix: bool) -> String {
+    match unix {
+        true => format!("unix:@buffstreams-bench-{}", std::process::id()),
+        false => "127.0.0.1:0".to_string(),
+    }
+}
+
 /// Runs `bench`.
 pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     let cores = args.cores as usize;
@@ -87,7 +96,7 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     .map_err(|e| Failure::Run(format!("cannot start the listener's runtime: {e}")))?;
     let listener = Listener::bind_on(
         &server,
-        ListenerConfig::new("127.0.0.1:0", |_msg, _conn| Ok(())).max_message_size(max),
+        ListenerConfig::new(address(args.unix), |_msg, _conn| Ok(())).max_message_size(max),
     )
     .map_err(|e| Failure::Run(e.to_string()))?;
     // The writers' core goes on the CPU after the listener's.
@@ -98,7 +107,7 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
         ..RuntimeConfig::default()
     })
     .map_err(|e| Failure::Run(format!("cannot start the writers' runtime: {e}")))?;
-    let config = WriterConfig::new(listener.local_addr().to_string()).max_message_size(max);
+    let config = WriterConfig::new(listener.endpoint().to_string()).max_message_size(max);
     let writers = (0..args.conns)
         .map(|_| Writer::dial_on(&client, config.clone()))
         .collect::<Result<Vec<_>, _>>()
@@ -106,7 +115,7 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     eprintln!(
         "bench: {} connection(s) -> {} ({} backend, {} listener core(s)), {}-byte messages, {} s",
         writers.len(),
-        listener.local_addr(),
+        listener.endpoint(),
         backend_name(server.backend()),
         server.cores(),
         args.size,

@@ -167,6 +167,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub cores: u32,
+    /// Over a Unix domain socket (in the abstract namespace) instead of TCP loopback
+    #[arg(long)]
+    pub unix: bool,
 }
 
 /// `--backend`.
