@@ -5,7 +5,7 @@
 use io_uring::{opcode, register::Probe};
 
 use crate::engine::config::Backend;
-use crate::engine::kernel::{io_uring_disabled_sysctl, kernel_release};
+use crate::engine::kernel::{io_uring_disabled_sysctl, kernel_release, ktls_available};
 use crate::error::StartError;
 
 /// What this kernel offers the engine: [`probe`]'s answer.
@@ -40,6 +40,10 @@ pub struct KernelReport {
     pub send_zc: bool,
     /// The backend [`Backend::Auto`] chooses here.
     pub auto_backend: Backend,
+    /// Kernel TLS: a TCP socket here accepts the `tls` upper-layer protocol (`TCP_ULP`), so
+    /// record encryption could be handed to the kernel. Reported only; the engine does not
+    /// use it.
+    pub ktls: bool,
 }
 
 /// Looks at what this kernel offers, the way a runtime starting here would (one small ring,
@@ -58,6 +62,7 @@ pub fn probe() -> KernelReport {
         bundles: false,
         send_zc: false,
         auto_backend: Backend::IoUring,
+        ktls: ktls_available(),
     };
     let setup = crate::engine::uring::build_ring(8, Default::default());
     let (ring, flags) = match setup {
@@ -122,6 +127,7 @@ impl std::fmt::Display for KernelReport {
             writeln!(f, "bundles:               {}", yes(self.bundles))?;
             writeln!(f, "send zero-copy:        {}", yes(self.send_zc))?;
         }
+        writeln!(f, "kernel TLS (kTLS):     {}", yes(self.ktls))?;
         let why = match &self.io_uring {
             None => "io_uring has everything the engine needs".to_string(),
             Some(err) => format!("io_uring cannot be used ({err})"),
@@ -149,6 +155,10 @@ mod tests {
             assert!(report.multishot && report.buffer_rings);
         }
         assert!(report.to_string().contains("Backend::Auto chooses"));
+        // Once a socket took the `tls` ULP, the kernel lists it as available.
+        let listed = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
+            .is_ok_and(|ulps| ulps.split_whitespace().any(|u| u == "tls"));
+        assert_eq!(report.ktls, listed, "kTLS probed and listed agree");
         runtime.shutdown();
     }
 }
