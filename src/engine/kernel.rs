@@ -98,6 +98,30 @@ pub(crate) fn kernel_release() -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Whether this kernel offers kernel TLS: a connected TCP socket accepts the `tls` upper-layer
+/// protocol (`TCP_ULP`, the `tls` module, loaded on demand where it exists). Tried on a
+/// throwaway loopback connection; any failure (no module: `ENOENT`; no loopback) reads as no.
+pub(crate) fn ktls_available() -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let Ok(stream) = listener.local_addr().and_then(std::net::TcpStream::connect) else {
+        return false;
+    };
+    const NAME: &[u8] = b"tls";
+    // SAFETY: `NAME` is a static byte string of the length passed (the kernel copies at most
+    // that many bytes); `stream` is an open socket for the whole call.
+    syscall!(setsockopt(
+        stream.as_raw_fd(),
+        libc::SOL_TCP,
+        libc::TCP_ULP,
+        NAME.as_ptr().cast(),
+        NAME.len() as libc::socklen_t,
+    ))
+    .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,28 +150,4 @@ mod tests {
             StartError::IoUringBlocked | StartError::IoUringDisabled { .. }
         ));
     }
-}
-
-/// Whether this kernel offers kernel TLS: a connected TCP socket accepts the `tls` upper-layer
-/// protocol (`TCP_ULP`, the `tls` module, loaded on demand where it exists). Tried on a
-/// throwaway loopback connection; any failure (no module: `ENOENT`; no loopback) reads as no.
-pub(crate) fn ktls_available() -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
-        return false;
-    };
-    let Ok(stream) = listener.local_addr().and_then(std::net::TcpStream::connect) else {
-        return false;
-    };
-    const NAME: &[u8] = b"tls";
-    // SAFETY: `NAME` is a static byte string of the length passed (the kernel copies at most
-    // that many bytes); `stream` is an open socket for the whole call.
-    syscall!(setsockopt(
-        stream.as_raw_fd(),
-        libc::SOL_TCP,
-        libc::TCP_ULP,
-        NAME.as_ptr().cast(),
-        NAME.len() as libc::socklen_t,
-    ))
-    .is_ok()
 }
