@@ -113,7 +113,13 @@ fn main() {
     let median = |v: &[f64]| -> Option<(f64, f64, f64)> {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
-        Some((*v.get(v.len() / 2)?, *v.first()?, *v.last()?))
+        let n = v.len();
+        // An even count takes the mean of the middle two.
+        let mid = match n % 2 {
+            0 => (*v.get((n / 2).checked_sub(1)?)? + *v.get(n / 2)?) / 2.0,
+            _ => *v.get(n / 2)?,
+        };
+        Some((mid, *v.first()?, *v.last()?))
     };
     let mut medians = Vec::new();
     for ((name, _), r) in contenders.iter().zip(&rates) {
