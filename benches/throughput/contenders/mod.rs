@@ -117,6 +117,18 @@ pub fn connect_all(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpStream>> {
         .collect()
 }
 
+/// The connections an async contender's client starts with: one per connection for the
+/// streaming and ping-pong workloads, none for churn (its workers connect as they go).
+pub fn client_streams(args: &ClientArgs) -> Result<Vec<TcpStream>, StartError> {
+    match args.workload {
+        Workload::Stream | Workload::StreamClient | Workload::Pingpong => {
+            Ok(connect_all(args.addr, args.conns)?)
+        }
+        Workload::Churn => Ok(Vec::new()),
+        Workload::StreamServer => Err(StartError::Failed("stream-server uses the loadgen".into())),
+    }
+}
+
 /// A named thread with a small stack (256 connections may mean 256 threads).
 pub fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()

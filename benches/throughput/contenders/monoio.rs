@@ -14,7 +14,7 @@ mod imp {
     use buffstreams::Framing;
     use monoio::net::TcpStream;
 
-    use super::super::{connect_all, listen, spawn, ClientArgs, ClientHandle};
+    use super::super::{client_streams, listen, spawn, ClientArgs, ClientHandle};
     use super::super::{ServerArgs, ServerHandle, StartError};
     use crate::plan::Workload;
     use crate::stats;
@@ -91,15 +91,7 @@ mod imp {
 
     pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
         let (workload, size, addr) = (args.workload, args.size, args.addr);
-        let streams = match workload {
-            Workload::Stream | Workload::StreamClient | Workload::Pingpong => {
-                connect_all(addr, args.conns)?
-            }
-            Workload::Churn => Vec::new(),
-            Workload::StreamServer => {
-                return Err(StartError::Failed("stream-server uses the loadgen".into()))
-            }
-        };
+        let streams = client_streams(args)?;
         let workers = args.conns;
         spawn("monoio-client", move || {
             runtime().block_on(async move {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio_util::codec::{Framed, FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::{connect_all, is_disconnect, listen, spawn, ClientArgs, ClientHandle};
+use super::{client_streams, is_disconnect, listen, spawn, ClientArgs, ClientHandle};
 use super::{ServerArgs, ServerHandle, StartError};
 use crate::plan::Workload;
 use crate::stats;
@@ -127,15 +127,7 @@ pub fn client(flavor: Flavor, args: &ClientArgs) -> Result<ClientHandle, StartEr
     // The client process is pinned to one CPU: one worker is all a multi-thread runtime gets.
     let rt = runtime(flavor, 1)?;
     let (workload, size, addr) = (args.workload, args.size, args.addr);
-    let streams = match workload {
-        Workload::Stream | Workload::StreamClient | Workload::Pingpong => {
-            connect_all(addr, args.conns)?
-        }
-        Workload::Churn => Vec::new(),
-        Workload::StreamServer => {
-            return Err(StartError::Failed("stream-server uses the loadgen".into()))
-        }
-    };
+    let streams = client_streams(args)?;
     for s in &streams {
         s.set_nonblocking(true)?;
     }

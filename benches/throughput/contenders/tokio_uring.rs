@@ -13,7 +13,7 @@ mod imp {
     use buffstreams::tokio_uring::{FramedError, FramedStream};
     use buffstreams::Framing;
 
-    use super::super::{connect_all, listen, spawn, ClientArgs, ClientHandle};
+    use super::super::{client_streams, listen, spawn, ClientArgs, ClientHandle};
     use super::super::{ServerArgs, ServerHandle, StartError};
     use crate::plan::Workload;
     use crate::stats;
@@ -80,15 +80,7 @@ mod imp {
 
     pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
         let (workload, size, addr) = (args.workload, args.size, args.addr);
-        let streams = match workload {
-            Workload::Stream | Workload::StreamClient | Workload::Pingpong => {
-                connect_all(addr, args.conns)?
-            }
-            Workload::Churn => Vec::new(),
-            Workload::StreamServer => {
-                return Err(StartError::Failed("stream-server uses the loadgen".into()))
-            }
-        };
+        let streams = client_streams(args)?;
         let workers = args.conns;
         spawn("tokio-uring-client", move || {
             tokio_uring::start(async move {
