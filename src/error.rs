@@ -105,6 +105,10 @@ pub enum ListenError {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     RuntimeClosed,
+    /// The listener's TLS handshake thread could not be started.
+    #[cfg(feature = "tls")]
+    #[error("cannot start the TLS handshake thread: {0}")]
+    Thread(#[source] io::Error),
 }
 
 /// Why a writer could not connect.
@@ -148,6 +152,30 @@ pub enum DialError {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     RuntimeClosed,
+    /// The TLS handshake failed (an untrusted, expired or wrong-name certificate, a refused
+    /// client certificate, a timeout). [`TlsError::is_permanent`](crate::tls::TlsError::is_permanent)
+    /// says whether the writer gives up at once.
+    #[cfg(feature = "tls")]
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// The address dialed.
+        addr: Endpoint,
+        /// Why (boxed: rustls's errors are large, and every write result carries this type).
+        #[source]
+        source: Box<crate::tls::TlsError>,
+    },
+}
+
+impl DialError {
+    /// Whether redialing cannot help: the server's TLS certificate was refused, or it refused
+    /// ours. A writer gives up at once on such an error instead of following its retry policy.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            DialError::Tls { source, .. } => source.is_permanent(),
+            _ => false,
+        }
+    }
 }
 
 /// Why [`Writer::write_batch`](crate::Writer::write_batch) stopped: the first `queued`
@@ -234,6 +262,11 @@ pub enum ConnError {
         /// Bytes of the budget the connection held.
         held: usize,
     },
+    /// TLS failed: a bad record, an alert from the peer, a truncation (see
+    /// [`TlsError`](crate::tls::TlsError)).
+    #[cfg(feature = "tls")]
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// How a connection ended.

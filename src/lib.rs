@@ -180,6 +180,9 @@ mod options;
 #[cfg_attr(docsrs, doc(cfg(feature = "prost")))]
 pub mod protobuf;
 mod stream;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 #[cfg(feature = "tokio-uring")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-uring")))]
 pub mod tokio_uring;

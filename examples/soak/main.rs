@@ -209,7 +209,7 @@ impl Soak {
             self.ledger.handed_back(&unsent.unsent);
         }
         let last = dialed.writer.conn_info();
-        let kept = match (dialed.first, last) {
+        let kept = match (dialed.first.clone(), last) {
             (Some(first), Some(last)) if first.id == last.id => Some(last.local),
             _ => None,
         };

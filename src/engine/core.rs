@@ -45,6 +45,9 @@ pub(super) enum Command {
         info: ConnInfo,
         sendq: Arc<SendQueue>,
         session: Box<dyn Session>,
+        /// The listener (by id) that accepted it and handed it off (`Acceptor::hand_off`);
+        /// `None` for a writer's connection.
+        listener: Option<u64>,
     },
     /// Bytes were queued on this queue.
     Flush(Arc<SendQueue>),
@@ -247,6 +250,15 @@ pub(crate) trait Acceptor: Send + Sync {
         info: ConnInfo,
         core: &CoreHandle,
     ) -> Option<(SendQueueHandle, Box<dyn Session>)>;
+
+    /// Takes an accepted socket over instead of [`open`](Acceptor::open) (which runs when this
+    /// gives it back): a listener that must do work before the connection carries messages
+    /// (a TLS handshake) does it elsewhere, then hands the connection to its core with
+    /// [`CoreHandle::adopt_accepted`].
+    fn hand_off(&self, fd: OwnedFd, info: ConnInfo, core: &CoreHandle) -> Result<(), OwnedFd> {
+        let _ = (info, core);
+        Err(fd)
+    }
 
     /// Whether this listener's sessions want [`Session::on_tick`].
     fn ticks(&self) -> bool {

@@ -29,7 +29,7 @@ use crate::error::ConnError;
 pub(crate) use crate::engine::dialer::{Next, Redial};
 pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
 pub(crate) use crate::engine::send::gate::{Gate, PushError};
-pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex};
+pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex, Seal};
 pub(crate) use crate::engine::session::{next_conn_id, peer_cred, Delivered, Session};
 pub use crate::engine::session::{ConnInfo, PeerCred};
 
@@ -88,7 +88,8 @@ impl CoreHandle {
         done
     }
 
-    /// Hands a connected socket to this core, draining `sendq` and feeding `session`.
+    /// Hands a connected socket to this core, draining `sendq` and feeding `session`; on a
+    /// sealed queue (see [`SendQueueHandle::sealed`]) `seal` seals what is sent on it.
     /// `false` if the core has ended.
     pub(crate) fn adopt(
         &self,
@@ -96,8 +97,40 @@ impl CoreHandle {
         info: ConnInfo,
         sendq: &SendQueueHandle,
         session: Box<dyn Session>,
+        seal: Option<Box<dyn Seal>>,
+    ) -> bool {
+        self.adopt_for(None, fd, info, sendq, session, seal)
+    }
+
+    /// [`adopt`](CoreHandle::adopt) for a connection listener `listener` accepted and handed
+    /// off ([`Acceptor::hand_off`]): it counts as that listener's, and closes with it. If the
+    /// listener has closed meanwhile, the connection is closed at once (its session hears it).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn adopt_accepted(
+        &self,
+        listener: u64,
+        fd: OwnedFd,
+        info: ConnInfo,
+        sendq: &SendQueueHandle,
+        session: Box<dyn Session>,
+        seal: Option<Box<dyn Seal>>,
+    ) -> bool {
+        self.adopt_for(Some(listener), fd, info, sendq, session, seal)
+    }
+
+    fn adopt_for(
+        &self,
+        listener: Option<u64>,
+        fd: OwnedFd,
+        info: ConnInfo,
+        sendq: &SendQueueHandle,
+        session: Box<dyn Session>,
+        seal: Option<Box<dyn Seal>>,
     ) -> bool {
         let fd = Arc::new(fd);
+        if let Some(seal) = seal {
+            sendq.0.set_sealer(fd.clone(), seal);
+        }
         // Producers may send on it at once (a flush right after a dial sends from its own
         // thread), before the core has taken the connection in.
         sendq.0.preattach(fd.clone());
@@ -106,6 +139,7 @@ impl CoreHandle {
             info,
             sendq: sendq.0.clone(),
             session,
+            listener,
         });
         if !sent {
             sendq.0.unpreattach(&fd);
@@ -136,7 +170,32 @@ impl SendQueueHandle {
         after_failure: AfterFailure,
     ) -> SendQueueHandle {
         let reconnect = after_failure == AfterFailure::Reconnect;
-        SendQueueHandle(SendQueue::new(core.0.clone(), limit, frames, reconnect))
+        SendQueueHandle(SendQueue::new(
+            core.0.clone(),
+            limit,
+            frames,
+            reconnect,
+            false,
+        ))
+    }
+
+    /// [`new`](SendQueueHandle::new) for a connection whose bytes are all sealed before they
+    /// are sent (TLS): nothing leaves it but what the sealer given to
+    /// [`CoreHandle::adopt`] with each connection sealed.
+    pub(crate) fn sealed(
+        core: &CoreHandle,
+        limit: usize,
+        frames: Box<dyn FrameIndex>,
+        after_failure: AfterFailure,
+    ) -> SendQueueHandle {
+        let reconnect = after_failure == AfterFailure::Reconnect;
+        SendQueueHandle(SendQueue::new(
+            core.0.clone(),
+            limit,
+            frames,
+            reconnect,
+            true,
+        ))
     }
 
     /// Whether the calling thread is the owning core's.

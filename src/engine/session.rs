@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::error::{CloseReason, ConnError};
 
 /// Identity of one connection, fixed for its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct ConnInfo {
     /// Unique (per process) connection id.
@@ -27,6 +27,10 @@ pub struct ConnInfo {
     /// On a Unix domain socket, the peer process's credentials (`SO_PEERCRED`, taken when the
     /// connection was made); `None` on TCP.
     pub peer_cred: Option<PeerCred>,
+    /// On a TLS connection, what the handshake established: the peer's verified certificate
+    /// chain (under mutual TLS, or on a writer's side), the protocol and cipher suite.
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<crate::tls::TlsPeer>>,
 }
 
 /// The credentials of the process at the other end of a Unix domain socket (`SO_PEERCRED`):
@@ -114,6 +118,8 @@ impl ConnInfo {
             local: local.unwrap_or_else(|| unspecified(peer)),
             core,
             peer_cred: if unix { peer_cred(fd.as_fd()) } else { None },
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -135,6 +141,13 @@ pub(crate) trait Session: Send {
     /// engine then limits the receive to this (but never below its minimum credit).
     fn recv_credit(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether bytes it was given before the connection reached the core (what a handshake
+    /// read past its end) may hold messages: the engine then calls `on_data` with no bytes
+    /// once, as soon as the connection is in.
+    fn has_pending(&self) -> bool {
+        false
     }
 
     /// The peer closed its side. Returns an error if that cut a message short.

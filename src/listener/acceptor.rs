@@ -31,11 +31,22 @@ pub(super) struct FramedAcceptor {
     pub(super) counters: Arc<ListenerCounters>,
 }
 
-impl Acceptor for FramedAcceptor {
-    fn open(
+impl FramedAcceptor {
+    /// `open` for a connection whose bytes are sealed before they are sent (TLS).
+    #[cfg(feature = "tls")]
+    pub(super) fn open_sealed(
         &self,
         info: ConnInfo,
         core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)> {
+        self.open_with(info, core, true)
+    }
+
+    fn open_with(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+        sealed: bool,
     ) -> Option<(SendQueueHandle, Box<dyn Session>)> {
         // Admission and registration under one lock: the cap holds across cores.
         let mut registry = self.registry.lock();
@@ -50,14 +61,19 @@ impl Acceptor for FramedAcceptor {
                 return None;
             }
         }
-        let sendq = SendQueueHandle::new(
+        let new = match sealed {
+            true => SendQueueHandle::sealed,
+            false => SendQueueHandle::new,
+        };
+        let sendq = new(
             core,
             self.send_queue_bytes,
             Box::new(self.codec),
             AfterFailure::Refuse,
         );
+        let id = info.id;
         let conn = Conn::new(info, self.codec, sendq.clone());
-        registry.insert(info.id, conn.clone());
+        registry.insert(id, conn.clone());
         drop(registry);
         self.counters.accepted();
         let session = FramedSession::new(
@@ -71,7 +87,21 @@ impl Acceptor for FramedAcceptor {
         Some((sendq, Box::new(session)))
     }
 
-    fn ticks(&self) -> bool {
+    pub(super) fn ticks(&self) -> bool {
         self.limits.ticks()
+    }
+}
+
+impl Acceptor for FramedAcceptor {
+    fn open(
+        &self,
+        info: ConnInfo,
+        core: &CoreHandle,
+    ) -> Option<(SendQueueHandle, Box<dyn Session>)> {
+        self.open_with(info, core, false)
+    }
+
+    fn ticks(&self) -> bool {
+        FramedAcceptor::ticks(self)
     }
 }

@@ -55,6 +55,9 @@ pub struct ListenerConfig {
     pub(crate) budget_policy: BudgetPolicy,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: Option<usize>,
+    /// TLS (setters in `listener/tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::ListenerTls>,
 }
 
 forward_stream_options!(ListenerConfig);
@@ -133,6 +136,8 @@ impl ListenerConfig {
                 frame: Some(DEFAULT_FRAME_TIMEOUT),
             },
             max_connections: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 

@@ -8,6 +8,8 @@ mod broadcast;
 mod config;
 mod registry;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -144,7 +146,8 @@ impl Listener {
             Delivery::Discard | Delivery::Handler(_) => None,
         };
         let limits = config.session_limits(codec.max_message_size());
-        let acceptor: Arc<dyn Acceptor> = Arc::new(FramedAcceptor {
+        let id = next_listener_id();
+        let framed = FramedAcceptor {
             codec,
             delivery: config.delivery.clone(),
             policy: config.options.policy,
@@ -155,7 +158,14 @@ impl Listener {
             max_connections: config.max_connections,
             refused_log: LogLimit::default(),
             counters: counters.clone(),
-        });
+        };
+        #[cfg(feature = "tls")]
+        let acceptor: Arc<dyn Acceptor> = match &config.tls {
+            Some(tls) => Arc::new(self::tls::TlsAcceptor::start(id, framed, tls)?),
+            None => Arc::new(framed),
+        };
+        #[cfg(not(feature = "tls"))]
+        let acceptor: Arc<dyn Acceptor> = Arc::new(framed);
         if let Some(budget) = &limits.budget {
             // Under pressure, receives armed earlier (a streaming connection's has no limit)
             // are brought within the smaller credit at once, not at their next re-arm.
@@ -166,7 +176,6 @@ impl Listener {
                 }
             }));
         }
-        let id = next_listener_id();
         let mut acks = Vec::with_capacity(sockets.len());
         for (core, socket) in runtime.all_cores().iter().zip(sockets) {
             acks.push(core.add_listener(id, OwnedFd::from(socket), acceptor.clone()));

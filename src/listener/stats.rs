@@ -35,6 +35,9 @@ pub struct ListenerStats {
     pub frame_timeouts: u64,
     /// Messages delivered to the handler or the channel.
     pub messages_received: u64,
+    /// TLS handshakes that failed or timed out (their connections were closed before they
+    /// counted as accepted).
+    pub handshake_failures: u64,
 }
 
 /// The live counters behind [`ListenerStats`]: touched per connection, except `messages`,
@@ -45,6 +48,7 @@ pub(crate) struct ListenerCounters {
     conn_errors: AtomicU64,
     idle_timeouts: AtomicU64,
     frame_timeouts: AtomicU64,
+    handshake_failures: AtomicU64,
     pub(crate) messages: Arc<Tally>,
 }
 
@@ -56,6 +60,7 @@ impl ListenerCounters {
             conn_errors: AtomicU64::new(0),
             idle_timeouts: AtomicU64::new(0),
             frame_timeouts: AtomicU64::new(0),
+            handshake_failures: AtomicU64::new(0),
             messages: Arc::new(Tally::new(cores)),
         }
     }
@@ -66,6 +71,12 @@ impl ListenerCounters {
 
     pub(crate) fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TLS handshake failed (only with the `tls` feature).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn handshake_failed(&self) {
+        self.handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection that closed for `reason`.
@@ -90,6 +101,7 @@ impl ListenerCounters {
             idle_timeouts: get(&self.idle_timeouts),
             frame_timeouts: get(&self.frame_timeouts),
             messages_received: self.messages.sum(),
+            handshake_failures: get(&self.handshake_failures),
         }
     }
 }

@@ -70,7 +70,7 @@ impl Conn {
 
     /// Everything identifying this connection.
     pub fn info(&self) -> ConnInfo {
-        self.inner.info
+        self.inner.info.clone()
     }
 
     /// Frames `msg` and queues it; returns the number of bytes framed (header included).

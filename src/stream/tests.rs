@@ -23,6 +23,8 @@ pub(crate) fn conn(core: &CoreHandle, id: u64) -> Conn {
         local: "127.0.0.1:2".parse().expect("addr"),
         core: 0,
         peer_cred: None,
+        #[cfg(feature = "tls")]
+        tls: None,
     };
     let sendq = SendQueueHandle::new(core, 1 << 16, Box::new(codec()), AfterFailure::Refuse);
     Conn::new(info, codec(), sendq)

@@ -133,6 +133,9 @@ pub struct WriterConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) background_connect: bool,
     pub(crate) on_failed: Option<FailedHandler>,
+    /// TLS (setters in `writer/tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::WriterTls>,
 }
 
 forward_stream_options!(WriterConfig);
@@ -162,6 +165,8 @@ impl WriterConfig {
             retry: RetryPolicy::default(),
             background_connect: false,
             on_failed: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 

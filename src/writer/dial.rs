@@ -88,7 +88,14 @@ impl Writer {
             true => AfterFailure::Reconnect,
             false => AfterFailure::Refuse,
         };
-        let sendq = SendQueueHandle::new(
+        #[cfg(feature = "tls")]
+        let new = match config.tls {
+            Some(_) => SendQueueHandle::sealed,
+            None => SendQueueHandle::new,
+        };
+        #[cfg(not(feature = "tls"))]
+        let new = SendQueueHandle::new;
+        let sendq = new(
             &core,
             config.send_queue_bytes_in_effect(),
             Box::new(codec),
@@ -109,6 +116,8 @@ impl Writer {
             outage: AtomicU8::new(OUTAGE_NONE),
             me: me.clone(),
             runtime: runtime.clone(),
+            #[cfg(feature = "tls")]
+            tls: config.tls,
         });
         inner.install_down_hook();
         if config.background_connect {
@@ -132,7 +141,11 @@ impl Writer {
     /// The current connection's identity (it changes after a reconnect; `None` before the first
     /// background connect).
     pub fn conn_info(&self) -> Option<ConnInfo> {
-        *self.inner.current.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the writer has a live connection now.

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::engine::handle::{next_conn_id, ConnInfo, Next, Redial};
+use crate::engine::handle::{next_conn_id, ConnInfo, Next, Redial, Session};
 use crate::error::{ConnError, DialError, FailReason};
 use crate::stream::conn::Conn;
 use crate::stream::delivery::Delivery;
@@ -68,24 +68,41 @@ impl WriterShared {
 
     pub(crate) fn connect(&self) -> Result<ConnInfo, DialError> {
         let opened = open(&self.addr, self.connect_timeout, self.notsent_lowat)?;
-        let info = ConnInfo {
+        #[allow(unused_mut)]
+        let mut info = ConnInfo {
             id: next_conn_id(),
             peer: opened.peer,
             local: opened.local,
             core: self.core.index(),
             peer_cred: opened.peer_cred,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
-        let conn = Conn::new(info, self.out.codec, self.out.sendq.clone());
+        #[cfg(feature = "tls")]
+        let tls = self.handshake(&opened.fd, &mut info)?;
+        let conn = Conn::new(info.clone(), self.out.codec, self.out.sendq.clone());
         let delivery = match &self.handler {
             Some(handler) => Delivery::Handler(handler.clone()),
             None => Delivery::Discard,
         };
-        let session =
-            FramedSession::new(conn, delivery, self.policy, None, SessionLimits::default());
+        let session: Box<dyn Session> = Box::new(FramedSession::new(
+            conn,
+            delivery,
+            self.policy,
+            None,
+            SessionLimits::default(),
+        ));
+        #[cfg(feature = "tls")]
+        let (session, seal) = match tls {
+            Some(tls) => crate::writer::tls::wrap(tls, session),
+            None => (session, None),
+        };
+        #[cfg(not(feature = "tls"))]
+        let seal = None;
         self.out.sendq.reopen();
         if !self
             .core
-            .adopt(opened.fd, info, &self.out.sendq, Box::new(session))
+            .adopt(opened.fd, info.clone(), &self.out.sendq, session, seal)
         {
             return Err(DialError::RuntimeClosed);
         }
@@ -175,7 +192,7 @@ impl Redial for WriterShared {
             Err(err) => {
                 drop(current);
                 let failed = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.retry.allows(failed) {
+                if self.retry.allows(failed) && !err.is_permanent() {
                     tracing::debug!(addr = %self.addr, failed, error = %err, "reconnect failed");
                     Next::RetryIn(self.retry.delay(failed, jitter_unit()))
                 } else {

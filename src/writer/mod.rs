@@ -13,6 +13,8 @@ mod future;
 mod link;
 mod share;
 mod shared;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use buffered::{
     BufferedWriter, BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,

@@ -70,6 +70,9 @@ pub(crate) struct WriterShared {
     /// the policy gives up, never one per write.
     pub(crate) outage: AtomicU8,
     pub(crate) me: Weak<WriterShared>,
+    /// TLS for each connection (`writer/tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::WriterTls>,
     // Declared last: dropped after the queue's close command was sent.
     pub(crate) runtime: Runtime,
 }

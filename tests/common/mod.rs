@@ -139,6 +139,10 @@ pub fn runtime_on(backend: Backend, cores: usize) -> RuntimeConfig {
 #[path = "../../benches/throughput/netns.rs"]
 pub mod netns;
 
+/// Test certificates for the TLS tests.
+#[cfg(feature = "tls")]
+pub mod tls;
+
 /// Runs `f` on a thread of its own inside a new network namespace whose loopback has MTU `mtu`
 /// (threads `f` starts, such as a runtime's cores, are in it too; the namespace is freed when
 /// the last of them ends). `Err` if it cannot be made: that needs root (CI runs as root).

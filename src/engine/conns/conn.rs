@@ -67,6 +67,14 @@ impl<I: Io> Conns<I> {
             Ok(()) if waiting || opener == Opener::Writer => self.flush(key, io),
             Ok(()) => {}
         }
+        let pending = self
+            .conns
+            .get(key)
+            .and_then(|c| c.session.as_ref())
+            .is_some_and(|s| s.has_pending());
+        if pending {
+            self.data(key, &[], io);
+        }
         key
     }
 
@@ -210,7 +218,7 @@ impl<I: Io> Conns<I> {
             if c.closing.is_some() || !io.can_send(&c.io) {
                 return;
             }
-            if c.out.is_empty() && !c.sendq.take(&mut c.out) {
+            if c.out.is_empty() && !c.sendq.take(&mut c.out, &c.fd) {
                 if c.close_when_flushed {
                     self.close(key, CloseReason::Local, io);
                 }
@@ -299,7 +307,7 @@ impl<I: Io> Conns<I> {
         let reason = c.closing.take().unwrap_or(CloseReason::Local);
         let err = self.stats.count_close(&reason);
         let reconnectable = c.opener == Opener::Writer;
-        c.sendq.detach(&mut c.out, err, reconnectable);
+        c.sendq.detach(&mut c.out, err, reconnectable, Some(&c.fd));
         drop(c.fd);
         if let Some(session) = c.session.take() {
             session.on_close(&reason);

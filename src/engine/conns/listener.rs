@@ -102,14 +102,32 @@ impl<I: Io> Conns<I> {
         }
         let info = ConnInfo::accepted(&fd, peer, self.shared.index());
         let core = CoreHandle(self.shared.clone());
+        let fd = match l.acceptor.hand_off(fd, info.clone(), &core) {
+            Ok(()) => return, // counted when it comes back (`adopt_accepted`)
+            Err(fd) => fd,
+        };
+        let (id, peer) = (info.id, info.peer);
         let Some((conn, session)) = l.acceptor.open(info, &core) else {
             self.stats.refused += 1;
             return;
         };
         l.conns += 1;
         self.stats.accepted += 1;
-        tracing::debug!(conn = info.id, peer = %info.peer, "connection accepted");
+        tracing::debug!(conn = id, peer = %peer, "connection accepted");
         self.insert(Arc::new(fd), conn.0, session, Opener::Listener(slot), io);
+    }
+
+    /// A connection listener `id` handed off comes back ready: it counts as the listener's
+    /// (`None` if the listener is gone or closing: the caller closes it).
+    pub(super) fn adopt_accepted(&mut self, id: u64) -> Option<Opener> {
+        let slot = self.listener_slot(id)?;
+        let l = self.listeners.get_mut(slot as usize)?.as_mut()?;
+        if l.closing.is_some() {
+            return None;
+        }
+        l.conns += 1;
+        self.stats.accepted += 1;
+        Some(Opener::Listener(slot))
     }
 
     /// Accepting on `slot` failed with something a retry may cure (out of descriptors or

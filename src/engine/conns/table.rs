@@ -92,13 +92,22 @@ impl<I: Io> Conns<I> {
                 info,
                 sendq,
                 session,
+                listener,
             } => {
-                if self.stopping() {
-                    sendq.detach(&mut Outbox::new(), None, false);
+                let opener = match listener {
+                    None => Some(Opener::Writer),
+                    Some(id) => self.adopt_accepted(id),
+                };
+                let Some(opener) = opener.filter(|_| !self.stopping()) else {
+                    sendq.detach(&mut Outbox::new(), None, false, Some(&fd));
+                    if listener.is_some() {
+                        // Its acceptor registered it: the session's close undoes that.
+                        session.on_close(&crate::error::CloseReason::Local);
+                    }
                     return;
-                }
+                };
                 tracing::debug!(conn = info.id, peer = %info.peer, "connection opened");
-                self.insert(fd, sendq, session, Opener::Writer, io);
+                self.insert(fd, sendq, session, opener, io);
             }
             Command::Flush(sendq) => {
                 if let Some(key) = self.attached(&sendq) {

@@ -186,7 +186,13 @@ fn socket() -> OwnedFd {
 }
 
 fn queue(table: &Conns<Fake>) -> Arc<SendQueue> {
-    SendQueue::new(table.shared().clone(), 1 << 20, Box::new(codec()), false)
+    SendQueue::new(
+        table.shared().clone(),
+        1 << 20,
+        Box::new(codec()),
+        false,
+        false,
+    )
 }
 
 /// Queues one frame of `payload` (4-byte header).

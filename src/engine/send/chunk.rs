@@ -20,11 +20,20 @@ const POOL_MAX: usize = 256;
 ///   connection's kernel);
 /// - `[head, sent)` was taken by the kernel on the current connection;
 /// - `[sent, len)` is waiting to be sent.
+///
+/// On a sealed connection (TLS) the kernel sends `wire` instead: the sealed form of
+/// `[head, len)` (see [`Chunk::seal`]), and `wire_sent` counts what it took of that. A sealed
+/// chunk takes no more frames, and counts as sent only once its whole sealed form was taken
+/// (a record the peer got only part of is worth nothing to it).
 pub(crate) struct Chunk {
     buf: Box<[u8]>,
     head: usize,
     sent: usize,
     len: usize,
+    /// The sealed bytes (their allocation is kept across uses), valid while `sealed`.
+    wire: Vec<u8>,
+    wire_sent: usize,
+    sealed: bool,
 }
 
 impl Chunk {
@@ -36,12 +45,18 @@ impl Chunk {
             head: 0,
             sent: 0,
             len: 0,
+            wire: Vec::new(),
+            wire_sent: 0,
+            sealed: false,
         }
     }
 
-    /// Bytes a producer can still append.
+    /// Bytes a producer can still append (none once sealed).
     #[inline]
     pub(crate) fn room(&self) -> usize {
+        if self.sealed {
+            return 0;
+        }
         self.buf.len() - self.len
     }
 
@@ -59,10 +74,35 @@ impl Chunk {
         self.len += n;
     }
 
-    /// The bytes not yet taken by the kernel.
+    /// The bytes not yet taken by the kernel (of the sealed form, once sealed).
     #[inline]
     pub(crate) fn unsent(&self) -> &[u8] {
+        if self.sealed {
+            return &self.wire[self.wire_sent..];
+        }
         &self.buf[self.sent..self.len]
+    }
+
+    /// Whether the chunk holds its sealed form.
+    #[inline]
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// Seals the frames not yet sent, `[head, len)`, with `seal` (which appends their sealed
+    /// form to the vector it is given): from now on the kernel is given that instead. Called by
+    /// the one thread sending on the connection, in send order, before any of the chunk was
+    /// sent on it (so `sent == head`). On an error nothing changes.
+    pub(crate) fn seal<E>(
+        &mut self,
+        seal: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        debug_assert!(!self.sealed && self.sent == self.head);
+        self.wire.clear();
+        seal(&self.buf[self.head..self.len], &mut self.wire)?;
+        self.wire_sent = 0;
+        self.sealed = true;
+        Ok(())
     }
 
     /// The bytes from the start of the first frame not wholly taken by the kernel: what a new
@@ -78,21 +118,35 @@ impl Chunk {
         self.len - self.head
     }
 
-    /// The kernel took `n` more bytes.
+    /// The kernel took `n` more bytes (of the sealed form, once sealed).
     pub(crate) fn advance(&mut self, n: usize) {
+        if self.sealed {
+            self.wire_sent = (self.wire_sent + n).min(self.wire.len());
+            return;
+        }
         self.sent = (self.sent + n).min(self.len);
     }
 
-    /// Whether the kernel took everything appended.
+    /// Whether the kernel took everything appended (its whole sealed form, once sealed).
     #[inline]
     pub(crate) fn is_sent(&self) -> bool {
+        if self.sealed {
+            return self.wire_sent == self.wire.len();
+        }
         self.sent == self.len
     }
 
     /// Drops what a failed connection did send in full: `head` moves to the start of the frame
     /// that was being sent (found by `frame_start` over the resendable bytes), and that frame
     /// will be sent again from its start.
+    ///
+    /// A sealed chunk the kernel did not take whole is sent again whole, from `head`, sealed
+    /// anew for the next connection: the peer could open none of a record it got part of.
     pub(crate) fn rewind(&mut self, frame_start: impl FnOnce(&[u8], usize) -> usize) {
+        if self.sealed {
+            self.unseal();
+            return;
+        }
         let partial = self.sent - self.head;
         let start = if partial == 0 {
             0
@@ -107,7 +161,15 @@ impl Chunk {
         self.buf.len() == CHUNK_SIZE
     }
 
+    fn unseal(&mut self) {
+        self.sealed = false;
+        self.wire.clear();
+        self.wire_sent = 0;
+        self.sent = self.head;
+    }
+
     fn reset(&mut self) {
+        self.unseal();
         self.head = 0;
         self.sent = 0;
         self.len = 0;

@@ -42,10 +42,14 @@ use crate::engine::send::traits::FrameIndex;
 use crate::error::ConnError;
 use owner::Owner;
 
+/// The sealer of the socket a sealed queue's connection runs on (see `seal.rs`).
+type Sealer = Option<(Arc<OwnedFd>, Box<dyn crate::engine::send::traits::Seal>)>;
+
 mod core_side;
 mod gate;
 mod owner;
 mod producer;
+mod seal;
 #[cfg(test)]
 mod tests;
 
@@ -106,17 +110,26 @@ pub(crate) struct SendQueue<C: QueueCore> {
     /// `Refusing`.
     reconnect_on_failure: bool,
     on_reconnecting: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Every byte is sealed (by the connection's [`Seal`]) before it is sent: see `seal.rs`.
+    ///
+    /// [`Seal`]: crate::engine::send::traits::Seal
+    sealed: bool,
+    /// The sealer of the connection now attached (or about to be), on a sealed queue. Locked
+    /// only by the one thread sending, never while holding `ctl`.
+    sealer: Mutex<Sealer>,
 }
 
 impl<C: QueueCore> SendQueue<C> {
     /// A queue drained by `core`, holding at most `limit` bytes (a single frame larger than that
     /// is accepted into an empty queue). With `reconnect_on_failure`, a failed connection leaves
-    /// writes taken while [`SendQueue::on_reconnecting`]'s hook finds another.
+    /// writes taken while [`SendQueue::on_reconnecting`]'s hook finds another. A `sealed` queue
+    /// sends nothing its connection's sealer did not seal ([`SendQueue::set_sealer`]).
     pub(crate) fn new(
         core: Arc<C>,
         limit: usize,
         frames: Box<dyn FrameIndex>,
         reconnect_on_failure: bool,
+        sealed: bool,
     ) -> Arc<SendQueue<C>> {
         Arc::new(SendQueue {
             ctl: Mutex::new(Ctl {
@@ -138,6 +151,8 @@ impl<C: QueueCore> SendQueue<C> {
             frames,
             reconnect_on_failure,
             on_reconnecting: OnceLock::new(),
+            sealed,
+            sealer: Mutex::new(None),
         })
     }
 

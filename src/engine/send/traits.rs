@@ -15,3 +15,12 @@ pub(crate) trait Encoded {
     /// Writes it at the start of `dst` (at least [`len`](Encoded::len) bytes); returns its length.
     fn write_to(&self, dst: &mut [u8]) -> usize;
 }
+
+/// Turns one connection's outgoing bytes into what goes on the wire (the layer above's TLS
+/// session: records), on the thread that sends them, in the order they are sent. The engine
+/// calls it once per chunk of send memory, before any byte of the chunk is sent.
+pub(crate) trait Seal: Send {
+    /// Appends the sealed form of `plain` to `wire`. An error fails the connection (its socket
+    /// is shut down before anything unsealed could be sent).
+    fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> Result<(), crate::error::ConnError>;
+}

@@ -60,9 +60,10 @@ impl<C: QueueCore> SendQueue<C> {
         self.lock().key
     }
 
-    /// Core: moves every waiting chunk (at most a send's worth) into `out`. Returns `false` if
-    /// there was nothing; then the next push tells the core.
-    pub(crate) fn take(&self, out: &mut Outbox) -> bool {
+    /// Core: moves every waiting chunk (at most a send's worth) into `out`, sealed for a send on
+    /// `fd` on a sealed queue. Returns `false` if there was nothing; then the next push tells
+    /// the core.
+    pub(crate) fn take(&self, out: &mut Outbox, fd: &Arc<OwnedFd>) -> bool {
         let mut ctl = self.lock();
         if ctl.owner.core_looks() == Take::Wait {
             // A producer is sending; it tells the core if it leaves anything.
@@ -97,6 +98,12 @@ impl<C: QueueCore> SendQueue<C> {
             if let Some(chunk) = ctl.chunks.pop_front() {
                 self.core.pool().put(chunk);
             }
+        }
+        drop(ctl);
+        if taken > 0 {
+            // If sealing fails the socket is shut down: the send fails and the connection
+            // closes, handing the chunks back to the queue unsent.
+            self.seal_for(out.chunks_mut(), fd);
         }
         taken > 0
     }
@@ -134,7 +141,15 @@ impl<C: QueueCore> SendQueue<C> {
     /// Core: the connection is gone. `out` holds what was being sent; the frames the kernel did
     /// not take in full are kept to be sent first next time. The gate becomes `Reconnecting` or
     /// `Refusing` (`reason` given and `reusable`: see `reconnect_on_failure`) or `Closed`.
-    pub(crate) fn detach(&self, out: &mut Outbox, reason: Option<Arc<ConnError>>, reusable: bool) {
+    /// `fd` is the connection's socket (its sealer goes with it).
+    pub(crate) fn detach(
+        &self,
+        out: &mut Outbox,
+        reason: Option<Arc<ConnError>>,
+        reusable: bool,
+        fd: Option<&Arc<OwnedFd>>,
+    ) {
+        self.drop_sealer(fd);
         let returned = out.take_all();
         let mut ctl = self.lock();
         ctl.key = None;

@@ -173,8 +173,12 @@ impl<C: QueueCore> SendQueue<C> {
         }
         drop(ctl);
         // What the kernel does not take stays queued: the core's own send finishes it, or meets
-        // the error and closes.
-        let mut sent = direct::send_batch(&fd, &out);
+        // the error and closes. (Chunks that could not be sealed: the socket was shut down,
+        // so nothing is sent.)
+        let mut sent = match self.seal_for(&mut out, &fd) {
+            true => direct::send_batch(&fd, &out),
+            false => 0,
+        };
         let mut ctl = self.lock();
         let same_conn = ctl.fd.as_ref().is_some_and(|now| Arc::ptr_eq(now, &fd));
         drop(fd);

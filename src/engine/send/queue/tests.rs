@@ -14,10 +14,20 @@ use crate::engine::send::outbox::Outbox;
 use crate::frame::{Codec, Framing};
 
 fn queue(limit: usize) -> (Arc<CoreShared>, Arc<SendQueue>) {
+    queue_with(limit, false)
+}
+
+fn queue_with(limit: usize, sealed: bool) -> (Arc<CoreShared>, Arc<SendQueue>) {
     let core = Arc::new(CoreShared::new(0).expect("eventfd"));
     let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
-    let q = SendQueue::new(core.clone(), limit, Box::new(codec), false);
+    let q = SendQueue::new(core.clone(), limit, Box::new(codec), false, sealed);
     (core, q)
+}
+
+/// One end of a socket pair, as the engine holds a connection's socket, and the other end.
+fn socket() -> (Arc<OwnedFd>, UnixStream) {
+    let (a, b) = UnixStream::pair().expect("pair");
+    (Arc::new(OwnedFd::from(a)), b)
 }
 
 fn flushes(core: &CoreShared) -> usize {
@@ -50,22 +60,22 @@ fn push_batch(q: &Arc<SendQueue>, len: usize, byte: u8) {
 #[test]
 fn the_core_is_told_once_per_idle_period() {
     let (core, q) = queue(1 << 20);
-    let (a, _b) = UnixStream::pair().expect("pair");
-    q.attach(0, Arc::new(OwnedFd::from(a)));
+    let (fd, _b) = socket();
+    q.attach(0, fd.clone());
     frame(&q, 1, 10);
     frame(&q, 2, 10);
     assert_eq!(flushes(&core), 1, "one Flush for the first frame only");
     let mut out = Outbox::new();
-    assert!(q.take(&mut out));
+    assert!(q.take(&mut out, &fd));
     frame(&q, 3, 10);
     assert_eq!(flushes(&core), 0, "the core is busy: nobody tells it");
     let mut done = Vec::new();
     out.advance(out.unsent_len(), &mut done);
     q.complete(&mut done, true);
-    assert!(q.take(&mut out), "takes what came meanwhile");
+    assert!(q.take(&mut out, &fd), "takes what came meanwhile");
     out.advance(out.unsent_len(), &mut done);
     q.complete(&mut done, true);
-    assert!(!q.take(&mut out));
+    assert!(!q.take(&mut out, &fd));
     frame(&q, 4, 10);
     assert_eq!(flushes(&core), 1, "idle again: the next frame tells it");
     assert!(q.wait_drained(Some(Instant::now())).is_ok());
@@ -74,18 +84,18 @@ fn the_core_is_told_once_per_idle_period() {
 #[test]
 fn a_send_cut_mid_frame_resends_that_frame_whole() {
     let (_core, q) = queue(1 << 20);
-    let (a, _b) = UnixStream::pair().expect("pair");
-    q.attach(0, Arc::new(OwnedFd::from(a)));
+    let (fd, _b) = socket();
+    q.attach(0, fd.clone());
     for (byte, len) in [(1u8, 100), (2, 200), (3, 300)] {
         frame(&q, byte, len);
     }
     let mut out = Outbox::new();
-    assert!(q.take(&mut out));
+    assert!(q.take(&mut out, &fd));
     let mut done = Vec::new();
     // The kernel took the first frame (104 bytes) and 50 bytes of the second.
     out.advance(154, &mut done);
     q.complete(&mut done, false);
-    q.detach(&mut out, None, false);
+    q.detach(&mut out, None, false, Some(&fd));
     let rest = q.close();
     let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
     let messages = crate::stream::frames::split_frames(&codec, rest);
@@ -117,8 +127,8 @@ fn the_bound_holds_and_a_full_queue_times_out() {
 #[test]
 fn a_producer_sends_a_full_batch_itself() {
     let (core, q) = queue(1 << 20);
-    let (a, mut b) = UnixStream::pair().expect("pair");
-    q.attach(0, Arc::new(OwnedFd::from(a)));
+    let (fd, mut b) = socket();
+    q.attach(0, fd.clone());
     push_batch(&q, 1000, 7);
     let mut got = vec![0u8; 1000];
     b.read_exact(&mut got).expect("read");
@@ -130,7 +140,7 @@ fn a_producer_sends_a_full_batch_itself() {
         "sent from this thread: the core was not told"
     );
     let mut out = Outbox::new();
-    assert!(!q.take(&mut out), "nothing left for the core");
+    assert!(!q.take(&mut out, &fd), "nothing left for the core");
     assert!(matches!(q.wait_drained(Some(Instant::now())), Ok(true)));
 }
 
@@ -138,11 +148,12 @@ fn a_producer_sends_a_full_batch_itself() {
 fn a_batch_behind_an_empty_chunk_is_still_taken() {
     let (_core, q) = queue(1 << 20);
     // Not attached: no direct send, everything waits for the core.
+    let (fd, _b) = socket();
     assert!(matches!(q.push_with(10, None, |_| None), Ok(None)));
     push_batch(&q, 100, 1);
     let mut out = Outbox::new();
     assert!(
-        q.take(&mut out),
+        q.take(&mut out, &fd),
         "the batch behind the refused frame's chunk"
     );
     assert_eq!(out.unsent_len(), 100);

@@ -1,0 +1,193 @@
+//! A listener's handshake thread: accepted sockets are handed to it (under a cap on
+//! handshakes in progress), it runs their handshakes side by side with nonblocking I/O and
+//! `poll`, each within the handshake timeout, and hands every finished connection on. The
+//! cores never run a handshake: the 100-300 us of CPU a full handshake costs, which anyone who
+//! can reach the port can make the listener spend, lands on this thread, and the scheduler
+//! shares the CPU between it and the cores' established streams.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::ServerConfig;
+
+use crate::engine::handle::{ConnInfo, CoreHandle};
+use crate::tls::error::TlsError;
+use crate::tls::handshake::{Established, Handshaking};
+
+/// An accepted socket waiting for its handshake.
+pub(crate) struct Job {
+    pub(crate) fd: OwnedFd,
+    pub(crate) info: ConnInfo,
+    pub(crate) core: CoreHandle,
+}
+
+/// What happens to a handshake's connection when it ends.
+pub(crate) trait Finish: Send + 'static {
+    /// The handshake finished: hand the connection to its core.
+    fn established(&self, job: Job, tls: Established<UnbufferedServerConnection>);
+    /// It failed (the socket is closed after this).
+    fn failed(&self, info: &ConnInfo, err: TlsError);
+}
+
+/// The handle a listener's acceptor holds; dropping it ends the thread (handshakes still in
+/// progress are dropped, closing their sockets).
+pub(crate) struct Handshaker {
+    jobs: Sender<Job>,
+    wake: UnixStream,
+    in_progress: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Handshaker {
+    /// Starts the thread.
+    pub(crate) fn start(
+        config: Arc<ServerConfig>,
+        timeout: Duration,
+        max: usize,
+        finish: Box<dyn Finish>,
+    ) -> std::io::Result<Handshaker> {
+        let (jobs, rx) = mpsc::channel();
+        let (wake, woken) = UnixStream::pair()?;
+        woken.set_nonblocking(true)?;
+        let in_progress = Arc::new(AtomicUsize::new(0));
+        let thread = Thread {
+            config,
+            timeout,
+            jobs: rx,
+            woken,
+            in_progress: in_progress.clone(),
+            finish,
+            live: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("buffstreams-tls".into())
+            .spawn(move || thread.run())?;
+        Ok(Handshaker {
+            jobs,
+            wake,
+            in_progress,
+            max: max.max(1),
+        })
+    }
+
+    /// Hands `job` to the thread; gives it back if `max` handshakes are in progress already.
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Job> {
+        if self.in_progress.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.in_progress.fetch_sub(1, Ordering::AcqRel);
+            return Err(job);
+        }
+        if let Err(mpsc::SendError(job)) = self.jobs.send(job) {
+            self.in_progress.fetch_sub(1, Ordering::AcqRel);
+            return Err(job);
+        }
+        let _ = (&self.wake).write(&[1]);
+        Ok(())
+    }
+}
+
+impl Drop for Handshaker {
+    fn drop(&mut self) {
+        // The channel disconnects when `jobs` goes; the byte makes the thread look now.
+        let _ = (&self.wake).write(&[0]);
+    }
+}
+
+struct Live {
+    job: Job,
+    hs: Handshaking<UnbufferedServerConnection>,
+    deadline: Instant,
+}
+
+struct Thread {
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+    jobs: Receiver<Job>,
+    woken: UnixStream,
+    in_progress: Arc<AtomicUsize>,
+    finish: Box<dyn Finish>,
+    live: Vec<Live>,
+}
+
+impl Thread {
+    fn run(mut self) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        loop {
+            loop {
+                match self.jobs.try_recv() {
+                    Ok(job) => self.begin(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            fds.clear();
+            fds.push(pollfd(&self.woken, libc::POLLIN));
+            fds.extend(self.live.iter().map(|l| pollfd(&l.job.fd, l.hs.events())));
+            let now = Instant::now();
+            let next = self.live.iter().map(|l| l.deadline).min();
+            let ms = next.map_or(-1, |at| {
+                at.saturating_duration_since(now)
+                    .as_millis()
+                    .clamp(1, i32::MAX as u128) as i32
+            });
+            // SAFETY: `fds` is a live vector of initialised pollfds, and its length is passed.
+            if syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms)).is_err() {
+                continue; // EINTR; nothing else is possible with valid arguments
+            }
+            if fds[0].revents != 0 {
+                let mut sink = [0u8; 64];
+                while matches!((&self.woken).read(&mut sink), Ok(n) if n > 0) {}
+            }
+            let now = Instant::now();
+            for i in (0..self.live.len()).rev() {
+                let ready = fds[i + 1].revents != 0;
+                let l = &mut self.live[i];
+                let result = match ready {
+                    true => l.hs.read(&l.job.fd).and_then(|()| l.hs.write(&l.job.fd)),
+                    false if now >= l.deadline => Err(TlsError::HandshakeTimeout(self.timeout)),
+                    false => continue,
+                };
+                match result {
+                    Ok(()) if l.hs.finished() => {
+                        let l = self.live.swap_remove(i);
+                        self.in_progress.fetch_sub(1, Ordering::AcqRel);
+                        self.finish.established(l.job, l.hs.established());
+                    }
+                    Ok(()) => {}
+                    Err(err) => {
+                        let l = self.live.swap_remove(i);
+                        self.in_progress.fetch_sub(1, Ordering::AcqRel);
+                        self.finish.failed(&l.job.info, err);
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self, job: Job) {
+        match UnbufferedServerConnection::new(self.config.clone()) {
+            Ok(conn) => self.live.push(Live {
+                job,
+                hs: Handshaking::new(conn),
+                deadline: Instant::now() + self.timeout,
+            }),
+            Err(err) => {
+                self.in_progress.fetch_sub(1, Ordering::AcqRel);
+                self.finish.failed(&job.info, TlsError::Handshake(err));
+            }
+        }
+    }
+}
+
+fn pollfd(fd: &impl AsRawFd, events: i16) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    }
+}
