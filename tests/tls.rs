@@ -88,3 +88,158 @@ fn round_trips_under_mutual_tls(backend: Backend) {
 }
 
 on_both_backends!(round_trips_on_every_framing, round_trips_under_mutual_tls);
+
+/// A listener restarted while a TLS writer streams (plain writes, then a `BufferedWriter`): the
+/// new connection is a new TLS session, and the records the old one did not take whole are
+/// sealed again and re-sent. Every message is received at most once (never twice, inside a
+/// connection or across), in order, or handed back; only what sat in kernel buffers when the
+/// listener died may be lost (TCP's limit, as without TLS).
+fn restart_mid_stream(backend: Backend, buffered: bool) {
+    common::init_tracing();
+    const TOTAL: u32 = 200_000;
+    let pki = Pki::new();
+    let received: Arc<Mutex<Vec<(u64, u32)>>> = Arc::default();
+    let make_listener = |addr: &str| {
+        let received = received.clone();
+        Listener::bind(
+            ListenerConfig::new(addr, move |msg, conn| {
+                let seq = u32::from_be_bytes(msg[..4].try_into()?);
+                received.lock().unwrap().push((conn.id(), seq));
+                Ok(())
+            })
+            .runtime(runtime_on(backend, 1))
+            .tls(pki.server(false)),
+        )
+        .unwrap()
+    };
+    let listener = make_listener("127.0.0.1:0");
+    let addr = listener.local_addr().to_string();
+    let failed: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let f = failed.clone();
+    let writer = Writer::dial(
+        WriterConfig::new(addr.clone())
+            .runtime(runtime_on(backend, 1))
+            .retry(buffstreams::RetryPolicy::forever())
+            .send_queue_bytes(64 * 1024)
+            .on_failed(move |batch| {
+                for m in batch.messages {
+                    f.lock()
+                        .unwrap()
+                        .push(u32::from_be_bytes(m[..4].try_into().unwrap()));
+                }
+            })
+            .tls(pki.client(false), localhost()),
+    )
+    .unwrap();
+    let w = writer.clone();
+    let streamer = std::thread::spawn(move || {
+        let mut msg = [7u8; 64];
+        let mut out = buffered.then(|| w.buffered());
+        for seq in 0..TOTAL {
+            msg[..4].copy_from_slice(&seq.to_be_bytes());
+            match out.as_mut() {
+                Some(out) => out.write(&msg).map(drop).unwrap(),
+                None => w.write(&msg).map(drop).unwrap(),
+            }
+        }
+        if let Some(mut out) = out {
+            out.flush().unwrap();
+        }
+    });
+    assert!(wait_until(Duration::from_secs(10), || received
+        .lock()
+        .unwrap()
+        .len()
+        > 20_000));
+    listener.close();
+    std::thread::sleep(Duration::from_millis(50));
+    let listener = make_listener(&addr);
+    streamer.join().unwrap();
+    let leftover = writer.close_timeout(Duration::from_secs(10));
+    let mut returned = failed.lock().unwrap().clone();
+    if let Err(unsent) = leftover {
+        returned.extend(
+            unsent
+                .unsent
+                .iter()
+                .map(|m| u32::from_be_bytes(m[..4].try_into().unwrap())),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    listener.close();
+    let got = received.lock().unwrap().clone();
+    let conns: std::collections::HashSet<u64> = got.iter().map(|g| g.0).collect();
+    assert!(conns.len() >= 2, "the stream did not span a reconnect");
+    let seqs: Vec<u32> = got.iter().map(|g| g.1).collect();
+    let unique: std::collections::HashSet<u32> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), seqs.len(), "a message was received twice");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "reordered");
+    assert!(
+        returned.iter().all(|s| !unique.contains(s)),
+        "received and returned"
+    );
+    let lost = TOTAL as usize - unique.len() - returned.len();
+    eprintln!(
+        "received {} on {} connections, returned {}, lost in kernel buffers {lost}",
+        unique.len(),
+        conns.len(),
+        returned.len()
+    );
+    // The writer's send buffer plus the dead listener's receive buffer, at most their sysctl
+    // maximum each (as in tests/delivery.rs).
+    let sysctl_max = |path: &str| -> usize {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|v| v.split_whitespace().last()?.parse().ok())
+            .unwrap_or(4 << 20)
+    };
+    let in_kernel =
+        sysctl_max("/proc/sys/net/ipv4/tcp_wmem") + sysctl_max("/proc/sys/net/ipv4/tcp_rmem");
+    assert!(
+        lost <= in_kernel / (4 + 64),
+        "{lost} messages unaccounted for"
+    );
+}
+
+fn restart_mid_stream_plain_writes(backend: Backend) {
+    restart_mid_stream(backend, false);
+}
+
+fn restart_mid_stream_buffered(backend: Backend) {
+    restart_mid_stream(backend, true);
+}
+
+on_both_backends!(restart_mid_stream_plain_writes, restart_mid_stream_buffered);
+
+/// The Manager takes the same TLS options: a TLS listener and a TLS writer kept by address.
+fn through_the_manager(backend: Backend) {
+    let pki = Pki::new();
+    let manager = buffstreams::Manager::new(runtime_on(backend, 1)).unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let endpoint = manager
+        .listen(
+            ListenerConfig::new("127.0.0.1:0", move |msg, conn| {
+                assert!(conn.info().tls.is_some());
+                assert_eq!(msg, b"via the manager");
+                c.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .tls(pki.server(true)),
+        )
+        .unwrap();
+    let addr = endpoint.to_string();
+    manager
+        .dial(WriterConfig::new(addr.clone()).tls(pki.client(true), localhost()))
+        .unwrap();
+    for _ in 0..10 {
+        manager.write_to(&addr, b"via the manager").unwrap();
+    }
+    manager.flush(&addr).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || count
+        .load(Ordering::Relaxed)
+        == 10));
+    manager.shutdown(Duration::from_secs(2));
+}
+
+on_both_backends!(through_the_manager);
