@@ -158,3 +158,106 @@ fn a_batch_behind_an_empty_chunk_is_still_taken() {
     );
     assert_eq!(out.unsent_len(), 100);
 }
+
+/// A toy sealer: each chunk goes out as `[len u32 BE][bytes reversed]`, and a counter says how
+/// many it sealed (a TLS session's record numbers).
+struct Reverse(Arc<std::sync::atomic::AtomicUsize>);
+
+impl crate::engine::send::traits::Seal for Reverse {
+    fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> Result<(), crate::error::ConnError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        wire.extend_from_slice(&(plain.len() as u32).to_be_bytes());
+        wire.extend(plain.iter().rev());
+        Ok(())
+    }
+}
+
+fn sealed_queue() -> (Arc<SendQueue>, Arc<std::sync::atomic::AtomicUsize>) {
+    let (_core, q) = queue_with(1 << 20, true);
+    (q, Arc::default())
+}
+
+#[test]
+fn a_sealed_queue_sends_only_sealed_bytes_from_a_producer() {
+    let (q, sealed) = sealed_queue();
+    let (fd, mut b) = socket();
+    q.set_sealer(fd.clone(), Box::new(Reverse(sealed.clone())));
+    q.attach(0, fd.clone());
+    push_batch(&q, 100, 9);
+    let mut got = vec![0u8; 104];
+    b.read_exact(&mut got).expect("read");
+    assert_eq!(&got[..4], &100u32.to_be_bytes(), "the sealed form's header");
+    assert!(got[4..100].iter().all(|&x| x == 9));
+    assert_eq!(
+        &got[100..],
+        &96u32.to_be_bytes()[..]
+            .iter()
+            .rev()
+            .copied()
+            .collect::<Vec<_>>()[..]
+    );
+    assert_eq!(sealed.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_sealed_chunk_cut_mid_record_is_sent_again_whole_and_sealed_anew() {
+    let (q, sealed) = sealed_queue();
+    let (fd, _b) = socket();
+    q.set_sealer(fd.clone(), Box::new(Reverse(sealed.clone())));
+    q.attach(0, fd.clone());
+    for (byte, len) in [(1u8, 100), (2, 200)] {
+        frame(&q, byte, len);
+    }
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out, &fd));
+    assert_eq!(sealed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        out.unsent_len(),
+        4 + 104 + 204,
+        "the core sends the sealed form"
+    );
+    let mut done = Vec::new();
+    // The kernel took the whole first frame's worth, but not the whole record.
+    out.advance(150, &mut done);
+    q.complete(&mut done, false);
+    q.detach(&mut out, None, false, Some(&fd));
+    // The next connection seals the whole chunk again, with its own sealer.
+    let (fd2, _b2) = socket();
+    q.set_sealer(fd2.clone(), Box::new(Reverse(sealed.clone())));
+    q.attach(1, fd2.clone());
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out, &fd2));
+    assert_eq!(sealed.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(out.unsent_len(), 4 + 104 + 204, "the whole record again");
+    q.detach(&mut out, None, false, Some(&fd2));
+    let rest = q.close();
+    let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
+    let messages = crate::stream::frames::split_frames(&codec, rest);
+    assert_eq!(messages.len(), 2, "both frames of the record come back");
+    assert_eq!(messages[0].as_ref(), &[1u8; 100][..]);
+}
+
+#[test]
+fn without_its_sealer_a_sealed_queue_sends_nothing_and_shuts_the_socket() {
+    let (q, sealed) = sealed_queue();
+    let (fd, mut b) = socket();
+    let (other, _o) = socket();
+    // A sealer for another socket (a connection that was replaced) seals nothing here.
+    q.set_sealer(other, Box::new(Reverse(sealed.clone())));
+    q.attach(0, fd.clone());
+    frame(&q, 5, 10);
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out, &fd));
+    assert_eq!(sealed.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        b.read(&mut buf).expect("read"),
+        0,
+        "shut down, nothing sent"
+    );
+    let sent = crate::engine::send::direct::send_outbox(&fd, &mut out);
+    assert!(
+        sent.is_err(),
+        "a send on it fails: nothing unsealed reaches the peer"
+    );
+}
