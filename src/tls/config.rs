@@ -14,12 +14,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// listener: 1024.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 
+/// The default [`handshake_nice`](crate::ListenerConfig::handshake_nice): 10.
+pub const DEFAULT_HANDSHAKE_NICE: i32 = 10;
+
 /// A listener's TLS.
 #[derive(Clone)]
 pub(crate) struct ListenerTls {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
+    pub(crate) handshake_nice: i32,
 }
 
 /// A writer's TLS.

@@ -42,7 +42,7 @@ pub(crate) mod server;
 pub(crate) mod session;
 
 pub(crate) use config::{ListenerTls, WriterTls};
-pub use config::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES};
+pub use config::{DEFAULT_HANDSHAKE_NICE, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_HANDSHAKES};
 pub use error::{PemError, TlsError};
 pub use peer::TlsPeer;
 pub use pem::{client_config, load_certs, load_private_key, load_roots, server_config};

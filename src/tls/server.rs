@@ -2,8 +2,10 @@
 //! handshakes in progress), it runs their handshakes side by side with nonblocking I/O and
 //! `poll`, each within the handshake timeout, and hands every finished connection on. The
 //! cores never run a handshake: the 100-300 us of CPU a full handshake costs, which anyone who
-//! can reach the port can make the listener spend, lands on this thread, and the scheduler
-//! shares the CPU between it and the cores' established streams.
+//! can reach the port can make the listener spend, lands on this thread, which runs at a lower
+//! scheduling priority (nice 10 by default): on a CPU it shares with a core, the core's
+//! established streams get most of the CPU and handshakes the rest (measured: `cargo bench
+//! --bench tls_flood`, docs/benchmarks.md).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -45,11 +47,12 @@ pub(crate) struct Handshaker {
 }
 
 impl Handshaker {
-    /// Starts the thread.
+    /// Starts the thread, at scheduling priority `nice` (see `ListenerConfig::handshake_nice`).
     pub(crate) fn start(
         config: Arc<ServerConfig>,
         timeout: Duration,
         max: usize,
+        nice: i32,
         finish: Box<dyn Finish>,
     ) -> std::io::Result<Handshaker> {
         let (jobs, rx) = mpsc::channel();
@@ -64,6 +67,7 @@ impl Handshaker {
             in_progress: in_progress.clone(),
             finish,
             live: Vec::new(),
+            nice,
         };
         std::thread::Builder::new()
             .name("buffstreams-tls".into())
@@ -112,10 +116,19 @@ struct Thread {
     in_progress: Arc<AtomicUsize>,
     finish: Box<dyn Finish>,
     live: Vec<Live>,
+    nice: i32,
 }
 
 impl Thread {
     fn run(mut self) {
+        if self.nice != 0 {
+            // SAFETY: setpriority takes plain integers and touches no memory; on Linux,
+            // PRIO_PROCESS with id 0 is the calling thread alone (nice is per thread).
+            let set = syscall!(setpriority(libc::PRIO_PROCESS, 0, self.nice));
+            if let Err(err) = set {
+                tracing::warn!(%err, nice = self.nice, "cannot change the TLS handshake thread's priority");
+            }
+        }
         let mut fds: Vec<libc::pollfd> = Vec::new();
         loop {
             loop {
