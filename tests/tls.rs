@@ -243,3 +243,41 @@ fn through_the_manager(backend: Backend) {
 }
 
 on_both_backends!(through_the_manager);
+
+/// A writer's clean close ends its TLS stream with `close_notify`: a strict peer (rustls, which
+/// calls a close without it a truncation) reads everything, then a clean end.
+fn a_clean_close_sends_close_notify(backend: Backend) {
+    use std::io::Read;
+    let pki = Pki::new();
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let config = pki.server(false);
+    let peer = std::thread::spawn(move || {
+        let (sock, _) = server.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let conn = buffstreams::tls::rustls::ServerConnection::new(config).unwrap();
+        let mut tls = buffstreams::tls::rustls::StreamOwned::new(conn, sock);
+        let mut got = Vec::new();
+        let end = tls.read_to_end(&mut got);
+        (got.len(), end.map(drop))
+    });
+    let writer = Writer::dial(
+        WriterConfig::new(addr.to_string())
+            .runtime(runtime_on(backend, 1))
+            .tls(pki.client(false), localhost()),
+    )
+    .unwrap();
+    for _ in 0..1000 {
+        writer.write(&[5u8; 100]).unwrap();
+    }
+    writer.close().unwrap();
+    let (len, end) = peer.join().unwrap();
+    assert_eq!(len, 1000 * 104, "every frame arrived ({end:?})");
+    assert!(
+        end.is_ok(),
+        "the stream ended without close_notify: {end:?}"
+    );
+}
+
+on_both_backends!(a_clean_close_sends_close_notify);

@@ -302,6 +302,11 @@ impl SendQueueHandle {
         self.0.close_idle()
     }
 
+    /// Whether the queue's bytes are sealed before they are sent ([`SendQueueHandle::sealed`]).
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.0.is_sealed()
+    }
+
     /// Whether the queue takes writes now.
     pub(crate) fn gate(&self) -> Gate {
         self.0.gate()

@@ -191,6 +191,31 @@ pub(crate) fn seal<C: Records>(
     }
 }
 
+/// Appends a sealed `close_notify` alert (after any handshake bytes rustls has to send) to
+/// `wire`: what a clean close sends last. `false` if the connection cannot send one now.
+pub(crate) fn close_notify<C: Records>(st: &mut TlsState<C>, wire: &mut Vec<u8>) -> bool {
+    let start = wire.len();
+    wire.extend_from_slice(&st.pending_out);
+    st.pending_out.clear();
+    let UnbufferedStatus { state, .. } = st.conn.process(&mut []);
+    let Ok(ConnectionState::WriteTraffic(mut w)) = state else {
+        wire.truncate(start);
+        return false;
+    };
+    let at = wire.len();
+    wire.resize(at + 64, 0);
+    match w.queue_close_notify(&mut wire[at..]) {
+        Ok(n) => {
+            wire.truncate(at + n);
+            true
+        }
+        Err(_) => {
+            wire.truncate(start);
+            false
+        }
+    }
+}
+
 /// What [`open`] found in the received bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Opened {

@@ -28,6 +28,10 @@ impl<C: Records> Seal for TlsSeal<C> {
     fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> Result<(), ConnError> {
         records::seal(&mut lock(&self.0), plain, wire).map_err(ConnError::Tls)
     }
+
+    fn goodbye(&mut self, wire: &mut Vec<u8>) -> bool {
+        records::close_notify(&mut lock(&self.0), wire)
+    }
 }
 
 /// See the module docs. `inner` is the framed session (decoder, delivery, limits): the

@@ -128,8 +128,12 @@ impl WriterShared {
             idle
         };
         // Otherwise whatever is still queued could not be sent in time: cut the connection (the
-        // kernel gives back the buffer in flight) and collect the rest.
-        if let Some(done) = self.out.sendq.close_conn(true, !on_core && !idle) {
+        // kernel gives back the buffer in flight) and collect the rest. A drained TLS
+        // connection closes cleanly instead: its `close_notify` goes out last (waited for, so
+        // that it is sent before this returns).
+        let goodbye = drained && self.out.sendq.is_sealed();
+        let wait = !on_core && (!idle || goodbye);
+        if let Some(done) = self.out.sendq.close_conn(!goodbye, wait) {
             let _ = done.recv_timeout(Duration::from_secs(5));
         }
         if !idle {

@@ -51,6 +51,7 @@ impl<I: Io> Conns<I> {
             eof_pending: false,
             closing: None,
             close_when_flushed: false,
+            said_goodbye: false,
             close_acks: Vec::new(),
             io: I::Conn::default(),
         });
@@ -219,10 +220,22 @@ impl<I: Io> Conns<I> {
                 return;
             }
             if c.out.is_empty() && !c.sendq.take(&mut c.out, &c.fd) {
-                if c.close_when_flushed {
-                    self.close(key, CloseReason::Local, io);
+                if !c.close_when_flushed {
+                    return;
                 }
-                return;
+                // A sealed connection's last words (TLS `close_notify`) go out before it closes.
+                let goodbye = match c.said_goodbye {
+                    true => None,
+                    false => c.sendq.goodbye(&c.fd),
+                };
+                c.said_goodbye = true;
+                match goodbye {
+                    Some(chunk) => c.out.chunks_mut().push_back(chunk),
+                    None => {
+                        self.close(key, CloseReason::Local, io);
+                        return;
+                    }
+                }
             }
             self.stats.sends += 1;
             match io.send(key, &c.fd, &mut c.out, &mut c.io) {

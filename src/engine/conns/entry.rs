@@ -42,6 +42,9 @@ pub(crate) struct Entry<X> {
     pub(super) closing: Option<CloseReason>,
     /// Close once everything queued is sent.
     pub(super) close_when_flushed: bool,
+    /// On a sealed connection closing once flushed: its sealer's last words (TLS
+    /// `close_notify`) were queued.
+    pub(super) said_goodbye: bool,
     pub(super) close_acks: Vec<SyncSender<()>>,
     /// The backend's own state.
     pub(super) io: X,

@@ -23,4 +23,11 @@ pub(crate) trait Seal: Send {
     /// Appends the sealed form of `plain` to `wire`. An error fails the connection (its socket
     /// is shut down before anything unsealed could be sent).
     fn seal(&mut self, plain: &[u8], wire: &mut Vec<u8>) -> Result<(), crate::error::ConnError>;
+
+    /// The connection closes cleanly once everything was sent: appends its last words (TLS
+    /// `close_notify`) to `wire`; `false` if there are none.
+    fn goodbye(&mut self, wire: &mut Vec<u8>) -> bool {
+        let _ = wire;
+        false
+    }
 }

@@ -12,10 +12,13 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
+use super::owner::Take;
 use super::{QueueCore, Sealer, SendQueue};
 use crate::engine::send::chunk::Chunk;
+use crate::engine::send::linger;
 use crate::engine::send::traits::Seal;
 
 impl<C: QueueCore> SendQueue<C> {
@@ -24,13 +27,24 @@ impl<C: QueueCore> SendQueue<C> {
         self.sealer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether every byte of this queue is sealed before it is sent.
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
     /// The connection on `fd` is about to be attached: `seal` seals what is sent on it.
     pub(crate) fn set_sealer(&self, fd: Arc<OwnedFd>, seal: Box<dyn Seal>) {
         *self.sealer() = Some((fd, seal));
     }
 
     /// The connection on `fd` is gone: its sealer goes with it (unless another took its place).
+    /// If it said goodbye, the socket lingers until the peer closes too (`linger.rs`).
     pub(super) fn drop_sealer(&self, fd: Option<&Arc<OwnedFd>>) {
+        if self.said_goodbye.swap(false, Ordering::AcqRel) {
+            if let Some(fd) = fd {
+                linger::linger(fd.clone());
+            }
+        }
         let mut sealer = self.sealer();
         let same = match (sealer.as_ref(), fd) {
             (Some((now, _)), Some(fd)) => Arc::ptr_eq(now, fd),
@@ -39,6 +53,43 @@ impl<C: QueueCore> SendQueue<C> {
         };
         if same {
             *sealer = None;
+        }
+    }
+
+    /// Core: a clean close of the connection on `fd`, everything sent: a chunk holding its
+    /// sealer's last words, sealed, for the core to send (`None` on a queue that is not
+    /// sealed, if there are none, or while a producer is sending). The core owns the sends
+    /// until this chunk's send completes (`complete`).
+    pub(crate) fn goodbye(&self, fd: &Arc<OwnedFd>) -> Option<Chunk> {
+        if !self.sealed {
+            return None;
+        }
+        {
+            let mut ctl = self.lock();
+            if ctl.owner.core_looks() == Take::Wait {
+                return None;
+            }
+            ctl.owner.core_took(true);
+        }
+        let mut sealer = self.sealer();
+        let (own, seal) = sealer.as_mut()?;
+        if !Arc::ptr_eq(own, fd) {
+            return None;
+        }
+        let mut chunk = self.core.pool().get(0);
+        let said = chunk.seal(|_, wire| match seal.goodbye(wire) {
+            true => Ok(()),
+            false => Err(()),
+        });
+        match said {
+            Ok(()) => {
+                self.said_goodbye.store(true, Ordering::Release);
+                Some(chunk)
+            }
+            Err(()) => {
+                self.core.pool().put(chunk);
+                None
+            }
         }
     }
 
