@@ -5,7 +5,9 @@ usage: cargo bench --bench throughput | python3 ci/plot.py -o bench.svg
        python3 ci/plot.py bench.txt -o bench.svg [--title TEXT]
 
 One panel per (workload, unit): stream, stream-server, stream-client and churn in msgs/s (churn's are
-connections/s), pingpong latency (p50/p99 in microseconds) and pingpong round trips/s.
+connections/s), pingpong latency (p50/p99 in microseconds) and pingpong round trips/s; with the tls
+feature, tls in msgs/s and payload bytes/s, tls-handshake in handshakes/s and tls-ceiling in bytes/s.
+A TLS contender has the colour of its plain counterpart (the ceiling raw's).
 Bars are grouped by configuration (size, connections, server cores and, in a panel with more
 than one, the loopback MTU), one colour per contender. A panel whose values span more than 50x
 uses a logarithmic axis. Lines without `mtu=` (older output) count as one unnamed MTU.
@@ -26,6 +28,10 @@ CONTENDERS = [
     "monoio-adapter",
     "std",
     "raw",
+    "buffstreams-tls",
+    "tokio-rustls",
+    "std-rustls",
+    "aes128gcm-seal",
 ]
 COLOURS = {
     "buffstreams-uring": "#d62728",
@@ -36,13 +42,22 @@ COLOURS = {
     "monoio-adapter": "#c5b0d5",
     "std": "#2ca02c",
     "raw": "#7f7f7f",
+    "buffstreams-tls": "#d62728",
+    "tokio-rustls": "#1f77b4",
+    "std-rustls": "#2ca02c",
+    "aes128gcm-seal": "#7f7f7f",
 }
 EXTRA_COLOURS = ["#8c564b", "#e377c2", "#bcbd22", "#17becf"]
-WORKLOADS = ["stream", "stream-server", "stream-client", "churn", "pingpong"]
+WORKLOADS = [
+    "stream", "stream-server", "stream-client", "churn", "pingpong", "tls", "tls-ceiling",
+    "tls-handshake",
+]
 UNIT_TITLES = {
     "msgs_per_s": "messages/s (higher is better)",
     "rtts_per_s": "round trips/s (higher is better)",
     "rtt_us": "round-trip time, µs (lower is better)",
+    "bytes_per_s": "payload bytes/s (higher is better)",
+    "handshakes_per_s": "full handshakes/s (higher is better)",
 }
 
 RESULT = re.compile(r"^RESULT\s+(.*)$")

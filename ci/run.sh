@@ -80,7 +80,7 @@ BUFFSTREAMS_FUZZ_SECS=60 BUFFSTREAMS_RANDOM_SECS=30 \
 
 if [ -f benches/throughput/main.rs ] && grep -q -- "--quick" benches/throughput/*.rs; then
   step "benchmark smoke test"
-  timeout 300 cargo bench --features tokio-uring,monoio --bench throughput -- --quick
+  timeout 300 cargo bench --features tokio-uring,monoio,tls --bench throughput -- --quick
   step "unix socket benchmark smoke test"
   timeout 120 cargo bench --bench unix -- --quick --rounds 2
   step "TLS handshake flood smoke test"

@@ -14,9 +14,10 @@
 //!   until the process is killed).
 //!
 //! `client(backend, args)` runs in its own process pinned to CPU 1 (use 1 core):
-//! * `Workload::Stream` and `Workload::StreamClient`: `args.conns` connections to `args.addr`,
-//!   each writing `args.size`-byte messages as fast as the library takes them (the end-to-end
-//!   figure; in `stream-client` the server is the common std one, so it is the send path's);
+//! * `Workload::Stream`, `Workload::StreamClient` and (`buffstreams-tls`) `Workload::Tls`:
+//!   `args.conns` connections to `args.addr`, each writing `args.size`-byte messages as fast
+//!   as the library takes them (the end-to-end figure; in `stream-client` the server is the
+//!   common std one, so it is the send path's);
 //! * `Workload::Pingpong`: `args.conns` connections, each with one outstanding message: send
 //!   one, wait for its echo, `crate::stats::record_rtt(start.elapsed())`, repeat;
 //! * `Workload::Churn`: `args.conns` workers, each dialing, writing one message and closing,
@@ -25,6 +26,9 @@
 //!   way with `crate::stats::client_error(e)`; put writers/runtimes in `keep`.
 //!
 //! `wire::payload(size)` gives the payload every other contender sends.
+//!
+//! `server_with` and `client_with` take a change to every `ListenerConfig` / `WriterConfig`
+//! made: `buffstreams-tls` (`contenders/tls.rs`) is these same server and client with TLS.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +38,8 @@ use buffstreams::{
     WriterConfig,
 };
 
-use super::contenders::{ClientArgs, ClientHandle, ServerArgs, ServerHandle, StartError};
+use super::contenders::StartError;
+use super::contenders::{no_client, ClientArgs, ClientHandle, ServerArgs, ServerHandle};
 use crate::plan::Workload;
 use crate::stats;
 use crate::wire::{self, MAX_FRAME};
@@ -88,19 +93,30 @@ fn failed(e: impl std::fmt::Display) -> StartError {
 }
 
 pub fn server(backend: Backend, args: &ServerArgs) -> Result<ServerHandle, StartError> {
+    server_with(backend, args, |cfg| cfg)
+}
+
+/// `server`, its `ListenerConfig` passed through `tweak`.
+pub fn server_with(
+    backend: Backend,
+    args: &ServerArgs,
+    tweak: impl FnOnce(ListenerConfig) -> ListenerConfig,
+) -> Result<ServerHandle, StartError> {
     // One core: the process is already pinned to CPU 0. Several: one core thread per CPU.
     let rt = runtime(backend, args.cores, args.cores > 1)?;
     let echo = args.echo;
     let listener = Listener::bind_on(
         &rt,
-        ListenerConfig::new("127.0.0.1:0", move |msg, conn| {
-            stats::count(1, msg.len() as u64);
-            if echo {
-                conn.write(msg)?;
-            }
-            Ok(())
-        })
-        .max_message_size(MAX_FRAME),
+        tweak(
+            ListenerConfig::new("127.0.0.1:0", move |msg, conn| {
+                stats::count(1, msg.len() as u64);
+                if echo {
+                    conn.write(msg)?;
+                }
+                Ok(())
+            })
+            .max_message_size(MAX_FRAME),
+        ),
     )
     .map_err(failed)?;
     Ok(ServerHandle {
@@ -120,13 +136,27 @@ fn notsent_lowat() -> Option<Option<u32>> {
 }
 
 pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, StartError> {
+    client_with(backend, args, |cfg| cfg)
+}
+
+/// `client`, every `WriterConfig` it makes passed through `tweak`.
+pub fn client_with<T>(
+    backend: Backend,
+    args: &ClientArgs,
+    tweak: T,
+) -> Result<ClientHandle, StartError>
+where
+    T: Fn(WriterConfig) -> WriterConfig + Clone + Send + 'static,
+{
     // The client process is pinned to CPU 1; its core thread inherits that.
     let rt = runtime(backend, 1, false)?;
     let lowat = notsent_lowat();
     let cfg = || {
-        WriterConfig::new(args.addr.to_string())
-            .max_message_size(MAX_FRAME)
-            .connect_timeout(Duration::from_secs(5))
+        tweak(
+            WriterConfig::new(args.addr.to_string())
+                .max_message_size(MAX_FRAME)
+                .connect_timeout(Duration::from_secs(5)),
+        )
     };
     let queue = std::env::var("BUFFSTREAMS_BENCH_QUEUE")
         .ok()
@@ -142,7 +172,7 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
         }
     };
     match args.workload {
-        Workload::Stream | Workload::StreamClient => {
+        Workload::Stream | Workload::StreamClient | Workload::Tls => {
             let writers = (0..args.conns)
                 .map(|_| Writer::dial_on(&rt, cfg()))
                 .collect::<Result<Vec<_>, _>>()
@@ -195,10 +225,12 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
             let payload = wire::payload(args.size);
             for _ in 0..args.conns {
                 let (rt, payload, addr) = (rt.clone(), payload.clone(), args.addr);
+                let tweak = tweak.clone();
                 std::thread::Builder::new()
                     .name("bs-churn".into())
                     .spawn(move || loop {
-                        let cfg = WriterConfig::new(addr.to_string()).max_message_size(MAX_FRAME);
+                        let cfg =
+                            tweak(WriterConfig::new(addr.to_string()).max_message_size(MAX_FRAME));
                         let result = Writer::dial_on(&rt, cfg)
                             .map_err(|e| e.to_string())
                             .and_then(|w| {
@@ -214,9 +246,7 @@ pub fn client(backend: Backend, args: &ClientArgs) -> Result<ClientHandle, Start
                     .map_err(failed)?;
             }
         }
-        Workload::StreamServer => {
-            return Err(StartError::Failed("stream-server uses the loadgen".into()))
-        }
+        other => return Err(no_client(other)),
     }
     Ok(ClientHandle {
         keep: Some(Box::new(rt)),

@@ -7,10 +7,11 @@ use crate::plan::{Contender, Workload};
 pub const USAGE: &str = "\
 usage: cargo bench --bench throughput -- [--quick] [--filter <substring>]... [--reps N]
                                          [--warmup SECS] [--window SECS] [--mtu N[,N]...]
-  --quick           CI smoke test: 5 configurations, short windows (< 60 s)
+  --quick           CI smoke test: 8 configurations, short windows (about a minute)
   --filter S        keep trials whose contender or workload name contains S
                     (repeat to narrow: every filter must match one of the two)
-  --reps N          repetitions of every trial (default: quick 2, full 5)
+  --reps N          repetitions of every trial (default: quick 2 and 1 for the TLS
+                    workloads, full 5)
   --warmup SECS     traffic before the measurement window (default: quick 0.2, full 0.3)
   --window SECS     measurement window (default: quick 0.4, full 1.0)
   --client-cpu N    CPU the client is pinned to (default 1; 0 puts both ends on one core)
@@ -47,11 +48,19 @@ contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
             --features tokio-uring, else a SKIP)
             monoio-adapter (this crate's monoio feature; build with --features monoio,
             else a SKIP)
+            buffstreams-tls tokio-rustls std-rustls aes128gcm-seal (the TLS workloads only;
+            build with --features tls, else a SKIP)
 workloads:  stream         each contender's client into its own server (end to end)
             stream-server  the common load generator into each contender's server
             stream-client  each contender's stream client into the common std server
             pingpong       one outstanding message per connection, echoed
             churn          connect, send one message, close
+            tls            stream over TLS 1.3 (AES-128-GCM): msgs/s and payload bytes/s
+            tls-handshake  full handshakes (no resumption) per second into each TLS server
+                           from the common handshake client
+            tls-ceiling    16 KiB records sealed by rustls's AES-128-GCM on one core, the
+                           tls workload's ceiling (bytes/s)
+            (--filter tls, or --only-workload tls,tls-ceiling,tls-handshake, runs all three)
 RESULT lines carry the median value, the server's and client's CPU ns per message and, last,
 the loopback MTU (mtu=N), which the server and client children check in their namespace.";
 
@@ -60,6 +69,9 @@ the loopback MTU (mtu=N), which the server and client children check in their na
 pub struct Options {
     pub quick: bool,
     pub reps: usize,
+    /// Repetitions of the TLS workloads' trials: `reps`, but 1 in a quick run without
+    /// `--reps` (a tiny TLS run, to keep the smoke test short).
+    pub tls_reps: usize,
     pub filters: Vec<String>,
     pub warmup: Duration,
     pub window: Duration,
@@ -247,6 +259,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     Ok(Command::Run(Options {
         quick,
         reps: reps.unwrap_or(if quick { 2 } else { 5 }),
+        tls_reps: reps.unwrap_or(if quick { 1 } else { 5 }),
         filters,
         warmup: warmup.unwrap_or(Duration::from_millis(if quick { 200 } else { 300 })),
         window: window.unwrap_or(Duration::from_millis(if quick { 400 } else { 1000 })),

@@ -16,12 +16,17 @@
 //! std's); `pingpong` echoes one outstanding message per connection; `churn` connects, sends
 //! one message and closes. The streaming workloads also run at loopback MTUs 9000 and 1500
 //! (`--mtu` picks others), each in an anonymous network namespace of its own (`netns.rs`).
+//! With the `tls` feature: `tls` streams over TLS 1.3 (AES-128-GCM) end to end,
+//! `tls-handshake` counts full handshakes per second into each TLS server, and `tls-ceiling`
+//! measures the cipher's seal rate on one core, which the `tls` rates are read against.
 //!
 //! Files: `cli.rs` options; `plan.rs` contenders, workloads and the trial matrix; `run.rs` one
 //! trial from the parent's side; `role.rs` the child side; `proc.rs` child processes, pinning,
 //! rlimits, CPU time; `stats.rs` the counters children keep; `wire.rs` the common frame format;
 //! `loadgen.rs` the common load generator; `netns.rs` the namespaces of the MTU views;
-//! `contenders/` tokio, std and raw; `buffstreams.rs` the library under test.
+//! `contenders/` tokio, std and raw, and their TLS versions; `buffstreams.rs` the library under
+//! test; `tls_pki.rs` the TLS certificate and configurations; `tls_handshake.rs` the common
+//! handshake client; `tls_ceiling.rs` the seal ceiling.
 
 mod buffstreams;
 mod cli;
@@ -34,6 +39,10 @@ mod report;
 mod role;
 mod run;
 mod stats;
+mod tls_ceiling;
+mod tls_handshake;
+#[cfg(feature = "tls")]
+mod tls_pki;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -73,9 +82,13 @@ fn orchestrate(opts: &cli::Options) -> ExitCode {
         65536
     });
     let configs = plan::configs(opts, host_mtu);
-    let trials: usize = configs.iter().map(|c| c.contenders.len()).sum::<usize>() * opts.reps;
+    let trials: usize = configs.iter().map(|c| c.contenders.len() * c.reps).sum();
+    let tls_reps = match configs.iter().any(|c| c.workload.tls()) {
+        true if opts.tls_reps != opts.reps => format!(", TLS {}", opts.tls_reps),
+        _ => String::new(),
+    };
     eprintln!(
-        "# throughput: {} mode, {} configurations, {} trials ({} reps), warm-up {:.2} s, window {:.2} s, server on CPU 0 (1 core) or unpinned, client on CPU {}, host loopback MTU {}",
+        "# throughput: {} mode, {} configurations, {} trials ({} reps{tls_reps}), warm-up {:.2} s, window {:.2} s, server on CPU 0 (1 core) or unpinned, client on CPU {}, host loopback MTU {}",
         if opts.quick { "quick" } else { "full" },
         configs.len(),
         trials,
@@ -116,6 +129,7 @@ fn orchestrate(opts: &cli::Options) -> ExitCode {
     }
     report::print_table(&results);
     report::print_ratios(&results);
+    tls_ceiling::print(&results);
     report::print_load_note(&results);
     println!("# total runtime {:.1} s", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS

@@ -15,10 +15,20 @@ pub enum Contender {
     MonoioAdapter,
     Std,
     Raw,
+    /// This crate's io_uring listener and `BufferedWriter` over TLS (`ListenerConfig::tls`,
+    /// `WriterConfig::tls`). This and the next three need the `tls` feature (else a SKIP)
+    /// and run only in the TLS workloads (`Workload::admits`).
+    BuffstreamsTls,
+    /// tokio + tokio-rustls + `LengthDelimitedCodec`: `tokio-ct` over TLS.
+    TokioRustls,
+    /// Blocking std + `rustls::StreamOwned`: `std` over TLS.
+    StdRustls,
+    /// The TLS ceiling: rustls's AES-128-GCM record sealer on one core, no socket.
+    SealCeiling,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 8] = [
+    pub const ALL: [Contender; 12] = [
         Contender::BuffstreamsUring,
         Contender::BuffstreamsEpoll,
         Contender::TokioCt,
@@ -27,6 +37,10 @@ impl Contender {
         Contender::MonoioAdapter,
         Contender::Std,
         Contender::Raw,
+        Contender::BuffstreamsTls,
+        Contender::TokioRustls,
+        Contender::StdRustls,
+        Contender::SealCeiling,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +53,10 @@ impl Contender {
             Contender::MonoioAdapter => "monoio-adapter",
             Contender::Std => "std",
             Contender::Raw => "raw",
+            Contender::BuffstreamsTls => "buffstreams-tls",
+            Contender::TokioRustls => "tokio-rustls",
+            Contender::StdRustls => "std-rustls",
+            Contender::SealCeiling => "aes128gcm-seal",
         }
     }
 
@@ -68,15 +86,26 @@ pub enum Workload {
     Pingpong,
     /// Connect, send one message, close; as fast as possible.
     Churn,
+    /// `Stream` over TLS: each TLS contender's own client and server.
+    Tls,
+    /// Full TLS handshakes (no resumption) into each TLS contender's server, from the common
+    /// handshake client (`tls_handshake.rs`): connect, handshake, one message, close.
+    TlsHandshake,
+    /// The TLS workloads' ceiling: 16 KiB records sealed in memory on one core
+    /// (`tls_ceiling.rs`).
+    TlsCeiling,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Stream,
         Workload::StreamServer,
         Workload::StreamClient,
         Workload::Pingpong,
         Workload::Churn,
+        Workload::Tls,
+        Workload::TlsHandshake,
+        Workload::TlsCeiling,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,11 +115,22 @@ impl Workload {
             Workload::StreamClient => "stream-client",
             Workload::Pingpong => "pingpong",
             Workload::Churn => "churn",
+            Workload::Tls => "tls",
+            Workload::TlsHandshake => "tls-handshake",
+            Workload::TlsCeiling => "tls-ceiling",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Workload> {
         Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// `tls`, `tls-handshake` or `tls-ceiling`.
+    pub fn tls(self) -> bool {
+        matches!(
+            self,
+            Workload::Tls | Workload::TlsHandshake | Workload::TlsCeiling
+        )
     }
 
     /// Whether the server echoes each message back (otherwise it only counts).
@@ -107,6 +147,42 @@ impl Workload {
             _ => contender,
         }
     }
+
+    /// The common client of a server-only workload (every contender's server is driven by
+    /// it), named for the log; `None` where each contender runs its own client.
+    pub fn common_client(self) -> Option<&'static str> {
+        match self {
+            Workload::StreamServer => Some("loadgen"),
+            Workload::TlsHandshake => Some("tls-handshaker"),
+            _ => None,
+        }
+    }
+
+    /// Whether `contender` runs in this workload: the TLS contenders only in the TLS
+    /// workloads (the handshakes compare the two servers that take a TLS config), the others
+    /// everywhere else.
+    pub fn admits(self, contender: Contender) -> bool {
+        use Contender::*;
+        match self {
+            Workload::Tls => matches!(contender, BuffstreamsTls | TokioRustls | StdRustls),
+            Workload::TlsHandshake => matches!(contender, BuffstreamsTls | TokioRustls),
+            Workload::TlsCeiling => contender == SealCeiling,
+            _ => !matches!(
+                contender,
+                BuffstreamsTls | TokioRustls | StdRustls | SealCeiling
+            ),
+        }
+    }
+
+    /// The contender the ratios are taken against: buffstreams-uring, or buffstreams-tls in
+    /// the TLS workloads; none for the ceiling.
+    pub fn reference(self) -> Option<Contender> {
+        match self {
+            Workload::Tls | Workload::TlsHandshake => Some(Contender::BuffstreamsTls),
+            Workload::TlsCeiling => None,
+            _ => Some(Contender::BuffstreamsUring),
+        }
+    }
 }
 
 /// What a RESULT line's value means.
@@ -116,6 +192,10 @@ pub enum Unit {
     RttP50Us,
     RttP99Us,
     RttsPerS,
+    /// Payload bytes per second (`tls`, and the `tls-ceiling`'s sealed plaintext).
+    BytesPerS,
+    /// Completed full handshakes per second (`tls-handshake`).
+    HandshakesPerS,
 }
 
 impl Unit {
@@ -125,11 +205,13 @@ impl Unit {
             Unit::RttP50Us => "rtt_p50_us",
             Unit::RttP99Us => "rtt_p99_us",
             Unit::RttsPerS => "rtts_per_s",
+            Unit::BytesPerS => "bytes_per_s",
+            Unit::HandshakesPerS => "handshakes_per_s",
         }
     }
 
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Unit::MsgsPerS | Unit::RttsPerS)
+        !matches!(self, Unit::RttP50Us | Unit::RttP99Us)
     }
 }
 
@@ -143,6 +225,8 @@ pub struct Config {
     /// The loopback MTU the trials run at (`netns.rs` for any but the host loopback's).
     pub mtu: u32,
     pub contenders: Vec<Contender>,
+    /// Repetitions of every trial (`Options::reps`, or `tls_reps` in the TLS workloads).
+    pub reps: usize,
 }
 
 impl Config {
@@ -151,6 +235,9 @@ impl Config {
         match (self.workload, self.conns) {
             (Workload::Pingpong, 1) => &[Unit::RttP50Us, Unit::RttP99Us],
             (Workload::Pingpong, _) => &[Unit::RttsPerS],
+            (Workload::Tls, _) => &[Unit::MsgsPerS, Unit::BytesPerS],
+            (Workload::TlsHandshake, _) => &[Unit::HandshakesPerS],
+            (Workload::TlsCeiling, _) => &[Unit::BytesPerS],
             _ => &[Unit::MsgsPerS],
         }
     }
@@ -170,6 +257,13 @@ impl Config {
 /// The ping-pong and churn message size, the same as the headline streaming size.
 pub const SMALL: usize = 110;
 
+/// The largest TLS record's plaintext (16 KiB): the big message size of the TLS workloads
+/// and the record the ceiling seals.
+pub const RECORD: usize = 16 << 10;
+
+/// Client workers of `tls-handshake`, each one connection at a time.
+const HANDSHAKERS: usize = 8;
+
 /// In a cell's MTU list: the host loopback's own MTU (`host_mtu` of `configs`).
 const HOST: u32 = 0;
 const HOST_ONLY: &[u32] = &[HOST];
@@ -187,6 +281,11 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
             (Workload::StreamServer, SMALL, 4, false, HOST_ONLY),
             (Workload::StreamClient, SMALL, 4, false, HOST_ONLY),
             (Workload::Pingpong, SMALL, 1, false, HOST_ONLY),
+            // A tiny TLS run (one rep, `Options::tls_reps`): a SKIP each without the tls
+            // feature.
+            (Workload::Tls, RECORD, 4, false, HOST_ONLY),
+            (Workload::TlsCeiling, RECORD, 1, false, HOST_ONLY),
+            (Workload::TlsHandshake, SMALL, HANDSHAKERS, false, HOST_ONLY),
         ]
     } else {
         &[
@@ -213,6 +312,13 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
             (Workload::Pingpong, SMALL, 1, false, HOST_ONLY),
             (Workload::Pingpong, SMALL, 256, true, HOST_ONLY),
             (Workload::Churn, SMALL, 4, true, HOST_ONLY),
+            // TLS (the tls feature; a SKIP each without it), one server core. The ceiling
+            // runs between the streams and the handshakes, so its figure and theirs come
+            // from the same stretch of the run.
+            (Workload::Tls, SMALL, 4, false, HOST_ONLY),
+            (Workload::Tls, RECORD, 4, false, HOST_ONLY),
+            (Workload::TlsCeiling, RECORD, 1, false, HOST_ONLY),
+            (Workload::TlsHandshake, SMALL, HANDSHAKERS, false, HOST_ONLY),
         ]
     };
     let mut out = Vec::new();
@@ -239,6 +345,7 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
         for &cores in core_counts {
             let contenders: Vec<Contender> = Contender::ALL
                 .into_iter()
+                .filter(|&c| workload.admits(c))
                 .filter(|c| cores == 1 || c.multi_core())
                 .filter(|c| opts.selects(workload.name(), c.name()))
                 .filter(|c| keeps(&opts.contenders, c))
@@ -254,6 +361,11 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
                     cores,
                     mtu,
                     contenders: contenders.clone(),
+                    reps: if workload.tls() {
+                        opts.tls_reps
+                    } else {
+                        opts.reps
+                    },
                 });
             }
         }

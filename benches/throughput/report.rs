@@ -6,13 +6,15 @@
 //! message counted by the server (per round trip in ping-pong, per connection in churn), then
 //! the loopback MTU the trials ran at. New fields only ever go at the end; `ci/plot.py` reads
 //! these lines as `key=value` pairs. RATIO and SKIP lines carry `Config::label`, which ends
-//! with `mtu=<n>`.
+//! with `mtu=<n>`. Ratios are taken against each workload's reference contender
+//! (`Workload::reference`): `uring_vs_contender=` for buffstreams-uring, `tls_vs_contender=`
+//! for buffstreams-tls in the TLS workloads.
 
 use crate::plan::{Contender, Unit};
 use crate::run::{Outcome, Summary};
 
 /// Median (mean of the middle two for an even count); NaN for none.
-fn median(values: &[f64]) -> f64 {
+pub fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return f64::NAN;
@@ -35,7 +37,7 @@ fn min_max(values: &[f64]) -> (f64, f64) {
 }
 
 /// The i-th value of every sample of `o`.
-fn values(o: &Outcome, i: usize) -> Vec<f64> {
+pub fn values(o: &Outcome, i: usize) -> Vec<f64> {
     o.samples.iter().map(|s| s.values[i]).collect()
 }
 
@@ -69,32 +71,45 @@ fn machine_number(unit: Unit, v: f64) -> String {
     }
 }
 
-fn human_number(unit: Unit, v: f64) -> String {
+pub fn human_number(unit: Unit, v: f64) -> String {
     if !unit.higher_is_better() {
         return format!("{v:.1}");
     }
     match v {
+        v if v >= 1e9 => format!("{:.2}G", v / 1e9),
         v if v >= 1e6 => format!("{:.2}M", v / 1e6),
         v if v >= 1e3 => format!("{:.1}k", v / 1e3),
         v => format!("{v:.0}"),
     }
 }
 
-/// > 1 means buffstreams-uring did better than `other`, whatever the unit.
-fn ratio(unit: Unit, uring: f64, other: f64) -> f64 {
+/// > 1 means the reference contender (`ours`) did better than `other`, whatever the unit.
+fn ratio(unit: Unit, ours: f64, other: f64) -> f64 {
     if unit.higher_is_better() {
-        uring / other
+        ours / other
     } else {
-        other / uring
+        other / ours
     }
 }
 
-fn uring_median(summary: &Summary, i: usize) -> Option<f64> {
-    summary
-        .outcomes
-        .iter()
-        .find(|o| o.contender == Contender::BuffstreamsUring && !o.samples.is_empty())
+/// The configuration's reference contender (`Workload::reference`), if it was selected.
+fn reference(summary: &Summary) -> Option<&Outcome> {
+    let wanted = summary.config.workload.reference()?;
+    summary.outcomes.iter().find(|o| o.contender == wanted)
+}
+
+fn reference_median(summary: &Summary, i: usize) -> Option<f64> {
+    reference(summary)
+        .filter(|o| !o.samples.is_empty())
         .map(|o| median(&values(o, i)))
+}
+
+/// The key of a RATIO line's value.
+fn ratio_key(reference: Contender) -> &'static str {
+    match reference {
+        Contender::BuffstreamsTls => "tls_vs_contender",
+        _ => "uring_vs_contender",
+    }
 }
 
 /// The RESULT lines of one configuration (printed as soon as it is done).
@@ -122,7 +137,7 @@ pub fn print_config(summary: &Summary) {
 pub fn print_table(results: &[Summary]) {
     println!();
     println!(
-        "{:<14} {:>6} {:>5} {:>5} {:>5}  {:<18} {:<11} {:>9}  {:>19}  {:>8}  {:>8}  {:>6}  {:>5}  {:>7}",
+        "{:<14} {:>6} {:>5} {:>5} {:>5}  {:<18} {:<16} {:>9}  {:>19}  {:>8}  {:>8}  {:>6}  {:>5}  {:>7}",
         "workload",
         "size",
         "conns",
@@ -136,15 +151,16 @@ pub fn print_table(results: &[Summary]) {
         "cli ns/m",
         "other%",
         "reps",
-        "uring/x"
+        "ours/x"
     );
     for summary in results {
         let c = &summary.config;
+        let ours = c.workload.reference();
         for (i, &unit) in c.units().iter().enumerate() {
-            let uring = uring_median(summary, i);
+            let reference = reference_median(summary, i);
             for o in &summary.outcomes {
                 let head = format!(
-                    "{:<14} {:>6} {:>5} {:>5} {:>5}  {:<18} {:<11}",
+                    "{:<14} {:>6} {:>5} {:>5} {:>5}  {:<18} {:<16}",
                     c.workload.name(),
                     c.size,
                     c.conns,
@@ -165,10 +181,8 @@ pub fn print_table(results: &[Summary]) {
                 let vals = values(o, i);
                 let (lo, hi) = min_max(&vals);
                 let med = median(&vals);
-                let r = match uring {
-                    Some(u) if o.contender != Contender::BuffstreamsUring => {
-                        format!("{:.2}", ratio(unit, u, med))
-                    }
+                let r = match reference {
+                    Some(u) if Some(o.contender) != ours => format!("{:.2}", ratio(unit, u, med)),
                     _ => "-".to_string(),
                 };
                 println!(
@@ -187,58 +201,54 @@ pub fn print_table(results: &[Summary]) {
 pub fn print_ratios(results: &[Summary]) {
     println!();
     println!(
-        "# ratios: buffstreams-uring vs each contender (rates: uring / x; latencies: x / uring; > 1 means buffstreams-uring is better)"
+        "# ratios: buffstreams-uring (buffstreams-tls in the TLS workloads) vs each contender (rates: ours / x; latencies: x / ours; > 1 means buffstreams is better)"
     );
     let mut missing = Vec::new();
+    let mut considered = 0;
     for summary in results {
         let c = &summary.config;
-        let Some(uring) = summary
-            .outcomes
-            .iter()
-            .find(|o| o.contender == Contender::BuffstreamsUring)
-        else {
+        let Some(ours) = reference(summary) else {
             continue;
         };
-        if uring.samples.is_empty() {
-            let why = uring
+        considered += 1;
+        let name = ours.contender.name();
+        if ours.samples.is_empty() {
+            let why = ours
                 .unavailable
                 .clone()
-                .or_else(|| uring.skips.first().map(|s| s.reason.to_string()))
+                .or_else(|| ours.skips.first().map(|s| s.reason.to_string()))
                 .unwrap_or_default();
-            missing.push((c.label(), why));
+            missing.push((c.label(), name, why));
             continue;
         }
         for (i, &unit) in c.units().iter().enumerate() {
-            let u = median(&values(uring, i));
+            let u = median(&values(ours, i));
             for o in summary
                 .outcomes
                 .iter()
-                .filter(|o| o.contender != Contender::BuffstreamsUring && !o.samples.is_empty())
+                .filter(|o| o.contender != ours.contender && !o.samples.is_empty())
             {
                 println!(
-                    "RATIO {} contender={} unit={} uring_vs_contender={:.3}",
+                    "RATIO {} contender={} unit={} {}={:.3}",
                     c.label(),
                     o.contender.name(),
                     unit.name(),
+                    ratio_key(ours.contender),
                     ratio(unit, u, median(&values(o, i)))
                 );
             }
         }
     }
-    let considered = results
-        .iter()
-        .filter(|s| s.config.contenders.contains(&Contender::BuffstreamsUring))
-        .count();
     if considered == 0 {
-        println!("# ratios: buffstreams-uring was not selected in this run");
-    } else if missing.len() == considered && missing.iter().all(|(_, w)| *w == missing[0].1) {
+        println!("# ratios: no reference contender was selected in this run");
+    } else if missing.len() == considered && missing.iter().all(|m| m.2 == missing[0].2) {
         println!(
-            "# ratios: none, buffstreams-uring unavailable in every configuration ({})",
-            missing[0].1
+            "# ratios: none, the reference unavailable in every configuration ({})",
+            missing[0].2
         );
     } else {
-        for (label, why) in missing {
-            println!("# ratios {label}: buffstreams-uring unavailable ({why})");
+        for (label, name, why) in missing {
+            println!("# ratios {label}: {name} unavailable ({why})");
         }
     }
 }

@@ -15,7 +15,7 @@
 //! Both sides time their own process (user + system CPU, every thread) over the window.
 //! The server is the contender's own, except in `stream-client` (the common std server,
 //! `Workload::server_for`); the client is the contender's own, except in `stream-server`
-//! (the common load generator).
+//! (the common load generator) and `tls-handshake` (the common handshake client).
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::cli::{ChildArgs, Role};
 use crate::contenders::{self, ClientArgs, ServerArgs, StartError};
 use crate::plan::Workload;
-use crate::{loadgen, netns, proc, stats};
+use crate::{loadgen, netns, proc, stats, tls_handshake};
 
 pub fn main(args: ChildArgs) -> ExitCode {
     proc::die_with_parent();
@@ -85,16 +85,18 @@ fn client(args: &ChildArgs) -> ExitCode {
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     // Before the contender's client starts: a private connection, not one to the server.
     let mss = known("TCP's MSS over lo", netns::loopback_mss());
-    let started = if args.workload == Workload::StreamServer {
-        loadgen::start(addr, args.size, args.conns)
-    } else {
-        let cargs = ClientArgs {
-            workload: args.workload,
-            addr,
-            size: args.size,
-            conns: args.conns,
-        };
-        contenders::client(args.contender, &cargs)
+    let started = match args.workload {
+        Workload::StreamServer => loadgen::start(addr, args.size, args.conns),
+        Workload::TlsHandshake => tls_handshake::start(addr, args.size, args.conns),
+        workload => {
+            let cargs = ClientArgs {
+                workload,
+                addr,
+                size: args.size,
+                conns: args.conns,
+            };
+            contenders::client(args.contender, &cargs)
+        }
     };
     let handle = match started {
         Ok(h) => h,

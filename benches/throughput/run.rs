@@ -5,7 +5,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::cli::{ChildArgs, Options, Role};
-use crate::plan::{Config, Contender, Unit, Workload};
+use crate::plan::{Config, Contender, Unit};
 use crate::proc::{self, ChildProc, Wait};
 
 /// Time a server gets to report its port (includes runtime / ring set-up).
@@ -86,7 +86,7 @@ pub fn config(
             unavailable: None,
         })
         .collect();
-    for rep in 1..=opts.reps {
+    for rep in 1..=config.reps {
         for outcome in outcomes.iter_mut() {
             if outcome.unavailable.is_some() {
                 continue;
@@ -105,7 +105,7 @@ pub fn config(
                 Ok(sample) => {
                     eprintln!(
                         "# rep {rep}/{} {} contender={name}: {}",
-                        opts.reps,
+                        config.reps,
                         config.label(),
                         describe(config.units(), &sample)
                     );
@@ -237,11 +237,11 @@ fn trial(
     args.role = Role::Client;
     args.port = port;
     args.cpu = Some(opts.client_cpu);
-    let client_name = if config.workload == Workload::StreamServer {
-        "loadgen".to_string()
-    } else {
-        contender.name().to_string()
-    };
+    let client_name = config
+        .workload
+        .common_client()
+        .unwrap_or(contender.name())
+        .to_string();
     let mut client = ChildProc::spawn(&format!("client {client_name}"), &args.to_args(), netns)
         .map_err(|e| skip("failed", format!("spawn client: {e}")))?;
     let line = client
@@ -298,7 +298,8 @@ fn trial(
     let mut values = Vec::new();
     for unit in config.units() {
         values.push(match unit {
-            Unit::MsgsPerS | Unit::RttsPerS => msgs / secs,
+            Unit::MsgsPerS | Unit::RttsPerS | Unit::HandshakesPerS => msgs / secs,
+            Unit::BytesPerS => get(&report, "bytes")? / secs,
             Unit::RttP50Us | Unit::RttP99Us => {
                 if get(&client_report, "samples")? < 1.0 {
                     return Err(skip("no-messages", "no round trip completed in the window"));

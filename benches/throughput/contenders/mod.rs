@@ -9,7 +9,12 @@
 mod monoio;
 mod raw;
 mod std_net;
+#[cfg(feature = "tls")]
+mod std_tls;
+mod tls;
 mod tokio_codec;
+#[cfg(feature = "tls")]
+mod tokio_tls;
 mod tokio_uring;
 
 use std::any::Any;
@@ -37,7 +42,8 @@ pub struct ServerArgs {
 #[derive(Clone, Debug)]
 pub struct ClientArgs {
     /// `Stream` or `StreamClient` (the same streaming client; only the server differs),
-    /// `Pingpong` or `Churn` (`StreamServer` is driven by `loadgen`).
+    /// `Pingpong`, `Churn` or `Tls` (`StreamServer` and `TlsHandshake` have common clients,
+    /// `Workload::common_client`).
     pub workload: Workload,
     pub addr: SocketAddr,
     pub size: usize,
@@ -83,6 +89,10 @@ pub fn server(contender: Contender, args: &ServerArgs) -> Result<ServerHandle, S
         Contender::MonoioAdapter => monoio::server(args),
         Contender::Std => std_net::server(args),
         Contender::Raw => raw::server(args),
+        Contender::BuffstreamsTls
+        | Contender::TokioRustls
+        | Contender::StdRustls
+        | Contender::SealCeiling => tls::server(contender, args),
     }
 }
 
@@ -96,6 +106,10 @@ pub fn client(contender: Contender, args: &ClientArgs) -> Result<ClientHandle, S
         Contender::MonoioAdapter => monoio::client(args),
         Contender::Std => std_net::client(args),
         Contender::Raw => raw::client(args),
+        Contender::BuffstreamsTls
+        | Contender::TokioRustls
+        | Contender::StdRustls
+        | Contender::SealCeiling => tls::client(contender, args),
     }
 }
 
@@ -121,12 +135,21 @@ pub fn connect_all(addr: SocketAddr, n: usize) -> io::Result<Vec<TcpStream>> {
 /// streaming and ping-pong workloads, none for churn (its workers connect as they go).
 pub fn client_streams(args: &ClientArgs) -> Result<Vec<TcpStream>, StartError> {
     match args.workload {
-        Workload::Stream | Workload::StreamClient | Workload::Pingpong => {
+        Workload::Stream | Workload::StreamClient | Workload::Pingpong | Workload::Tls => {
             Ok(connect_all(args.addr, args.conns)?)
         }
         Workload::Churn => Ok(Vec::new()),
-        Workload::StreamServer => Err(StartError::Failed("stream-server uses the loadgen".into())),
+        other => Err(no_client(other)),
     }
+}
+
+/// The error of a client asked for a workload it has no part in (a common client's, or the
+/// ceiling's).
+pub fn no_client(workload: Workload) -> StartError {
+    StartError::Failed(format!(
+        "no contender's own client runs {}",
+        workload.name()
+    ))
 }
 
 /// A named thread with a small stack (256 connections may mean 256 threads).

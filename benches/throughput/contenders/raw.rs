@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::Instant;
 
 use super::{connect_all, is_disconnect, listen, spawn, std_net, ClientArgs, ClientHandle};
-use super::{ServerArgs, ServerHandle, StartError};
+use super::{no_client, ServerArgs, ServerHandle, StartError};
 use crate::plan::Workload;
 use crate::wire::{self, BUF, HEADER};
 use crate::{loadgen, stats};
@@ -82,9 +82,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
             }
         }
         Workload::Churn => std_net::churn(args.addr, args.size, args.conns)?,
-        Workload::StreamServer => {
-            return Err(StartError::Failed("stream-server uses the loadgen".into()))
-        }
+        other => return Err(no_client(other)),
     }
     Ok(ClientHandle { keep: None })
 }

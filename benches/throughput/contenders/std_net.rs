@@ -1,13 +1,14 @@
 //! `std`: blocking `std::net`, a thread per connection, `BufReader`/`BufWriter` with 64 KiB
 //! buffers, reading the 4-byte big-endian length and then the payload. Its server is also
-//! the common server every contender's client sends into in `stream-client`.
+//! the common server every contender's client sends into in `stream-client`. `std-rustls`
+//! (`std_tls.rs`) reads frames and streams them the same way over `rustls::StreamOwned`.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Instant;
 
 use super::{connect_all, is_disconnect, listen, spawn, ClientArgs, ClientHandle};
-use super::{ServerArgs, ServerHandle, StartError};
+use super::{no_client, ServerArgs, ServerHandle, StartError};
 use crate::plan::Workload;
 use crate::stats;
 use crate::wire::{self, BUF, HEADER, MAX_FRAME};
@@ -45,24 +46,8 @@ fn serve(stream: TcpStream, echo: bool) -> io::Result<()> {
     let mut writer = BufWriter::with_capacity(BUF, stream.try_clone()?);
     let mut reader = BufReader::with_capacity(BUF, stream);
     let mut payload = Vec::new();
-    loop {
-        let mut header = [0u8; HEADER];
-        match reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let len = u32::from_be_bytes(header) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes exceeds the maximum"),
-            ));
-        }
-        if payload.len() < len {
-            payload.resize(len, 0);
-        }
-        reader.read_exact(&mut payload[..len])?;
+    let mut header = [0u8; HEADER];
+    while let Some(len) = read_frame(&mut reader, &mut header, &mut payload)? {
         stats::count(1, len as u64);
         if echo {
             writer.write_all(&header)?;
@@ -73,6 +58,33 @@ fn serve(stream: TcpStream, echo: bool) -> io::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Reads the next frame: its prefix into `header`, its payload into `payload[..len]`
+/// (`payload` grows as needed). `None` when the peer closed between frames.
+pub(super) fn read_frame(
+    reader: &mut impl Read,
+    header: &mut [u8; HEADER],
+    payload: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
+    match reader.read_exact(header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(*header) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the maximum"),
+        ));
+    }
+    if payload.len() < len {
+        payload.resize(len, 0);
+    }
+    reader.read_exact(&mut payload[..len])?;
+    Ok(Some(len))
 }
 
 pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
@@ -98,9 +110,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
             }
         }
         Workload::Churn => churn(args.addr, args.size, args.conns)?,
-        Workload::StreamServer => {
-            return Err(StartError::Failed("stream-server uses the loadgen".into()))
-        }
+        other => return Err(no_client(other)),
     }
     Ok(ClientHandle { keep: None })
 }
@@ -108,7 +118,7 @@ pub fn client(args: &ClientArgs) -> Result<ClientHandle, StartError> {
 /// Writes frames through a 64 KiB `BufWriter` until the connection fails: one `write(2)` per
 /// ~64 KiB of frames. `BUFFSTREAMS_BENCH_STD_BUF=<bytes>` changes the size, for a diagnostic
 /// comparison of batch sizes (the published figures use 64 KiB).
-fn stream_conn(stream: TcpStream, size: usize) -> io::Result<()> {
+pub(super) fn stream_conn(stream: impl Write, size: usize) -> io::Result<()> {
     let header = wire::header(size);
     let payload = wire::payload(size);
     let mut writer = BufWriter::with_capacity(

@@ -1,14 +1,15 @@
 //! `tokio-ct` / `tokio-mt`: tokio with tokio-util's `LengthDelimitedCodec` (u32 big-endian
 //! length), the usual Rust choice. Servers read through `FramedRead` with 64 KiB capacity and
 //! count frames; streaming clients `feed` ~64 KiB of frames into a `FramedWrite` whose buffer
-//! and backpressure boundary are 64 KiB, then `flush` once.
+//! and backpressure boundary are 64 KiB, then `flush` once. `tokio-rustls` (`tokio_tls.rs`)
+//! runs the same server loop and streaming client over a TLS stream.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use ::tokio::net::{TcpListener, TcpStream};
 use ::tokio::runtime::{Builder, Runtime};
 use bytes::Bytes;
@@ -27,7 +28,7 @@ pub enum Flavor {
     MultiThread,
 }
 
-fn runtime(flavor: Flavor, threads: usize) -> io::Result<Runtime> {
+pub(super) fn runtime(flavor: Flavor, threads: usize) -> io::Result<Runtime> {
     match flavor {
         Flavor::CurrentThread => Builder::new_current_thread().enable_all().build(),
         Flavor::MultiThread => Builder::new_multi_thread()
@@ -37,7 +38,7 @@ fn runtime(flavor: Flavor, threads: usize) -> io::Result<Runtime> {
     }
 }
 
-fn codec() -> LengthDelimitedCodec {
+pub(super) fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(HEADER)
         .big_endian()
@@ -47,7 +48,7 @@ fn codec() -> LengthDelimitedCodec {
 
 /// Runs `fut` to completion on a new thread owning `rt`; spawned tasks go to the runtime's
 /// workers (multi-thread) or share that thread (current-thread).
-fn run_detached<F>(name: &str, rt: Runtime, fut: F) -> io::Result<()>
+pub(super) fn run_detached<F>(name: &str, rt: Runtime, fut: F) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -97,11 +98,11 @@ pub fn server(flavor: Flavor, args: &ServerArgs) -> Result<ServerHandle, StartEr
 
 /// tokio-util's complaint about a peer that closed mid-frame: the bench kills its clients
 /// at the end of every trial, so this is teardown, not a failure.
-fn is_cut_frame(e: &io::Error) -> bool {
+pub(super) fn is_cut_frame(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Other && e.to_string() == "bytes remaining on stream"
 }
 
-async fn serve_count(stream: TcpStream) -> io::Result<()> {
+pub(super) async fn serve_count<S: AsyncRead + Unpin>(stream: S) -> io::Result<()> {
     let mut frames = FramedRead::with_capacity(stream, codec(), BUF);
     while let Some(frame) = frames.next().await {
         stats::count(1, frame?.len() as u64);
@@ -163,7 +164,7 @@ pub fn client(flavor: Flavor, args: &ClientArgs) -> Result<ClientHandle, StartEr
 /// Feeds ~64 KiB of frames (at least one), then flushes, until the connection fails.
 /// `with_capacity` sizes the buffer and sets the backpressure boundary (which `feed` flushes
 /// at; 8 KiB by default) to 64 KiB; the boundary is set again to say so explicitly.
-async fn stream_conn(stream: TcpStream, size: usize) -> io::Result<()> {
+pub(super) async fn stream_conn<S: AsyncWrite + Unpin>(stream: S, size: usize) -> io::Result<()> {
     let payload = Bytes::from_static(wire::payload(size).leak());
     let batch = (BUF / (size + HEADER)).max(1);
     let mut sink = FramedWrite::with_capacity(stream, codec(), BUF);
