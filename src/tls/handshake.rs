@@ -93,14 +93,22 @@ impl<C: Records> Handshaking<C> {
                 buf.len(),
                 libc::MSG_DONTWAIT
             ));
-            match n {
+            let short = match n {
                 Ok(0) => return Err(TlsError::HandshakeEof),
-                Ok(n) => self.incoming.extend_from_slice(&buf[..n as usize]),
+                Ok(n) => {
+                    self.incoming.extend_from_slice(&buf[..n as usize]);
+                    (n as usize) < buf.len()
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(TlsError::HandshakeIo(e)),
-            }
+            };
             self.step()?;
+            if short {
+                // The socket had no more: spare the call that would say so (poll tells when
+                // more comes).
+                break;
+            }
             if self.incoming.len() > 2 * MAX_RECORD {
                 // rustls refuses a record this large before; a bound all the same.
                 return Err(TlsError::Handshake(rustls::Error::General(

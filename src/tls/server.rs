@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +42,8 @@ pub(crate) trait Finish: Send + 'static {
 pub(crate) struct Handshaker {
     jobs: Sender<Job>,
     wake: UnixStream,
+    /// The thread is (about to be) asleep in `poll`: a new job must wake it.
+    asleep: Arc<AtomicBool>,
     in_progress: Arc<AtomicUsize>,
     max: usize,
 }
@@ -59,7 +61,9 @@ impl Handshaker {
         let (wake, woken) = UnixStream::pair()?;
         woken.set_nonblocking(true)?;
         let in_progress = Arc::new(AtomicUsize::new(0));
+        let asleep = Arc::new(AtomicBool::new(false));
         let thread = Thread {
+            asleep: asleep.clone(),
             config,
             timeout,
             jobs: rx,
@@ -75,6 +79,7 @@ impl Handshaker {
         Ok(Handshaker {
             jobs,
             wake,
+            asleep,
             in_progress,
             max: max.max(1),
         })
@@ -90,7 +95,12 @@ impl Handshaker {
             self.in_progress.fetch_sub(1, Ordering::AcqRel);
             return Err(job);
         }
-        let _ = (&self.wake).write(&[1]);
+        // Pairs with the thread's fence between saying it sleeps and looking at the channel
+        // a last time: either it sees this job, or this sees it asleep and wakes it.
+        fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst) {
+            let _ = (&self.wake).write(&[1]);
+        }
         Ok(())
     }
 }
@@ -109,6 +119,7 @@ struct Live {
 }
 
 struct Thread {
+    asleep: Arc<AtomicBool>,
     config: Arc<ServerConfig>,
     timeout: Duration,
     jobs: Receiver<Job>,
@@ -131,12 +142,14 @@ impl Thread {
         }
         let mut fds: Vec<libc::pollfd> = Vec::new();
         loop {
-            loop {
-                match self.jobs.try_recv() {
-                    Ok(job) => self.begin(job),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
-                }
+            if !self.take_jobs() {
+                return;
+            }
+            self.asleep.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            // A job sent before `asleep` was seen did not wake this thread: look once more.
+            if !self.take_jobs() {
+                return;
             }
             fds.clear();
             fds.push(pollfd(&self.woken, libc::POLLIN));
@@ -149,7 +162,9 @@ impl Thread {
                     .clamp(1, i32::MAX as u128) as i32
             });
             // SAFETY: `fds` is a live vector of initialised pollfds, and its length is passed.
-            if syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms)).is_err() {
+            let polled = syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms));
+            self.asleep.store(false, Ordering::SeqCst);
+            if polled.is_err() {
                 continue; // EINTR; nothing else is possible with valid arguments
             }
             if fds[0].revents != 0 {
@@ -157,41 +172,69 @@ impl Thread {
                 while matches!((&self.woken).read(&mut sink), Ok(n) if n > 0) {}
             }
             let now = Instant::now();
-            for i in (0..self.live.len()).rev() {
-                let ready = fds[i + 1].revents != 0;
-                let l = &mut self.live[i];
-                let result = match ready {
-                    true => l.hs.read(&l.job.fd).and_then(|()| l.hs.write(&l.job.fd)),
-                    false if now >= l.deadline => Err(TlsError::HandshakeTimeout(self.timeout)),
-                    false => continue,
-                };
-                match result {
-                    Ok(()) if l.hs.finished() => {
-                        let l = self.live.swap_remove(i);
-                        self.in_progress.fetch_sub(1, Ordering::AcqRel);
-                        self.finish.established(l.job, l.hs.established());
-                    }
-                    Ok(()) => {}
-                    Err(err) => {
-                        let l = self.live.swap_remove(i);
-                        self.in_progress.fetch_sub(1, Ordering::AcqRel);
-                        self.finish.failed(&l.job.info, err);
-                    }
+            // Only the handshakes polled (those begun since are not in `fds`), last first: a
+            // handshake that ends is swapped with the last, which was seen already.
+            let polled = fds.len() - 1;
+            for i in (0..polled.min(self.live.len())).rev() {
+                if fds[i + 1].revents != 0 {
+                    self.advance(i);
+                } else if now >= self.live[i].deadline {
+                    self.settle(i, Err(TlsError::HandshakeTimeout(self.timeout)));
                 }
             }
         }
     }
 
+    /// Begins every job waiting; `false` once the listener is gone.
+    fn take_jobs(&mut self) -> bool {
+        loop {
+            match self.jobs.try_recv() {
+                Ok(job) => self.begin(job),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// A new handshake: its ClientHello has usually arrived already, so it is read at once
+    /// rather than after a round of `poll`.
     fn begin(&mut self, job: Job) {
         match UnbufferedServerConnection::new(self.config.clone()) {
-            Ok(conn) => self.live.push(Live {
-                job,
-                hs: Handshaking::new(conn),
-                deadline: Instant::now() + self.timeout,
-            }),
+            Ok(conn) => {
+                self.live.push(Live {
+                    job,
+                    hs: Handshaking::new(conn),
+                    deadline: Instant::now() + self.timeout,
+                });
+                self.advance(self.live.len() - 1);
+            }
             Err(err) => {
                 self.in_progress.fetch_sub(1, Ordering::AcqRel);
                 self.finish.failed(&job.info, TlsError::Handshake(err));
+            }
+        }
+    }
+
+    /// Reads and writes what handshake `i` can now; hands it on if it finished or failed.
+    fn advance(&mut self, i: usize) {
+        let l = &mut self.live[i];
+        let result = l.hs.read(&l.job.fd).and_then(|()| l.hs.write(&l.job.fd));
+        self.settle(i, result);
+    }
+
+    /// Hands handshake `i` on if `result` ended it.
+    fn settle(&mut self, i: usize, result: Result<(), TlsError>) {
+        match result {
+            Ok(()) if !self.live[i].hs.finished() => {}
+            Ok(()) => {
+                let l = self.live.swap_remove(i);
+                self.in_progress.fetch_sub(1, Ordering::AcqRel);
+                self.finish.established(l.job, l.hs.established());
+            }
+            Err(err) => {
+                let l = self.live.swap_remove(i);
+                self.in_progress.fetch_sub(1, Ordering::AcqRel);
+                self.finish.failed(&l.job.info, err);
             }
         }
     }

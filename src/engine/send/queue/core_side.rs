@@ -174,10 +174,9 @@ impl<C: QueueCore> SendQueue<C> {
                 _ => self.state.store(CLOSED, Ordering::Release),
             }
         }
-        self.changed.notify_all();
-        for waker in ctl.wakers.drain(..) {
-            waker.wake();
-        }
+        // Blocked writers and async waiters hear the new state (no system call when there
+        // are none: a closing connection with nobody waiting costs no futex wake-up).
+        self.notify(&mut ctl);
         drop(ctl);
         if reconnecting {
             if let Some(hook) = self.on_reconnecting.get() {
