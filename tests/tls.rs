@@ -88,3 +88,61 @@ fn round_trips_under_mutual_tls(backend: Backend) {
 }
 
 on_both_backends!(round_trips_on_every_framing, round_trips_under_mutual_tls);
+
+/// Known bug, kept as a reproduction: a writer that writes and closes at once can lose the end
+/// of its stream though `close()` returned `Ok`. The listener's 2 TLS 1.3 session tickets
+/// (rustls's default) can reach the writer's socket after its connection stopped reading and
+/// before the socket is closed; Linux answers a close with unread bytes with a reset, dropping
+/// what it had not sent yet, and the listener sees `ConnectionReset` after part of the stream
+/// (about 1 run in 3 on io_uring here). With `send_tls13_tickets = 0`, or with a pause after
+/// the dial (the tickets are read), nothing is lost. A fix: read (or drain) what the socket
+/// holds before closing it, or shut down the write side and read to the peer's end first.
+fn close_right_after_writing_loses_nothing(backend: Backend) {
+    let pki = Pki::new();
+    for run in 0..20 {
+        let got = Arc::new(AtomicU64::new(0));
+        let seen = got.clone();
+        let listener = Listener::bind(
+            ListenerConfig::new("127.0.0.1:0", move |_msg, _conn| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .runtime(runtime_on(backend, 1))
+            .tls(pki.server(false)),
+        )
+        .unwrap();
+        let writer = Writer::dial(
+            WriterConfig::new(listener.local_addr().to_string())
+                .runtime(runtime_on(backend, 1))
+                .tls(pki.client(false), localhost()),
+        )
+        .unwrap();
+        let mut out = writer.buffered();
+        for i in 0..5000usize {
+            out.write(&vec![7u8; (i * 7) % 300 + 3]).unwrap();
+        }
+        out.flush().unwrap();
+        drop(out);
+        writer.close().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(5), || got.load(Ordering::Relaxed)
+                == 5000),
+            "run {run}: the listener got {} of 5000",
+            got.load(Ordering::Relaxed)
+        );
+        listener.close();
+    }
+}
+
+mod close_right_after_writing_loses_nothing {
+    #[test]
+    #[ignore = "known bug: a reset on close can drop the unsent tail (see the function's docs)"]
+    fn io_uring() {
+        super::close_right_after_writing_loses_nothing(buffstreams::Backend::IoUring);
+    }
+    #[test]
+    #[ignore = "known bug: a reset on close can drop the unsent tail (see the function's docs)"]
+    fn epoll() {
+        super::close_right_after_writing_loses_nothing(buffstreams::Backend::Epoll);
+    }
+}
