@@ -11,7 +11,7 @@ use buffstreams::{
     Backend, Listener, ListenerConfig, Runtime, RuntimeConfig, Writer, WriterConfig,
 };
 
-use crate::{backend_name, si, BackendArg, BenchArgs, Failure, StatusLine, Stop};
+use crate::{backend_name, si, tls, BackendArg, BenchArgs, Failure, StatusLine, Stop};
 
 /// The library's `syscall!` (this binary is a crate of its own).
 #[path = "../../sys.rs"]
@@ -94,11 +94,12 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
         ..RuntimeConfig::default()
     })
     .map_err(|e| Failure::Run(format!("cannot start the listener's runtime: {e}")))?;
-    let listener = Listener::bind_on(
-        &server,
+    let (listener_config, tls) = tls::bench(
+        args.tls,
         ListenerConfig::new(address(args.unix), |_msg, _conn| Ok(())).max_message_size(max),
-    )
-    .map_err(|e| Failure::Run(e.to_string()))?;
+    )?;
+    let listener =
+        Listener::bind_on(&server, listener_config).map_err(|e| Failure::Run(e.to_string()))?;
     // The writers' core goes on the CPU after the listener's.
     let client = Runtime::new(RuntimeConfig {
         cores: 1,
@@ -108,14 +109,20 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::Run(format!("cannot start the writers' runtime: {e}")))?;
     let config = WriterConfig::new(listener.endpoint().to_string()).max_message_size(max);
+    let config = match tls {
+        Some(tls) => tls.writer(config),
+        None => config,
+    };
     let writers = (0..args.conns)
         .map(|_| Writer::dial_on(&client, config.clone()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::Run(e.to_string()))?;
     eprintln!(
-        "bench: {} connection(s) -> {} ({} backend, {} listener core(s)), {}-byte messages, {} s",
+        "bench: {} connection(s) -> {}{} ({} backend, {} listener core(s)), {}-byte messages, \
+         {} s",
         writers.len(),
         listener.endpoint(),
+        if args.tls { " over TLS" } else { "" },
         backend_name(server.backend()),
         server.cores(),
         args.size,

@@ -9,7 +9,9 @@ use buffstreams::{
     Conn, Listener, ListenerConfig, Message, RecvTimeoutError, RuntimeConfig, TryRecvError,
 };
 
-use crate::{backend_name, decode_raw, framing, si, Failure, ListenArgs, Print, StatusLine, Stop};
+use crate::{
+    backend_name, decode_raw, framing, si, tls, Failure, ListenArgs, Print, StatusLine, Stop,
+};
 
 /// Messages the channel between the listener's core and this thread holds.
 const CHANNEL_MESSAGES: usize = 4096;
@@ -70,16 +72,18 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
                 }
             }
         });
+    let (config, tls) = tls::listen(&args.tls, config)?;
     let listener = Listener::bind(config).map_err(|e| Failure::Run(e.to_string()))?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let announce = writeln!(
         out,
-        "listening on {} ({}, max {} bytes, {} backend)",
+        "listening on {} ({}, max {} bytes, {} backend{})",
         listener.endpoint(),
         framing::name(codec.framing()),
         codec.max_message_size(),
-        backend_name(listener.runtime().backend())
+        backend_name(listener.runtime().backend()),
+        tls.map(|what| format!(", {what}")).unwrap_or_default()
     )
     .and_then(|()| out.flush());
     if let Err(err) = announce {
@@ -92,6 +96,7 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
     let status = (args.print == Print::None).then(StatusLine::start);
     let mut rate = RateWindow::new(started);
     let mut echoed: HashMap<u64, Conn> = HashMap::new();
+    let mut handshakes = HandshakeFailures::default();
     let mut result = Ok(());
     let limit = args.count.unwrap_or(u64::MAX);
     while totals.messages < limit && !stop.requested() {
@@ -106,6 +111,9 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
                 }
                 if let Some(status) = &status {
                     rate.show(status, &totals);
+                }
+                if tls.is_some() {
+                    handshakes.check(&listener);
                 }
                 match messages.recv_timeout(Duration::from_millis(100)) {
                     Ok(msg) => msg,
@@ -137,13 +145,13 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
         }
     }
     drop(out);
-    let accepted: u64 = listener
-        .runtime()
-        .stats()
-        .iter()
-        .map(|core| core.accepted)
-        .sum();
+    // The listener's own count: a TLS connection counts once its handshake is done, and the
+    // cores' counters (published from time to time) may not show it yet.
+    let accepted = listener.stats().accepted;
     finish_echoes(echoed);
+    if tls.is_some() {
+        handshakes.check(&listener);
+    }
     listener.close();
     let interrupted = if stop.requested() {
         "interrupted: "
@@ -164,6 +172,27 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
         totals.messages, totals.bytes,
     );
     result
+}
+
+/// TLS handshakes that failed, reported on stderr as they are seen (the listener closes their
+/// connections before they deliver anything).
+#[derive(Default)]
+struct HandshakeFailures {
+    reported: u64,
+}
+
+impl HandshakeFailures {
+    fn check(&mut self, listener: &Listener) {
+        let failed = listener.stats().handshake_failures;
+        if failed > self.reported {
+            eprintln!(
+                "warning: {} TLS handshake(s) failed, connection(s) closed (a client without a \
+                 trusted certificate, one not speaking TLS, or a timeout)",
+                failed - self.reported
+            );
+            self.reported = failed;
+        }
+    }
 }
 
 /// A closed stdout (`listen … | head`) ends listening quietly; other output errors are errors.

@@ -10,6 +10,7 @@ mod listen;
 mod probe;
 mod send;
 mod source;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +86,25 @@ pub struct ListenArgs {
     /// What to print for each message (on stdout; totals go to stderr)
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = Print::Len)]
     pub print: Print,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: ListenTlsArgs,
+}
+
+/// `listen`'s TLS flags. Without the `tls` feature they are refused with a usage error.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListenTlsArgs {
+    /// Serve TLS with the certificate chain in PEM file F (this server's certificate first);
+    /// needs --tls-key [tls feature]
+    #[arg(long, value_name = "F", requires = "tls_key", help_heading = "TLS")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, a PEM file (PKCS#8, PKCS#1 or SEC1) [tls feature]
+    #[arg(long, value_name = "F", requires = "tls_cert", help_heading = "TLS")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: require a client certificate that chains to a CA in PEM file F; clients
+    /// without one are refused [tls feature]
+    #[arg(long, value_name = "F", requires = "tls_cert", help_heading = "TLS")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// What `listen` prints per message.
@@ -145,6 +165,29 @@ pub struct SendArgs {
     #[arg(long, value_name = "C", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub conns: u32,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: SendTlsArgs,
+}
+
+/// `send`'s TLS flags. Without the `tls` feature they are refused with a usage error.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SendTlsArgs {
+    /// Speak TLS, trusting the CA certificates in PEM file F for the server's certificate
+    /// [tls feature]
+    #[arg(long, value_name = "F", help_heading = "TLS")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry: a DNS name or an IP address [default:
+    /// the host of ADDR; required for a unix: address] [tls feature]
+    #[arg(long, value_name = "NAME", requires = "tls_ca", help_heading = "TLS")]
+    pub tls_server_name: Option<String>,
+    /// Mutual TLS: present the client certificate chain in PEM file F; needs --tls-key
+    /// [tls feature]
+    #[arg(long, value_name = "F", requires_all = ["tls_ca", "tls_key"], help_heading = "TLS")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, a PEM file (PKCS#8, PKCS#1 or SEC1) [tls feature]
+    #[arg(long, value_name = "F", requires = "tls_cert", help_heading = "TLS")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `buffstreams bench`.
@@ -170,6 +213,10 @@ pub struct BenchArgs {
     /// Over a Unix domain socket (in the abstract namespace) instead of TCP loopback
     #[arg(long)]
     pub unix: bool,
+    /// Over TLS 1.3, with a CA and a server certificate made in memory for this run [tls
+    /// feature]
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// `--backend`.

@@ -10,7 +10,7 @@ use buffstreams::{
 };
 
 use crate::source::{Next, Source};
-use crate::{framing, si, Failure, SendArgs, Stop};
+use crate::{framing, si, tls, Failure, SendArgs, Stop};
 
 /// Parses `--rate`: a positive number of messages per second, with an optional `k` or `M`
 /// and an optional `/s` (`500`, `2.5k`, `1M/s`).
@@ -140,6 +140,8 @@ fn pump_paced(
 /// Runs `send`: dials every connection first, then writes every message of the source.
 pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
     let codec = framing::codec(args.framing.framing, args.framing.max).map_err(Failure::Usage)?;
+    // Certificates are loaded (and a bad file reported) before anything is read or dialed.
+    let config = tls::send(&args.tls, &args.addr, WriterConfig::new(args.addr.clone()))?;
     let mut source = Source::open(args, &codec)?;
     let runtime = Runtime::new(RuntimeConfig {
         cores: 1,
@@ -151,7 +153,7 @@ pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
     let failed = Arc::new(AtomicU64::new(0));
     let reason = Arc::new(Mutex::new(None::<String>));
     let (count, why) = (failed.clone(), reason.clone());
-    let config = WriterConfig::new(args.addr.clone())
+    let config = config
         .framing(codec.framing())
         .max_message_size(codec.max_message_size())
         .on_failed(move |lost| {

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::engine::conns::credit::RecvCredit;
 use crate::engine::conns::entry::{Entry, Opener};
@@ -17,6 +18,9 @@ use crate::engine::core::SendQueue;
 use crate::engine::send::outbox::Outbox;
 use crate::engine::session::Session;
 use crate::error::{CloseReason, ConnError};
+
+/// How long a connection that said goodbye (TLS `close_notify`) waits for its peer to close.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// What a connection can do after a call: go on reading, wait for its session, or nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +56,7 @@ impl<I: Io> Conns<I> {
             closing: None,
             close_when_flushed: false,
             said_goodbye: false,
+            lingering: false,
             close_acks: Vec::new(),
             io: I::Conn::default(),
         });
@@ -220,16 +225,25 @@ impl<I: Io> Conns<I> {
                 return;
             }
             if c.out.is_empty() && !c.sendq.take(&mut c.out, &c.fd) {
-                if !c.close_when_flushed {
+                if !c.close_when_flushed || c.lingering {
                     return;
                 }
                 // A sealed connection's last words (TLS `close_notify`) go out before it closes.
-                let goodbye = match c.said_goodbye {
-                    true => None,
-                    false => c.sendq.goodbye(&c.fd),
-                };
+                if c.said_goodbye {
+                    // They are out: shut the sending side (a FIN follows them) and read on
+                    // until the peer closes too, or `LINGER` passes. Closing now could leave
+                    // what the peer sends meanwhile (a TLS 1.3 server's session tickets)
+                    // unread, and a socket closed with unread bytes resets the connection,
+                    // which can throw away what the peer had not read yet.
+                    c.sendq.shut_write(&c.fd);
+                    c.lingering = true;
+                    let until = Instant::now() + LINGER;
+                    self.lingering.push((key, until));
+                    io.wake_at(until);
+                    return;
+                }
                 c.said_goodbye = true;
-                match goodbye {
+                match c.sendq.goodbye(&c.fd) {
                     Some(chunk) => c.out.chunks_mut().push_back(chunk),
                     None => {
                         self.close(key, CloseReason::Local, io);
@@ -316,6 +330,9 @@ impl<I: Io> Conns<I> {
         let Some(mut c) = self.conns.remove(key) else {
             return;
         };
+        if c.lingering {
+            self.lingering.retain(|l| l.0 != key);
+        }
         io.release(key, &c.fd, &mut c.io);
         let reason = c.closing.take().unwrap_or(CloseReason::Local);
         let err = self.stats.count_close(&reason);

@@ -45,6 +45,8 @@ pub(crate) struct Entry<X> {
     /// On a sealed connection closing once flushed: its sealer's last words (TLS
     /// `close_notify`) were queued.
     pub(super) said_goodbye: bool,
+    /// They were sent: its sending side is shut, and it reads on until the peer closes too.
+    pub(super) lingering: bool,
     pub(super) close_acks: Vec<SyncSender<()>>,
     /// The backend's own state.
     pub(super) io: X,

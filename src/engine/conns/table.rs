@@ -29,6 +29,8 @@ pub(crate) struct Conns<I: Io> {
     pub(super) next_tick: Instant,
     /// Chunks a send finished with, on their way back to their queue.
     pub(super) done: Vec<Chunk>,
+    /// Connections that said goodbye and wait for the peer to close, until when (`conn.rs`).
+    pub(super) lingering: Vec<(ConnKey, Instant)>,
 }
 
 impl<I: Io> Conns<I> {
@@ -43,6 +45,7 @@ impl<I: Io> Conns<I> {
             conns: Slab::default(),
             listeners: Vec::new(),
             stopping: None,
+            lingering: Vec::new(),
             next_tick: Instant::now(),
             done: Vec::new(),
         }
@@ -182,6 +185,7 @@ impl<I: Io> Conns<I> {
     /// a loop need not read the clock.
     pub(crate) fn has_timers(&self) -> bool {
         self.stopping.is_some()
+            || !self.lingering.is_empty()
             || self.ticking()
             || self
                 .listeners
@@ -209,6 +213,17 @@ impl<I: Io> Conns<I> {
                 }
             }
         }
+        // Connections that said goodbye and whose peer did not close in time.
+        let mut i = 0;
+        while i < self.lingering.len() {
+            let (key, until) = self.lingering[i];
+            if now >= until {
+                self.lingering.swap_remove(i);
+                self.close(key, crate::error::CloseReason::Local, io);
+            } else {
+                i += 1;
+            }
+        }
         let due = self.due_retries(now);
         if let Some(deadline) = self.stopping {
             if now >= deadline {
@@ -221,6 +236,7 @@ impl<I: Io> Conns<I> {
             .flatten()
             .filter_map(|l| l.retry_at)
             .chain(self.stopping.filter(|_| !self.conns.is_empty()))
+            .chain(self.lingering.iter().map(|l| l.1))
             .chain(ticking.then_some(self.next_tick))
             .min();
         (due, next)

@@ -15,7 +15,6 @@
 pub(crate) mod chunk;
 pub(super) mod direct;
 pub(super) mod gate;
-pub(super) mod linger;
 pub(crate) mod outbox;
 pub(super) mod queue;
 pub(super) mod traits;

@@ -117,8 +117,6 @@ pub(crate) struct SendQueue<C: QueueCore> {
     /// The sealer of the connection now attached (or about to be), on a sealed queue. Locked
     /// only by the one thread sending, never while holding `ctl`.
     sealer: Mutex<Sealer>,
-    /// The connection now closing said goodbye (`seal.rs`).
-    said_goodbye: std::sync::atomic::AtomicBool,
 }
 
 impl<C: QueueCore> SendQueue<C> {
@@ -155,7 +153,6 @@ impl<C: QueueCore> SendQueue<C> {
             on_reconnecting: OnceLock::new(),
             sealed,
             sealer: Mutex::new(None),
-            said_goodbye: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -12,13 +12,11 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 use super::owner::Take;
 use super::{QueueCore, Sealer, SendQueue};
 use crate::engine::send::chunk::Chunk;
-use crate::engine::send::linger;
 use crate::engine::send::traits::Seal;
 
 impl<C: QueueCore> SendQueue<C> {
@@ -38,13 +36,7 @@ impl<C: QueueCore> SendQueue<C> {
     }
 
     /// The connection on `fd` is gone: its sealer goes with it (unless another took its place).
-    /// If it said goodbye, the socket lingers until the peer closes too (`linger.rs`).
     pub(super) fn drop_sealer(&self, fd: Option<&Arc<OwnedFd>>) {
-        if self.said_goodbye.swap(false, Ordering::AcqRel) {
-            if let Some(fd) = fd {
-                linger::linger(fd.clone());
-            }
-        }
         let mut sealer = self.sealer();
         let same = match (sealer.as_ref(), fd) {
             (Some((now, _)), Some(fd)) => Arc::ptr_eq(now, fd),
@@ -82,15 +74,20 @@ impl<C: QueueCore> SendQueue<C> {
             false => Err(()),
         });
         match said {
-            Ok(()) => {
-                self.said_goodbye.store(true, Ordering::Release);
-                Some(chunk)
-            }
+            Ok(()) => Some(chunk),
             Err(()) => {
                 self.core.pool().put(chunk);
                 None
             }
         }
+    }
+
+    /// Core: the connection on `fd` said goodbye: its sending side is shut (the kernel sends
+    /// a FIN after the last bytes), while it goes on reading until the peer closes too.
+    pub(crate) fn shut_write(&self, fd: &OwnedFd) {
+        // SAFETY: `fd` is an open socket borrowed for the call; shutdown changes only the
+        // connection's state.
+        let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_WR));
     }
 
     /// Seals, in order, the chunks of `chunks` not sealed yet, for a send on `fd`; nothing to
