@@ -364,3 +364,98 @@ on_both_backends!(
     expired_server_certificate,
     wrong_name_server_certificate,
 );
+
+/// `max_handshakes`: a connection accepted while that many handshakes are in progress is
+/// closed at once and counted as refused; the good stream goes on.
+fn handshakes_over_the_cap_are_refused(backend: Backend) {
+    common::init_tracing();
+    let pki = Pki::new();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let listener = Listener::bind(
+        ListenerConfig::new("127.0.0.1:0", move |_m, _c| {
+            c.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .runtime(runtime_on(backend, 1))
+        .tls(pki.server(false))
+        .max_handshakes(2),
+    )
+    .unwrap();
+    let served = Served {
+        listener,
+        count,
+        closes: Arc::default(),
+    };
+    let good = good_writer(&served, &pki, false);
+    // Two silent connections hold both handshake slots (until the 10 s timeout).
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(served.listener.local_addr()).unwrap())
+        .collect();
+    assert!(wait_until(Duration::from_secs(5), || served
+        .listener
+        .stats()
+        .accepted
+        >= 1));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = TcpStream::connect(served.listener.local_addr()).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        matches!(third.read(&mut [0u8; 16]), Ok(0) | Err(_)),
+        "closed at once"
+    );
+    assert!(wait_until(Duration::from_secs(5), || served
+        .listener
+        .stats()
+        .refused
+        == 1));
+    still_flows(&served, &good);
+    drop(silent);
+}
+
+/// The partial-frame limits apply to the plaintext: a frame started and not finished within
+/// the frame timeout closes that TLS connection with `FrameTimeout`.
+fn the_frame_timeout_applies_under_tls(backend: Backend) {
+    common::init_tracing();
+    let pki = Pki::new();
+    let count = Arc::new(AtomicU64::new(0));
+    let closes: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
+    let (c, r) = (count.clone(), closes.clone());
+    let listener = Listener::bind(
+        ListenerConfig::new("127.0.0.1:0", move |_m, _c| {
+            c.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .on_close(move |_info, reason, _unsent| r.lock().unwrap().push(reason.clone()))
+        .frame_timeout(Duration::from_millis(200))
+        .runtime(runtime_on(backend, 1))
+        .tls(pki.server(false)),
+    )
+    .unwrap();
+    let served = Served {
+        listener,
+        count,
+        closes,
+    };
+    let good = good_writer(&served, &pki, false);
+    let mut tls = raw_client(&served, &pki);
+    // Half a frame, then nothing.
+    tls.write_all(&[0, 0, 0, 100, 1, 2, 3]).unwrap();
+    tls.flush().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || served
+            .closes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, CloseReason::FrameTimeout(_)))),
+        "closed by the frame timeout: {:?}",
+        served.closes.lock().unwrap()
+    );
+    still_flows(&served, &good);
+}
+
+on_both_backends!(
+    handshakes_over_the_cap_are_refused,
+    the_frame_timeout_applies_under_tls
+);

@@ -44,8 +44,9 @@ impl ListenerConfig {
     /// 10 by default, below the cores (0), so that on a CPU shared with a core a flood of
     /// handshakes takes little from established streams, and handshakes get what the cores
     /// leave. Measured on two vCPUs during a flood of ClientHellos (`cargo bench --bench
-    /// tls_flood`): a stream kept 0.82-0.91x of its rate at nice 10 and 0.71-0.72x at nice 0,
-    /// while the handshakes answered fell from about 2,000/s to 1,150-1,500/s. 0 leaves the
+    /// tls_flood`, 5 alternating rounds): a stream kept 0.89x of its rate (0.82-1.07) at nice
+    /// 10 and 0.66x (0.37-0.75) at nice 0, while the handshakes answered fell from 2,026/s to
+    /// 1,232/s. 0 leaves the
     /// thread at the process's priority (a negative value needs `CAP_SYS_NICE`). Only with
     /// [`tls`](ListenerConfig::tls) (call it first).
     pub fn handshake_nice(mut self, nice: i32) -> Self {
