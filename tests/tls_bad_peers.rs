@@ -313,8 +313,7 @@ fn refused_server(backend: Backend, cert: fn(&Pki) -> &Leaf, what: &str) {
             .runtime(runtime_on(backend, 1))
             .tls(pki.client(false), localhost()),
     )
-    .err()
-    .expect("dial must fail");
+    .expect_err("dial must fail");
     assert!(
         matches!(&err, DialError::Tls { source, .. } if source.is_permanent()),
         "{what}: {err}"
@@ -399,7 +398,9 @@ fn handshakes_over_the_cap_are_refused(backend: Backend) {
         >= 1));
     std::thread::sleep(Duration::from_millis(100));
     let mut third = TcpStream::connect(served.listener.local_addr()).unwrap();
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     assert!(
         matches!(third.read(&mut [0u8; 16]), Ok(0) | Err(_)),
         "closed at once"
