@@ -16,6 +16,10 @@ use crate::tls::peer::TlsPeer;
 use crate::tls::records::{handshake_step, Handshake, Records, TlsState, MAX_RECORD};
 use crate::tls::session::Shared;
 
+/// The most a handshake may hold unprocessed: a 64 KiB handshake message (rustls's limit; a
+/// long certificate chain) spread over records, and the record being read.
+const MAX_HANDSHAKE_BYTES: usize = (1 << 16) + 2 * MAX_RECORD;
+
 /// What a finished handshake hands on: the shared state, the bytes read past its end, and
 /// what it says of the peer.
 pub(crate) struct Established<C> {
@@ -104,16 +108,17 @@ impl<C: Records> Handshaking<C> {
                 Err(e) => return Err(TlsError::HandshakeIo(e)),
             };
             self.step()?;
+            if self.incoming.len() > MAX_HANDSHAKE_BYTES {
+                // rustls refuses a handshake message over 64 KiB before this (one can span
+                // records, and rustls keeps its start in this buffer): a bound all the same.
+                return Err(TlsError::Handshake(rustls::Error::General(
+                    "handshake messages too large".into(),
+                )));
+            }
             if short {
                 // The socket had no more: spare the call that would say so (poll tells when
                 // more comes).
                 break;
-            }
-            if self.incoming.len() > 2 * MAX_RECORD {
-                // rustls refuses a record this large before; a bound all the same.
-                return Err(TlsError::Handshake(rustls::Error::General(
-                    "handshake messages too large".into(),
-                )));
             }
         }
         Ok(())
