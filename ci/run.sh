@@ -84,7 +84,7 @@ if [ -f benches/throughput/main.rs ] && grep -q -- "--quick" benches/throughput/
   step "unix socket benchmark smoke test"
   timeout 120 cargo bench --bench unix -- --quick --rounds 2
   step "TLS handshake flood smoke test"
-  timeout 120 cargo bench --features tls --bench tls_flood -- --quick
+  timeout 120 cargo bench --features tokio-uring,monoio,tls --bench tls_flood -- --quick
   step "kernel feature smoke test"
   timeout 120 cargo bench --bench kernel_features -- --quick
 fi

@@ -231,6 +231,15 @@ impl CoreShared {
     }
 }
 
+/// Retires its core when dropped, including while a panic unwinds the core's thread.
+struct Retire(Arc<CoreShared>);
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        self.0.retire();
+    }
+}
+
 /// One core of a runtime, as the layers above the engine see it.
 #[derive(Clone)]
 pub(crate) struct CoreHandle(pub(super) Arc<CoreShared>);
@@ -324,8 +333,11 @@ pub(super) fn spawn_with<D: Driver>(
             CURRENT_CORE.with(|c| c.set(Arc::as_ptr(&shared)));
             let span = tracing::debug_span!("core", index);
             let _enter = span.enter();
+            // Retired however the loop ends: a panic out of it (a user's close hook) must not
+            // leave commands queued forever, or whoever waits for their answers (a listener's
+            // close) would wait forever.
+            let _retire = Retire(shared);
             core.run();
-            shared.retire();
         })
         .map_err(|source| StartError::Spawn {
             core: index,

@@ -169,14 +169,7 @@ impl SendQueueHandle {
         frames: Box<dyn FrameIndex>,
         after_failure: AfterFailure,
     ) -> SendQueueHandle {
-        let reconnect = after_failure == AfterFailure::Reconnect;
-        SendQueueHandle(SendQueue::new(
-            core.0.clone(),
-            limit,
-            frames,
-            reconnect,
-            false,
-        ))
+        Self::with(core, limit, frames, after_failure, false)
     }
 
     /// [`new`](SendQueueHandle::new) for a connection whose bytes are all sealed before they
@@ -188,14 +181,19 @@ impl SendQueueHandle {
         frames: Box<dyn FrameIndex>,
         after_failure: AfterFailure,
     ) -> SendQueueHandle {
+        Self::with(core, limit, frames, after_failure, true)
+    }
+
+    fn with(
+        core: &CoreHandle,
+        limit: usize,
+        frames: Box<dyn FrameIndex>,
+        after_failure: AfterFailure,
+        sealed: bool,
+    ) -> SendQueueHandle {
         let reconnect = after_failure == AfterFailure::Reconnect;
-        SendQueueHandle(SendQueue::new(
-            core.0.clone(),
-            limit,
-            frames,
-            reconnect,
-            true,
-        ))
+        let queue = SendQueue::new(core.0.clone(), limit, frames, reconnect, sealed);
+        SendQueueHandle(queue)
     }
 
     /// Whether the calling thread is the owning core's.
