@@ -326,3 +326,41 @@ fn close_right_after_writing_loses_nothing(backend: Backend) {
 }
 
 on_both_backends!(close_right_after_writing_loses_nothing);
+
+/// The listener's handshake thread runs at the nice value asked for (10 by default): what
+/// keeps a handshake flood from taking the CPU of established streams (`benches/tls_flood`).
+#[test]
+fn the_handshake_thread_runs_at_a_lower_priority() {
+    let pki = Pki::new();
+    // The nice values of this process's TLS handshake threads (field 19 of a task's stat).
+    let nices = || -> Vec<i64> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let dir = task.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                if comm.trim() != "buffstreams-tls" {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                let after_comm = &stat[stat.rfind(')')? + 2..];
+                after_comm.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect()
+    };
+    for nice in [buffstreams::tls::DEFAULT_HANDSHAKE_NICE, 5] {
+        let listener = Listener::bind(
+            ListenerConfig::new("127.0.0.1:0", |_m, _c| Ok(()))
+                .runtime(runtime_on(Backend::Epoll, 1))
+                .tls(pki.server(false))
+                .handshake_nice(nice),
+        )
+        .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(5), || nices().contains(&(nice as i64))),
+            "no handshake thread at nice {nice}: {:?}",
+            nices()
+        );
+        listener.close();
+    }
+}

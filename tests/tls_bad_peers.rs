@@ -30,11 +30,21 @@ struct Served {
 }
 
 fn serve(backend: Backend, pki: &Pki, mtls: bool, timeout: Duration) -> Served {
+    serve_with(backend, pki, mtls, |cfg| cfg.handshake_timeout(timeout))
+}
+
+/// [`serve`], with `tweak` applied to the listener's TLS configuration.
+fn serve_with(
+    backend: Backend,
+    pki: &Pki,
+    mtls: bool,
+    tweak: impl FnOnce(ListenerConfig) -> ListenerConfig,
+) -> Served {
     common::init_tracing();
     let count = Arc::new(AtomicU64::new(0));
     let closes: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
     let (c, r) = (count.clone(), closes.clone());
-    let listener = Listener::bind(
+    let listener = Listener::bind(tweak(
         ListenerConfig::new("127.0.0.1:0", move |_msg, _conn| {
             c.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -45,9 +55,8 @@ fn serve(backend: Backend, pki: &Pki, mtls: bool, timeout: Duration) -> Served {
                 .push(reason.clone())
         })
         .runtime(runtime_on(backend, 1))
-        .tls(pki.server(mtls))
-        .handshake_timeout(timeout),
-    )
+        .tls(pki.server(mtls)),
+    ))
     .unwrap();
     Served {
         listener,
@@ -364,25 +373,8 @@ on_both_backends!(
 /// `max_handshakes`: a connection accepted while that many handshakes are in progress is
 /// closed at once and counted as refused; the good stream goes on.
 fn handshakes_over_the_cap_are_refused(backend: Backend) {
-    common::init_tracing();
     let pki = Pki::new();
-    let count = Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    let listener = Listener::bind(
-        ListenerConfig::new("127.0.0.1:0", move |_m, _c| {
-            c.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
-        .runtime(runtime_on(backend, 1))
-        .tls(pki.server(false))
-        .max_handshakes(2),
-    )
-    .unwrap();
-    let served = Served {
-        listener,
-        count,
-        closes: Arc::default(),
-    };
+    let served = serve_with(backend, &pki, false, |cfg| cfg.max_handshakes(2));
     let good = good_writer(&served, &pki, false);
     // Two silent connections hold both handshake slots (until the 10 s timeout).
     let silent: Vec<TcpStream> = (0..2)
@@ -414,31 +406,10 @@ fn handshakes_over_the_cap_are_refused(backend: Backend) {
 /// The partial-frame limits apply to the plaintext: a frame started and not finished within
 /// the frame timeout closes that TLS connection with `FrameTimeout`.
 fn the_frame_timeout_applies_under_tls(backend: Backend) {
-    common::init_tracing();
     let pki = Pki::new();
-    let count = Arc::new(AtomicU64::new(0));
-    let closes: Arc<Mutex<Vec<CloseReason>>> = Arc::default();
-    let (c, r) = (count.clone(), closes.clone());
-    let listener = Listener::bind(
-        ListenerConfig::new("127.0.0.1:0", move |_m, _c| {
-            c.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        })
-        .on_close(move |_info, reason, _unsent| {
-            r.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(reason.clone())
-        })
-        .frame_timeout(Duration::from_millis(200))
-        .runtime(runtime_on(backend, 1))
-        .tls(pki.server(false)),
-    )
-    .unwrap();
-    let served = Served {
-        listener,
-        count,
-        closes,
-    };
+    let served = serve_with(backend, &pki, false, |cfg| {
+        cfg.frame_timeout(Duration::from_millis(200))
+    });
     let good = good_writer(&served, &pki, false);
     let mut tls = raw_client(&served, &pki);
     // Half a frame, then nothing.

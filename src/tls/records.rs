@@ -32,31 +32,27 @@ pub(crate) trait Records: Send + 'static {
     fn common(&self) -> &CommonState;
 }
 
-impl Records for UnbufferedServerConnection {
-    type Data = ServerConnectionData;
-    fn process<'c, 'i>(
-        &'c mut self,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-    fn common(&self) -> &CommonState {
-        self
-    }
+/// The same two methods on both sides: rustls defines `process_tls_records` on each concrete
+/// connection type, not generically.
+macro_rules! records {
+    ($conn:ty, $data:ty) => {
+        impl Records for $conn {
+            type Data = $data;
+            fn process<'c, 'i>(
+                &'c mut self,
+                incoming: &'i mut [u8],
+            ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+                self.process_tls_records(incoming)
+            }
+            fn common(&self) -> &CommonState {
+                self
+            }
+        }
+    };
 }
 
-impl Records for UnbufferedClientConnection {
-    type Data = ClientConnectionData;
-    fn process<'c, 'i>(
-        &'c mut self,
-        incoming: &'i mut [u8],
-    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-    fn common(&self) -> &CommonState {
-        self
-    }
-}
+records!(UnbufferedServerConnection, ServerConnectionData);
+records!(UnbufferedClientConnection, ClientConnectionData);
 
 /// One connection's TLS state, shared by its receiving session and its sealer.
 pub(crate) struct TlsState<C> {

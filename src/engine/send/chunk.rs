@@ -30,6 +30,9 @@ pub(crate) struct Chunk {
     head: usize,
     sent: usize,
     len: usize,
+    /// Where appending stops: the buffer's end, or `len` once sealed (so `room` needs no
+    /// branch on the per-message path).
+    end: usize,
     /// The sealed bytes (their allocation is kept across uses), valid while `sealed`.
     wire: Vec<u8>,
     wire_sent: usize,
@@ -45,6 +48,7 @@ impl Chunk {
             head: 0,
             sent: 0,
             len: 0,
+            end: cap,
             wire: Vec::new(),
             wire_sent: 0,
             sealed: false,
@@ -54,10 +58,7 @@ impl Chunk {
     /// Bytes a producer can still append (none once sealed).
     #[inline]
     pub(crate) fn room(&self) -> usize {
-        if self.sealed {
-            return 0;
-        }
-        self.buf.len() - self.len
+        self.end - self.len
     }
 
     /// The `n` bytes after the filled part, for a producer to write a frame into; nothing is
@@ -102,6 +103,7 @@ impl Chunk {
         seal(&self.buf[self.head..self.len], &mut self.wire)?;
         self.wire_sent = 0;
         self.sealed = true;
+        self.end = self.len;
         Ok(())
     }
 
@@ -163,6 +165,7 @@ impl Chunk {
 
     fn unseal(&mut self) {
         self.sealed = false;
+        self.end = self.buf.len();
         self.wire.clear();
         self.wire_sent = 0;
         self.sent = self.head;
@@ -271,6 +274,26 @@ mod tests {
         assert_eq!(c.unsent_len(), 6);
         c.advance(6);
         assert!(c.is_sent());
+    }
+
+    #[test]
+    fn a_sealed_chunk_takes_no_more_frames_until_unsealed() {
+        let mut c = Chunk::with_capacity(64);
+        c.spare(10).copy_from_slice(&[1; 10]);
+        c.commit(10);
+        assert_eq!(c.room(), 54);
+        c.seal(|plain, wire| {
+            wire.extend_from_slice(plain);
+            wire.push(0xff);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(c.room(), 0, "producers open another chunk");
+        assert_eq!(c.unsent().len(), 11, "the sealed form goes out");
+        c.advance(5);
+        c.rewind(|_, _| unreachable!("a sealed chunk goes again whole"));
+        assert_eq!(c.room(), 54);
+        assert_eq!(c.unsent(), &[1; 10]);
     }
 
     #[test]
