@@ -90,6 +90,9 @@ pub enum ListenError {
     /// The framing cannot represent the configured maximum message size.
     #[error("invalid framing: {0}")]
     Framing(#[from] FrameError),
+    /// Acknowledged mode cannot run as configured (see [`AckError::Framing`](crate::AckError::Framing)).
+    #[error("acknowledged delivery: {0}")]
+    Acked(#[from] crate::acked::AckError),
     /// Creating, binding or listening on a socket failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -121,6 +124,9 @@ pub enum DialError {
     /// The framing cannot represent the configured maximum message size.
     #[error("invalid framing: {0}")]
     Framing(#[from] FrameError),
+    /// Acknowledged mode cannot run as configured (see [`AckError::Framing`](crate::AckError::Framing)).
+    #[error("acknowledged delivery: {0}")]
+    Acked(#[from] crate::acked::AckError),
     /// The address string did not resolve to a socket address.
     #[error("cannot resolve address {0:?}")]
     Resolve(String),
@@ -221,6 +227,10 @@ pub enum WriteError {
         /// The length announced.
         announced: usize,
     },
+    /// [`Writer::flush_acked`](crate::Writer::flush_acked) on a writer without acknowledged
+    /// delivery ([`WriterConfig::acked`](crate::WriterConfig::acked)).
+    #[error("the writer does not run acknowledged delivery")]
+    NotAcked,
 }
 
 /// Why a connection closed with an error.
@@ -230,6 +240,9 @@ pub enum ConnError {
     /// The peer sent a frame the codec rejects (oversized, malformed, truncated).
     #[error("bad frame from peer: {0}")]
     Frame(#[from] FrameError),
+    /// The peer broke the acknowledged-delivery protocol (or is not speaking it).
+    #[error("acknowledged delivery: {0}")]
+    Acked(#[from] crate::acked::AckError),
     /// A socket operation failed (for example a reset by the peer).
     #[error("socket error: {0}")]
     Io(#[from] io::Error),

@@ -163,6 +163,7 @@
 // at the root too), as are the feature modules `protobuf`, `tokio_uring` and `monoio`.
 #[macro_use]
 mod sys;
+mod acked;
 #[cfg(any(feature = "tokio-uring", feature = "monoio"))]
 mod adapter;
 mod channel;
@@ -199,6 +200,9 @@ pub use channel::{
     RecvTimeoutError, TryMessageIter, TryRecvError,
 };
 
+pub use acked::{
+    AckError, AckedStats, DedupStore, SessionId, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL,
+};
 pub use endpoint::{Endpoint, UnixAddr};
 pub use engine::handle::{ConnInfo, PeerCred};
 pub use engine::{Backend, CoreStats, Runtime, RuntimeConfig};
@@ -218,6 +222,7 @@ pub use options::{
 };
 pub use stream::conn::{Conn, ConnWrite};
 pub use stream::handler::HandlerErrorPolicy;
+pub use writer::DEFAULT_MAX_UNACKED_BYTES;
 pub use writer::{
     BufferedWriter, RetryPolicy, WriteFuture, Writer, WriterConfig, BUFFERED_WRITERS_PER_CORE,
     BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES, DEFAULT_NOTSENT_LOWAT, LOWAT_MAX_MSS,

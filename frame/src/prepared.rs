@@ -26,6 +26,12 @@ impl Frame<'_> {
         &self.header[..usize::from(self.header_len)]
     }
 
+    /// The payload.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        self.payload
+    }
+
     /// The bytes after the payload (the delimiter, or nothing).
     #[inline]
     pub fn trailer(&self) -> &[u8] {

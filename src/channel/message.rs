@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::acked::Mark;
 use crate::engine::handle::ConnInfo;
 use crate::stream::conn::Conn;
 
@@ -26,9 +27,41 @@ pub struct Message {
     pub payload: Bytes,
     /// The connection it arrived on; [`Conn::write`] replies on it.
     pub conn: Conn,
+    /// Its number in its writer's session, on an acknowledged listener.
+    mark: Option<Mark>,
 }
 
 impl Message {
+    pub(crate) fn new(payload: Bytes, conn: Conn, mark: Option<Mark>) -> Message {
+        Message {
+            payload,
+            conn,
+            mark,
+        }
+    }
+
+    /// On an acknowledged listener ([`ListenerConfig::acked`](crate::ListenerConfig::acked)),
+    /// the message's sequence number in its writer's session (1, 2, … across the writer's
+    /// reconnects); `None` otherwise.
+    pub fn seq(&self) -> Option<u64> {
+        self.mark.map(|m| m.seq)
+    }
+
+    /// Whether an earlier listener process may have delivered this message already: it was
+    /// re-sent after a connection to a listener that has since restarted, and this process
+    /// cannot vouch for it. Always `false` in plain mode. See `docs/acked-protocol.md`.
+    pub fn possible_duplicate(&self) -> bool {
+        self.mark.is_some_and(|m| m.dup)
+    }
+
+    /// The consumer took it: acknowledge it (on an acknowledged listener). `drained`: the
+    /// channel is empty now.
+    pub(crate) fn taken(&self, drained: bool) {
+        if let Some(mark) = self.mark {
+            self.conn.taken(mark.seq, self.payload.len(), drained);
+        }
+    }
+
     /// Id of the connection the message arrived on (unique per process).
     pub fn id(&self) -> u64 {
         self.conn.id()

@@ -82,9 +82,9 @@ impl MessageReceiver {
         let chan = &*self.chan;
         let mut st = chan.lock();
         loop {
-            if let Some((msg, resume)) = chan.pop(&mut st) {
+            if let Some((msg, popped)) = chan.pop(&mut st) {
                 drop(st);
-                resume_all(resume);
+                popped.done(&msg);
                 return Ok(msg);
             }
             if st.closed() {
@@ -116,9 +116,9 @@ impl MessageReceiver {
         let chan = &*self.chan;
         let mut st = chan.lock();
         match chan.pop(&mut st) {
-            Some((msg, resume)) => {
+            Some((msg, popped)) => {
                 drop(st);
-                resume_all(resume);
+                popped.done(&msg);
                 Ok(msg)
             }
             None if st.closed() => Err(TryRecvError::Closed),
@@ -267,12 +267,12 @@ fn poll_recv(
     cx: &mut Context<'_>,
 ) -> Poll<Result<Message, RecvError>> {
     let mut st = chan.lock();
-    if let Some((msg, resume)) = chan.pop(&mut st) {
+    if let Some((msg, popped)) = chan.pop(&mut st) {
         if let Some(key) = key.take() {
             st.wakers.retain(|(k, _)| *k != key);
         }
         drop(st);
-        resume_all(resume);
+        popped.done(&msg);
         return Poll::Ready(Ok(msg));
     }
     if st.closed() {

@@ -54,15 +54,16 @@ impl Channel {
     }
 
     /// Takes the next message; with it, the paused connections to resume if the queue dropped
-    /// to the low watermark (resume them after unlocking).
-    pub(super) fn pop(&self, st: &mut State) -> Option<(Message, Vec<Conn>)> {
+    /// to the low watermark (resume them after unlocking, with [`Popped::done`]).
+    pub(super) fn pop(&self, st: &mut State) -> Option<(Message, Popped)> {
         let msg = st.queue.pop_front()?;
         let resume = if !st.paused.is_empty() && st.level() <= self.low {
             std::mem::take(&mut st.paused)
         } else {
             Vec::new()
         };
-        Some((msg, resume))
+        let drained = st.queue.is_empty();
+        Some((msg, Popped { resume, drained }))
     }
 
     /// Wakes everyone waiting (the channel closed).
@@ -86,5 +87,20 @@ impl Channel {
 pub(super) fn resume_all(conns: Vec<Conn>) {
     for conn in conns {
         conn.resume();
+    }
+}
+
+/// What follows a pop, once the channel's lock is let go.
+pub(super) struct Popped {
+    resume: Vec<Conn>,
+    /// The queue is empty now.
+    drained: bool,
+}
+
+impl Popped {
+    /// Acknowledges `msg` (on an acknowledged listener) and resumes the paused connections.
+    pub(super) fn done(self, msg: &Message) {
+        msg.taken(self.drained);
+        resume_all(self.resume);
     }
 }

@@ -17,10 +17,9 @@ use crate::stream::tests::conn;
 fn queue(sender: &mut crate::channel::ChannelSender, conn: &crate::Conn, n: usize) -> bool {
     let room = sender.reserve().expect("a receiver");
     for i in 0..n {
-        sender.batch().push(Message {
-            payload: Bytes::from(vec![i as u8]),
-            conn: conn.clone(),
-        });
+        sender
+            .batch()
+            .push(Message::new(Bytes::from(vec![i as u8]), conn.clone(), None));
     }
     sender.commit(room, conn)
 }

@@ -29,6 +29,7 @@ use crate::error::ConnError;
 pub(crate) use crate::engine::dialer::{Next, Redial};
 pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
 pub(crate) use crate::engine::send::gate::{Gate, PushError};
+pub(crate) use crate::engine::send::queue::acks::{AckCounts, AckFault, Resume};
 pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex, Seal};
 pub(crate) use crate::engine::session::{next_conn_id, peer_cred, Delivered, Session};
 pub use crate::engine::session::{ConnInfo, PeerCred};
@@ -200,6 +201,30 @@ impl SendQueueHandle {
     #[inline]
     pub(crate) fn on_own_core(&self) -> bool {
         self.0.core().is_current()
+    }
+
+    // ---- acknowledged mode (see `send/queue/acks.rs`) -------------------------------------
+
+    /// Makes this new queue an acknowledged one: chunks sent are kept until acknowledged, and
+    /// the queue's bound counts them.
+    pub(crate) fn make_acked(&self) {
+        self.0.make_acked();
+    }
+
+    /// The peer acknowledged every frame up to `seq`.
+    pub(crate) fn ack(&self, seq: u64) -> Result<(), AckFault> {
+        self.0.ack(seq)
+    }
+
+    /// An acknowledged queue's counters.
+    pub(crate) fn ack_counts(&self) -> Option<AckCounts> {
+        self.0.ack_counts()
+    }
+
+    /// Before a connection is attached: drops what was acknowledged and puts the hello `hello`
+    /// writes for where the connection starts first in the queue.
+    pub(crate) fn resume_acked(&self, hello: impl FnOnce(Resume) -> Vec<u8>) -> Option<Resume> {
+        self.0.resume_acked(hello)
     }
 
     // ---- writing -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::acked::{AckedListenerSession, SessionTable};
 use crate::channel::ChannelLink;
 use crate::engine::handle::{
     Acceptor, AfterFailure, ConnInfo, CoreHandle, SendQueueHandle, Session,
@@ -29,6 +30,8 @@ pub(super) struct FramedAcceptor {
     pub(super) max_connections: Option<usize>,
     pub(super) refused_log: LogLimit,
     pub(super) counters: Arc<ListenerCounters>,
+    /// Acknowledged mode's session table (`None`: plain mode).
+    pub(super) sessions: Option<Arc<SessionTable>>,
 }
 
 impl FramedAcceptor {
@@ -72,7 +75,10 @@ impl FramedAcceptor {
             AfterFailure::Refuse,
         );
         let id = info.id;
-        let conn = Conn::new(info, self.codec, sendq.clone());
+        let conn = match self.sessions {
+            Some(_) => Conn::acked(info, self.codec, sendq.clone()),
+            None => Conn::new(info, self.codec, sendq.clone()),
+        };
         registry.insert(id, conn.clone());
         drop(registry);
         self.counters.accepted();
@@ -84,11 +90,16 @@ impl FramedAcceptor {
             self.limits.clone(),
         )
         .counting(self.counters.messages.clone());
-        Some((sendq, Box::new(session)))
+        let session: Box<dyn Session> = match &self.sessions {
+            Some(table) => Box::new(AckedListenerSession::new(session, table.clone())),
+            None => Box::new(session),
+        };
+        Some((sendq, session))
     }
 
     pub(super) fn ticks(&self) -> bool {
-        self.limits.ticks()
+        // Acknowledged sessions send what is pending on each tick.
+        self.limits.ticks() || self.sessions.is_some()
     }
 }
 

@@ -55,6 +55,8 @@ pub struct ListenerConfig {
     pub(crate) budget_policy: BudgetPolicy,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: Option<usize>,
+    /// Acknowledged mode (setters in `listener/acked.rs`).
+    pub(crate) acked: Option<crate::listener::acked::AckedListener>,
     /// TLS (setters in `listener/tls.rs`).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::ListenerTls>,
@@ -136,6 +138,7 @@ impl ListenerConfig {
                 frame: Some(DEFAULT_FRAME_TIMEOUT),
             },
             max_connections: None,
+            acked: None,
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -3,6 +3,7 @@
 //! connection's session.
 
 mod acceptor;
+mod acked;
 mod bind;
 mod broadcast;
 mod config;
@@ -119,6 +120,7 @@ impl Listener {
     /// ```
     pub fn bind_on(runtime: &Runtime, config: ListenerConfig) -> Result<Listener, ListenError> {
         let codec = Codec::new(config.options.framing, config.options.max_len())?;
+        let sessions = config.session_table()?;
         let asked = Endpoint::parse(&config.address)
             .ok_or_else(|| ListenError::Resolve(config.address.clone()))?;
         let Bound {
@@ -131,7 +133,7 @@ impl Listener {
             .on_close
             .clone()
             .unwrap_or_else(|| Arc::new(log_unsent));
-        let counters = Arc::new(ListenerCounters::new(runtime.cores()));
+        let counters = Arc::new(ListenerCounters::new(runtime.cores(), sessions.clone()));
         let (hook_registry, hook_counters) = (registry.clone(), counters.clone());
         let on_close: CloseHook = Arc::new(move |info, reason, unsent| {
             let conn = hook_registry.lock().remove(&info.id);
@@ -158,6 +160,7 @@ impl Listener {
             max_connections: config.max_connections,
             refused_log: LogLimit::default(),
             counters: counters.clone(),
+            sessions,
         };
         #[cfg(feature = "tls")]
         let acceptor: Arc<dyn Acceptor> = match &config.tls {

@@ -1,5 +1,6 @@
 //! [`ListenerStats`]: one listener's own counters, whatever else shares its runtime.
 
+use crate::acked::SessionTable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -38,6 +39,12 @@ pub struct ListenerStats {
     /// TLS handshakes that failed or timed out (their connections were closed before they
     /// counted as accepted).
     pub handshake_failures: u64,
+    /// Acknowledged mode: writer sessions in the session table now.
+    pub ack_sessions: u64,
+    /// Acknowledged mode: re-sent messages dropped because they were delivered already.
+    pub duplicates_dropped: u64,
+    /// Acknowledged mode: messages delivered flagged as possible duplicates.
+    pub possible_duplicates: u64,
 }
 
 /// The live counters behind [`ListenerStats`]: touched per connection, except `messages`,
@@ -50,10 +57,12 @@ pub(crate) struct ListenerCounters {
     frame_timeouts: AtomicU64,
     handshake_failures: AtomicU64,
     pub(crate) messages: Arc<Tally>,
+    /// Acknowledged mode's session table.
+    sessions: Option<Arc<SessionTable>>,
 }
 
 impl ListenerCounters {
-    pub(crate) fn new(cores: usize) -> ListenerCounters {
+    pub(crate) fn new(cores: usize, sessions: Option<Arc<SessionTable>>) -> ListenerCounters {
         ListenerCounters {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -62,6 +71,7 @@ impl ListenerCounters {
             frame_timeouts: AtomicU64::new(0),
             handshake_failures: AtomicU64::new(0),
             messages: Arc::new(Tally::new(cores)),
+            sessions,
         }
     }
 
@@ -102,6 +112,9 @@ impl ListenerCounters {
             frame_timeouts: get(&self.frame_timeouts),
             messages_received: self.messages.sum(),
             handshake_failures: get(&self.handshake_failures),
+            ack_sessions: self.sessions.as_ref().map_or(0, |t| t.len() as u64),
+            duplicates_dropped: self.sessions.as_ref().map_or(0, |t| t.dropped()),
+            possible_duplicates: self.sessions.as_ref().map_or(0, |t| t.flagged()),
         }
     }
 }

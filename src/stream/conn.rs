@@ -4,11 +4,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::acked::ConnAck;
 use crate::engine::handle::{ConnInfo, Gate, SendQueueHandle};
 use crate::error::WriteError;
 use crate::frame::{Codec, Frame};
@@ -26,6 +28,8 @@ pub struct Conn {
 struct ConnInner {
     info: ConnInfo,
     out: Outbound,
+    /// An acknowledged listener's connection (`crate::acked`).
+    acked: Option<ConnAck>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -43,8 +47,89 @@ impl Conn {
         Conn {
             inner: Arc::new(ConnInner {
                 info,
-                out: Outbound { codec, sendq },
+                out: Outbound {
+                    codec,
+                    sendq,
+                    tagged: None,
+                },
+                acked: None,
             }),
+        }
+    }
+
+    /// An acknowledged listener's connection: what it writes is tagged, once its hello was
+    /// answered.
+    pub(crate) fn acked(info: ConnInfo, codec: Codec, sendq: SendQueueHandle) -> Conn {
+        let ack = ConnAck::default();
+        Conn {
+            inner: Arc::new(ConnInner {
+                info,
+                out: Outbound {
+                    codec,
+                    sendq,
+                    tagged: Some(ack.ready.clone()),
+                },
+                acked: Some(ack),
+            }),
+        }
+    }
+
+    /// The acknowledged side of an acknowledged listener's connection.
+    pub(crate) fn ack_state(&self) -> Option<&ConnAck> {
+        self.inner.acked.as_ref()
+    }
+
+    /// The outbound side (acknowledged mode writes its reply and acks through it).
+    pub(crate) fn outbound(&self) -> &Outbound {
+        &self.inner.out
+    }
+
+    /// Flags (or not) the message about to be handed to the handler as a possible duplicate.
+    #[inline]
+    pub(crate) fn mark_duplicate(&self, dup: bool) {
+        if let Some(ack) = &self.inner.acked {
+            if ack.dup.load(Ordering::Relaxed) != dup {
+                ack.dup.store(dup, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Inside a message handler on an acknowledged listener
+    /// ([`ListenerConfig::acked`](crate::ListenerConfig::acked)): whether an earlier listener
+    /// process may have delivered the message being handled already (it was re-sent after a
+    /// listener restart, and this process cannot vouch for it). Always `false` on a plain
+    /// connection. Channel consumers read [`Message::possible_duplicate`](crate::Message::possible_duplicate).
+    ///
+    /// ```no_run
+    /// use buffstreams::{Listener, ListenerConfig};
+    /// let listener = Listener::bind(
+    ///     ListenerConfig::new("127.0.0.1:5040", |msg, conn| {
+    ///         if conn.possible_duplicate() {
+    ///             // look the message up before acting on it again
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .acked(true),
+    /// )?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn possible_duplicate(&self) -> bool {
+        self.inner
+            .acked
+            .as_ref()
+            .is_some_and(|ack| ack.dup.load(Ordering::Relaxed))
+    }
+
+    /// Whether this connection runs the acknowledged protocol.
+    pub fn is_acked(&self) -> bool {
+        self.inner.acked.is_some()
+    }
+
+    /// A channel consumer took message `seq` (`len` payload bytes) of this connection's writer
+    /// session: it is delivered; acknowledge it when due.
+    pub(crate) fn taken(&self, seq: u64, len: usize, drained: bool) {
+        if let Some(ack) = &self.inner.acked {
+            ack.taken(seq, len, drained);
         }
     }
 
@@ -88,7 +173,7 @@ impl Conn {
     pub fn try_write(&self, msg: &[u8]) -> Result<usize, WriteError> {
         let frame = self.inner.out.codec.prepare(msg)?;
         self.try_push(&frame)?;
-        Ok(frame.len())
+        Ok(frame.len() + usize::from(self.inner.acked.is_some()))
     }
 
     /// Queues a `len`-byte message that `fill` writes straight into the send memory (no
@@ -127,7 +212,7 @@ impl Conn {
     /// Queues an already framed message (framed with this connection's codec) if there is
     /// room now; never waits.
     pub(crate) fn try_push(&self, frame: &Frame<'_>) -> Result<(), WriteError> {
-        Ok(self.inner.out.try_push(frame)?)
+        Ok(self.inner.out.try_push_msg(frame)?)
     }
 
     /// Queues `msg`, waiting for room without blocking a thread: a plain `Future` for any
@@ -189,7 +274,8 @@ impl Future for ConnWrite<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let out = &self.conn.inner.out;
         let frame = out.codec.prepare(self.msg)?;
-        out.poll_push(&frame, cx)
-            .map(|pushed| pushed.map(|()| frame.len()).map_err(WriteError::from))
+        let tag = usize::from(self.conn.inner.acked.is_some());
+        out.poll_push_msg(&frame, cx)
+            .map(|pushed| pushed.map(|()| frame.len() + tag).map_err(WriteError::from))
     }
 }

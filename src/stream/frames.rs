@@ -24,6 +24,17 @@ impl FrameIndex for Codec {
         }
         start
     }
+
+    fn frames_len(&self, buf: &[u8], n: u32) -> usize {
+        let mut start = 0;
+        for _ in 0..n {
+            match self.parse(&buf[start..]) {
+                Ok(Parse::Frame { frame_len, .. }) if frame_len > 0 => start += frame_len,
+                _ => return buf.len(),
+            }
+        }
+        start
+    }
 }
 
 impl Encoded for Frame<'_> {

@@ -5,13 +5,16 @@
 //! The engine refuses a push with a [`PushError`]; this file maps it to the public
 //! [`WriteError`], once for every caller.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::acked::{AckError, TAG_MESSAGE};
 use crate::engine::handle::{PushError, SendQueueHandle};
-use crate::error::{FrameError, WriteError};
+use crate::error::{ConnError, FrameError, WriteError};
 use crate::frame::{Codec, Frame};
 use crate::stream::frames::split_frames;
 
@@ -19,6 +22,10 @@ use crate::stream::frames::split_frames;
 pub(crate) struct Outbound {
     pub(crate) codec: Codec,
     pub(crate) sendq: SendQueueHandle,
+    /// An acknowledged listener's connection: every frame's payload starts with a tag byte
+    /// (`docs/acked-protocol.md`), and messages wait for the hello's reply to be queued first
+    /// (the flag: until then writes are refused).
+    pub(crate) tagged: Option<Arc<AtomicBool>>,
 }
 
 /// Why a message was not queued.
@@ -49,6 +56,23 @@ impl From<Refused> for WriteError {
             Refused::Push(err) => err.into(),
             Refused::Encoder { announced } => WriteError::EncodedLength { announced },
         }
+    }
+}
+
+/// A refusal that means "no room now".
+pub(crate) trait IsFull {
+    fn is_full(&self) -> bool;
+}
+
+impl IsFull for PushError {
+    fn is_full(&self) -> bool {
+        matches!(self, PushError::TimedOut)
+    }
+}
+
+impl IsFull for Refused {
+    fn is_full(&self) -> bool {
+        matches!(self, Refused::Push(PushError::TimedOut))
     }
 }
 
@@ -93,26 +117,57 @@ impl Outbound {
         len: usize,
         fill: &mut Option<F>,
     ) -> Result<usize, Refused> {
+        let tag = self.message_tag()?;
+        self.encode_tagged(len, fill, self.own_core_deadline(), tag)
+    }
+
+    /// On an acknowledged connection, the tag of a message (refused until the reply to the
+    /// hello is queued); `None` on a plain one.
+    #[inline]
+    fn message_tag(&self) -> Result<Option<u8>, Refused> {
+        match &self.tagged {
+            None => Ok(None),
+            Some(ready) if ready.load(Ordering::Acquire) => Ok(Some(TAG_MESSAGE)),
+            Some(_) => Err(Refused::Push(PushError::Down(Arc::new(ConnError::Acked(
+                AckError::NotReady,
+            ))))),
+        }
+    }
+
+    /// [`Outbound::encode`] waiting until `deadline`, the payload preceded by `tag` if any.
+    #[inline]
+    pub(crate) fn encode_tagged<F: FnOnce(&mut [u8]) -> bool>(
+        &self,
+        len: usize,
+        fill: &mut Option<F>,
+        deadline: Option<Instant>,
+        tag: Option<u8>,
+    ) -> Result<usize, Refused> {
         let codec = &self.codec;
+        let tag_len = usize::from(tag.is_some());
+        let len = len + tag_len;
         codec.check_len(len).map_err(Refused::Frame)?;
         // Room for the longest header (and a delimiter): the exact length comes from the encoder.
         let room = len + codec.max_overhead();
         let mut refused = None;
-        let written = self
-            .sendq
-            .push_with(room, self.own_core_deadline(), |dst| {
-                let fill = fill.take()?;
-                let mut exact = true;
-                let n = codec
-                    .encode_with(len, dst, |payload| exact = fill(payload))
-                    .map_err(|err| refused = Some(Refused::Frame(err)))
-                    .ok()?;
-                if !exact {
-                    refused = Some(Refused::Encoder { announced: len });
-                    return None;
-                }
-                Some(n)
-            })?;
+        let written = self.sendq.push_with(room, deadline, |dst| {
+            let fill = fill.take()?;
+            let mut exact = true;
+            let n = codec
+                .encode_with(len, dst, |payload| {
+                    if let Some(tag) = tag {
+                        payload[0] = tag;
+                    }
+                    exact = fill(&mut payload[tag_len..]);
+                })
+                .map_err(|err| refused = Some(Refused::Frame(err)))
+                .ok()?;
+            if !exact {
+                refused = Some(Refused::Encoder { announced: len });
+                return None;
+            }
+            Some(n)
+        })?;
         match (written, refused) {
             (Some(n), _) => Ok(n),
             (None, Some(err)) => Err(err),
@@ -126,6 +181,23 @@ impl Outbound {
         self.sendq.push(frame, Some(Instant::now()))
     }
 
+    /// Queues a message prepared as `frame` if there is room now; never waits. On an
+    /// acknowledged connection it is framed again, tagged.
+    pub(crate) fn try_push_msg(&self, frame: &Frame<'_>) -> Result<(), Refused> {
+        let Some(tag) = self.message_tag()? else {
+            return Ok(self.try_push(frame)?);
+        };
+        let payload = frame.payload();
+        let fill = complete(|buf: &mut [u8]| buf.copy_from_slice(payload));
+        self.encode_tagged(
+            payload.len(),
+            &mut Some(fill),
+            Some(Instant::now()),
+            Some(tag),
+        )
+        .map(|_| ())
+    }
+
     /// Queues a frame, or registers `cx`'s waker to be woken when room frees up or the gate
     /// changes: the one poll of an async write.
     pub(crate) fn poll_push(
@@ -133,10 +205,30 @@ impl Outbound {
         frame: &Frame<'_>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError>> {
+        self.poll_with(frame.len(), cx, || self.try_push(frame))
+    }
+
+    /// [`Outbound::poll_push`] for a message prepared as `frame` (tagged again on an
+    /// acknowledged connection).
+    pub(crate) fn poll_push_msg(
+        &self,
+        frame: &Frame<'_>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Refused>> {
+        let room = frame.len() + usize::from(self.tagged.is_some());
+        self.poll_with(room, cx, || self.try_push_msg(frame))
+    }
+
+    fn poll_with<E: IsFull>(
+        &self,
+        room: usize,
+        cx: &mut Context<'_>,
+        mut push: impl FnMut() -> Result<(), E>,
+    ) -> Poll<Result<(), E>> {
         loop {
-            match self.try_push(frame) {
-                Err(PushError::TimedOut) => {
-                    if self.sendq.register_waker(cx.waker(), frame.len()) {
+            match push() {
+                Err(err) if err.is_full() => {
+                    if self.sendq.register_waker(cx.waker(), room) {
                         return Poll::Pending;
                     }
                     // Room (or a state change) appeared meanwhile: try again now.

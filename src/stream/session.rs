@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::acked::Sequencer;
 use crate::channel::ChannelSender;
 use crate::engine::handle::{ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError};
@@ -64,6 +65,8 @@ pub(crate) struct FramedSession {
     watchdog: Option<Watchdog>,
     /// Where the messages delivered are counted for the listener, if it counts them.
     tally: Option<Arc<Tally>>,
+    /// An acknowledged connection's numbering, once its hello was read.
+    pub(crate) seq: Option<Sequencer>,
 }
 
 impl FramedSession {
@@ -93,7 +96,18 @@ impl FramedSession {
                 .any()
                 .then(|| Watchdog::new(limits.timeouts, Instant::now())),
             tally: None,
+            seq: None,
         }
+    }
+
+    /// The connection it reads.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// Whether it delivers to a channel (rather than a handler).
+    pub(crate) fn delivers_to_channel(&self) -> bool {
+        matches!(self.delivery, Delivery::Channel(_))
     }
 
     /// Counts the messages this session delivers in `tally` (once per batch of received bytes,
@@ -106,12 +120,13 @@ impl FramedSession {
     /// Decodes `data` into its delivery; pauses if the channel is full or the budget short.
     fn feed(&mut self, data: &[u8]) -> Result<Fed, ConnError> {
         let (decoder, conn, policy) = (&mut self.decoder, &self.conn, self.policy);
+        let seq = self.seq.as_mut();
         let fed = match &mut self.delivery {
-            Delivery::Discard => to_handler::feed(decoder, None, conn, policy, data),
+            Delivery::Discard => to_handler::feed(decoder, None, conn, policy, seq, data),
             Delivery::Handler(handler) => {
-                to_handler::feed(decoder, Some(handler), conn, policy, data)
+                to_handler::feed(decoder, Some(handler), conn, policy, seq, data)
             }
-            Delivery::Channel(sender) => to_channel::feed(sender, decoder, conn, policy, data),
+            Delivery::Channel(sender) => to_channel::feed(sender, decoder, conn, policy, seq, data),
         }?;
         self.delivered += fed.messages;
         if let (Some(tally), 1..) = (&self.tally, fed.messages) {

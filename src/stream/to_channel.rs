@@ -4,6 +4,7 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
+use crate::acked::{AckError, Sequencer};
 use crate::channel::{ChannelSender, Message};
 use crate::error::ConnError;
 use crate::frame::Decoder;
@@ -14,11 +15,15 @@ use crate::stream::handler::HandlerErrorPolicy;
 /// Decodes `data` into the channel, a batch at a time within the room reserved for it, until
 /// the data is used up, the channel is full (`full`: the channel resumes the connection when it
 /// has room), or the decoder's budget is short.
+///
+/// On an acknowledged connection `seq` numbers the messages: one accepted already is dropped,
+/// and each message queued carries its number, so that taking it acknowledges it.
 pub(crate) fn feed(
     sender: &mut ChannelSender,
     decoder: &mut Decoder,
     conn: &Conn,
     policy: HandlerErrorPolicy,
+    mut seq: Option<&mut Sequencer>,
     data: &[u8],
 ) -> Result<Fed, ConnError> {
     let mut pos = 0;
@@ -26,6 +31,10 @@ pub(crate) fn feed(
     loop {
         let rest = data.get(pos..).unwrap_or_default();
         let Some(room) = sender.reserve() else {
+            if seq.is_some() {
+                // Nothing could ever be acknowledged: the writer keeps its messages.
+                return Err(AckError::NoReceiver.into());
+            }
             let fed = discard(sender, decoder, conn, policy, rest)?;
             return Ok(Fed {
                 used: pos + fed.used,
@@ -35,10 +44,18 @@ pub(crate) fn feed(
         };
         let batch = sender.batch();
         let decoded = decoder.decode(rest, |payload| {
-            batch.push(Message {
-                payload: Bytes::copy_from_slice(payload),
-                conn: conn.clone(),
-            });
+            let mark = match seq.as_deref_mut() {
+                None => None,
+                Some(seq) => match seq.next(payload.len()) {
+                    None => return ControlFlow::Continue(()),
+                    mark => mark,
+                },
+            };
+            batch.push(Message::new(
+                Bytes::copy_from_slice(payload),
+                conn.clone(),
+                mark,
+            ));
             if batch.len() >= room {
                 ControlFlow::Break(())
             } else {

@@ -3,6 +3,7 @@
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::acked::Sequencer;
 use crate::error::ConnError;
 use crate::frame::Decoder;
 use crate::stream::conn::Conn;
@@ -15,11 +16,15 @@ use crate::stream::handler::{HandlerErrorPolicy, MessageHandler};
 /// A panicking handler closes the connection. The unwind guard covers the whole chunk rather
 /// than each message (it costs a call per message otherwise): after a panic the decoder, left
 /// in the middle of the chunk, is never fed again, and dropping it returns what it reserved.
+///
+/// On an acknowledged connection `seq` numbers the messages: one delivered already is dropped,
+/// and one is delivered once its handler returned (with an error too: the application had it).
 pub(crate) fn feed(
     decoder: &mut Decoder,
     handler: Option<&MessageHandler>,
     conn: &Conn,
     policy: HandlerErrorPolicy,
+    mut seq: Option<&mut Sequencer>,
     data: &[u8],
 ) -> Result<Fed, ConnError> {
     let mut messages = 0u64;
@@ -37,8 +42,22 @@ pub(crate) fn feed(
     let mut failure = None;
     let decoded = catch_unwind(AssertUnwindSafe(|| {
         decoder.decode(data, |msg| {
+            let mark = match seq.as_deref_mut() {
+                None => None,
+                Some(seq) => match seq.next(msg.len()) {
+                    None => return ControlFlow::Continue(()),
+                    Some(mark) => {
+                        conn.mark_duplicate(mark.dup);
+                        Some(mark.seq)
+                    }
+                },
+            };
             messages += 1;
-            match handler(msg, conn) {
+            let handled = handler(msg, conn);
+            if let (Some(seq), Some(mark)) = (seq.as_deref_mut(), mark) {
+                seq.delivered(mark);
+            }
+            match handled {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(err) => match policy {
                     HandlerErrorPolicy::LogAndContinue => {

@@ -133,6 +133,9 @@ pub struct WriterConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) background_connect: bool,
     pub(crate) on_failed: Option<FailedHandler>,
+    /// Acknowledged mode (setters in `writer/acked.rs`).
+    pub(crate) acked: bool,
+    pub(crate) max_unacked_bytes: Option<usize>,
     /// TLS (setters in `writer/tls.rs`).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::WriterTls>,
@@ -165,6 +168,8 @@ impl WriterConfig {
             retry: RetryPolicy::default(),
             background_connect: false,
             on_failed: None,
+            acked: false,
+            max_unacked_bytes: None,
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -95,21 +95,35 @@ impl Writer {
         };
         #[cfg(not(feature = "tls"))]
         let new = SendQueueHandle::new;
-        let sendq = new(
-            &core,
-            config.send_queue_bytes_in_effect(),
-            Box::new(codec),
-            after_failure,
-        );
+        let acked = match config.acked {
+            true => {
+                crate::acked::check_framing(config.options.framing)?;
+                Some(crate::acked::new_session_id())
+            }
+            false => None,
+        };
+        let limit = match acked {
+            Some(_) => config.unacked_bytes_in_effect(),
+            None => config.send_queue_bytes_in_effect(),
+        };
+        let sendq = new(&core, limit, Box::new(codec), after_failure);
+        if acked.is_some() {
+            sendq.make_acked();
+        }
         let inner = Arc::new_cyclic(|me| WriterShared {
             addr,
-            out: Outbound { codec, sendq },
+            out: Outbound {
+                codec,
+                sendq,
+                tagged: None,
+            },
             core,
             connect_timeout: config.connect_timeout,
             handler: config.handler,
             policy: config.options.policy,
             retry: config.retry,
             on_failed: config.on_failed,
+            acked,
             current: Mutex::new(None),
             attempts: AtomicU32::new(0),
             notsent_lowat: config.notsent_lowat,

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::acked::AckedWriterSession;
 use crate::engine::handle::{next_conn_id, ConnInfo, Next, Redial, Session};
 use crate::error::{ConnError, DialError, FailReason};
 use crate::stream::conn::Conn;
@@ -18,6 +19,7 @@ use crate::stream::delivery::Delivery;
 use crate::stream::retry::Reconnect;
 use crate::stream::session::{FramedSession, SessionLimits};
 use crate::writer::connect::open;
+use crate::writer::say_hello;
 use crate::writer::shared::{
     report, Link, WriterShared, OUTAGE_GAVE_UP, OUTAGE_LOGGED, OUTAGE_NONE,
 };
@@ -81,17 +83,31 @@ impl WriterShared {
         #[cfg(feature = "tls")]
         let tls = self.handshake(&opened.fd, &mut info)?;
         let conn = Conn::new(info.clone(), self.out.codec, self.out.sendq.clone());
-        let delivery = match &self.handler {
-            Some(handler) => Delivery::Handler(handler.clone()),
-            None => Delivery::Discard,
+        let session: Box<dyn Session> = match self.acked {
+            Some(session) => {
+                // The hello goes first: everything not acknowledged follows it again.
+                say_hello(&self.out.sendq, session);
+                Box::new(AckedWriterSession::new(
+                    conn,
+                    self.out.sendq.clone(),
+                    self.handler.clone(),
+                    self.policy,
+                ))
+            }
+            None => {
+                let delivery = match &self.handler {
+                    Some(handler) => Delivery::Handler(handler.clone()),
+                    None => Delivery::Discard,
+                };
+                Box::new(FramedSession::new(
+                    conn,
+                    delivery,
+                    self.policy,
+                    None,
+                    SessionLimits::default(),
+                ))
+            }
         };
-        let session: Box<dyn Session> = Box::new(FramedSession::new(
-            conn,
-            delivery,
-            self.policy,
-            None,
-            SessionLimits::default(),
-        ));
         #[cfg(feature = "tls")]
         let (session, seal) = match tls {
             Some(tls) => crate::writer::tls::wrap(tls, session),

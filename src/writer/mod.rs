@@ -4,6 +4,7 @@
 //! failed messages), `link.rs` its reconnects, `connect.rs` opening its socket, `encode.rs` writing in place and in batches,
 //! `future.rs` the async write, `buffered.rs` the batching handle, `config.rs` its options.
 
+mod acked;
 mod buffered;
 mod config;
 mod connect;
@@ -16,6 +17,8 @@ mod shared;
 #[cfg(feature = "tls")]
 mod tls;
 
+pub(crate) use acked::say_hello;
+pub use acked::DEFAULT_MAX_UNACKED_BYTES;
 pub use buffered::{
     BufferedWriter, BUFFERED_WRITERS_PER_CORE, BUFFERED_WRITER_BYTES, BUFFERED_WRITER_MIN_BYTES,
 };

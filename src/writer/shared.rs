@@ -60,6 +60,8 @@ pub(crate) struct WriterShared {
     pub(crate) policy: HandlerErrorPolicy,
     pub(crate) retry: RetryPolicy,
     pub(crate) on_failed: Option<FailedHandler>,
+    /// Acknowledged mode's session id (`None`: plain mode).
+    pub(crate) acked: Option<crate::acked::SessionId>,
     /// The live connection; also serialises (re)connect attempts.
     pub(crate) current: Mutex<Option<ConnInfo>>,
     /// Failed attempts in the current outage.

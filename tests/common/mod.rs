@@ -139,6 +139,9 @@ pub fn runtime_on(backend: Backend, cores: usize) -> RuntimeConfig {
 #[path = "../../benches/throughput/netns.rs"]
 pub mod netns;
 
+/// A TCP proxy that cuts connections (acknowledged-delivery tests).
+pub mod cutter;
+
 /// Test certificates for the TLS tests.
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -37,6 +37,14 @@ pub(crate) struct Chunk {
     wire: Vec<u8>,
     wire_sent: usize,
     sealed: bool,
+    /// Frames in `[head, len)` (one per [`Chunk::commit`]): an acknowledged queue numbers
+    /// them.
+    frames: u32,
+    /// On an acknowledged queue, the sequence number of the frame at `head` (set when the chunk
+    /// is queued).
+    seq: u64,
+    /// Raw bytes that are no frame (a hello): the chunk never takes frames.
+    raw: bool,
 }
 
 impl Chunk {
@@ -52,7 +60,25 @@ impl Chunk {
             wire: Vec::new(),
             wire_sent: 0,
             sealed: false,
+            frames: 0,
+            seq: 0,
+            raw: false,
         }
+    }
+
+    /// A chunk holding `bytes`, which are no frame (an acknowledged queue's hello): it takes no
+    /// frames and carries no sequence numbers.
+    pub(crate) fn raw(mut self, bytes: &[u8]) -> Chunk {
+        self.buf[..bytes.len()].copy_from_slice(bytes);
+        self.len = bytes.len();
+        self.raw = true;
+        self.end = self.len;
+        self
+    }
+
+    /// Whether it holds raw bytes (see [`Chunk::raw`]).
+    pub(crate) fn is_raw(&self) -> bool {
+        self.raw
     }
 
     /// Bytes a producer can still append (none once sealed).
@@ -68,11 +94,59 @@ impl Chunk {
         &mut self.buf[self.len..self.len + n]
     }
 
-    /// Appends the `n` bytes just written into [`Chunk::spare`].
+    /// Appends the `n` bytes just written into [`Chunk::spare`]: one whole frame.
     #[inline]
     pub(crate) fn commit(&mut self, n: usize) {
         debug_assert!(n <= self.room());
         self.len += n;
+        self.frames += 1;
+    }
+
+    /// Frames in the chunk (not yet dropped by a rewind or an acknowledgement).
+    #[inline]
+    pub(crate) fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    /// The sequence number of the chunk's first frame (an acknowledged queue's).
+    #[inline]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The sequence number after the chunk's last frame.
+    #[inline]
+    pub(crate) fn seq_end(&self) -> u64 {
+        self.seq + u64::from(self.frames)
+    }
+
+    /// Numbers the chunk's frames from `seq`; returns the number after its last.
+    #[inline]
+    pub(crate) fn number_from(&mut self, seq: u64) -> u64 {
+        self.seq = seq;
+        self.seq_end()
+    }
+
+    /// Drops the first `n` frames (acknowledged ones), found by `skip` (the byte length of the
+    /// first `n` frames of the bytes it is given), and starts the chunk over unsent.
+    pub(crate) fn drop_frames(&mut self, n: u32, skip: impl FnOnce(&[u8], u32) -> usize) {
+        self.restart();
+        let n = n.min(self.frames);
+        if n == 0 {
+            return;
+        }
+        let bytes = skip(self.resendable(), n);
+        self.head = (self.head + bytes).min(self.len);
+        self.sent = self.head;
+        self.frames -= n;
+        self.seq += u64::from(n);
+    }
+
+    /// Starts the chunk over: every frame in it is sent again, whole, from `head` (unsealed).
+    /// What an acknowledged queue does with what a failed connection took but nobody
+    /// acknowledged.
+    pub(crate) fn restart(&mut self) {
+        self.unseal();
     }
 
     /// The bytes not yet taken by the kernel (of the sealed form, once sealed).
@@ -165,7 +239,7 @@ impl Chunk {
 
     fn unseal(&mut self) {
         self.sealed = false;
-        self.end = self.buf.len();
+        self.end = if self.raw { self.len } else { self.buf.len() };
         self.wire.clear();
         self.wire_sent = 0;
         self.sent = self.head;
@@ -176,6 +250,10 @@ impl Chunk {
         self.head = 0;
         self.sent = 0;
         self.len = 0;
+        self.frames = 0;
+        self.seq = 0;
+        self.raw = false;
+        self.end = self.buf.len();
     }
 }
 

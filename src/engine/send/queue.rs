@@ -45,6 +45,7 @@ use owner::Owner;
 /// The sealer of the socket a sealed queue's connection runs on (see `seal.rs`).
 type Sealer = Option<(Arc<OwnedFd>, Box<dyn crate::engine::send::traits::Seal>)>;
 
+pub(crate) mod acks;
 mod core_side;
 mod gate;
 mod owner;
@@ -80,6 +81,10 @@ struct Ctl {
     blocked: usize,
     /// Async writers waiting for room or for a state change.
     wakers: Vec<Waker>,
+    /// The sequence number of the next frame queued (numbers matter on an acknowledged queue).
+    next_seq: u64,
+    /// An acknowledged queue's bookkeeping (`acks.rs`).
+    acks: Option<acks::Acks>,
 }
 
 /// What a queue needs of the core that drains it: `CoreShared` (`core.rs`), whose commands
@@ -143,6 +148,8 @@ impl<C: QueueCore> SendQueue<C> {
                 error: None,
                 blocked: 0,
                 wakers: Vec::new(),
+                next_seq: acks::FIRST_SEQ,
+                acks: None,
             }),
             changed: Condvar::new(),
             state: AtomicU8::new(OPEN),
@@ -241,9 +248,13 @@ impl<C: QueueCore> SendQueue<C> {
         ctl
     }
 
-    /// Takes every waiting frame out, in order (chunks go back to the pool).
+    /// Takes every waiting frame out, in order (chunks go back to the pool); on an
+    /// acknowledged queue, the frames sent and not acknowledged first.
     fn drain(&self, ctl: &mut Ctl) -> BytesMut {
         let mut rest = BytesMut::new();
+        self.requeue_retained(ctl);
+        let dropped = self.trim_acked(ctl);
+        ctl.unsent = ctl.unsent.saturating_sub(dropped);
         for chunk in ctl.chunks.drain(..) {
             rest.extend_from_slice(chunk.resendable());
             ctl.unsent = ctl.unsent.saturating_sub(chunk.unsent_len());

@@ -5,6 +5,9 @@
 pub(crate) trait FrameIndex: Send + Sync {
     /// The start of the frame that contains byte `offset` of `buf` (frames start at 0).
     fn frame_start(&self, buf: &[u8], offset: usize) -> usize;
+
+    /// The length in bytes of the first `n` frames of `buf` (all of `buf` if it holds fewer).
+    fn frames_len(&self, buf: &[u8], n: u32) -> usize;
 }
 
 /// Bytes to queue whole, encoded by the layer above (a prepared frame): the engine knows no

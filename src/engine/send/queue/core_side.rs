@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::owner::Take;
-use super::{QueueCore, SendQueue, CLOSED, RECONNECTING, REFUSING};
+use super::{Ctl, QueueCore, SendQueue, CLOSED, RECONNECTING, REFUSING};
 use crate::engine::send::chunk::Chunk;
 use crate::engine::send::direct;
 use crate::engine::send::outbox::{Outbox, MAX_CHUNKS_PER_SEND};
@@ -88,6 +88,9 @@ impl<C: QueueCore> SendQueue<C> {
             }
             if let Some(chunk) = ctl.chunks.pop_front() {
                 ctl.queued -= chunk.unsent().len();
+                if let Some(acks) = &mut ctl.acks {
+                    acks.handed(&chunk);
+                }
                 out.chunks_mut().push_back(chunk);
                 taken += 1;
             }
@@ -114,13 +117,22 @@ impl<C: QueueCore> SendQueue<C> {
         if done.is_empty() && !idle {
             return;
         }
-        let bytes: usize = done.iter().map(Chunk::unsent_len).sum();
-        {
-            let mut ctl = self.lock();
-            ctl.unsent = ctl.unsent.saturating_sub(bytes);
+        let mut ctl = self.lock();
+        if ctl.acks.is_some() {
+            let mut freed = 0;
+            for chunk in done.drain(..) {
+                freed += self.sent_whole(&mut ctl, chunk);
+            }
+            ctl.unsent = ctl.unsent.saturating_sub(freed);
             ctl.owner.core_sent(idle);
             self.notify(&mut ctl);
+            return;
         }
+        let bytes: usize = done.iter().map(Chunk::unsent_len).sum();
+        ctl.unsent = ctl.unsent.saturating_sub(bytes);
+        ctl.owner.core_sent(idle);
+        self.notify(&mut ctl);
+        drop(ctl);
         for chunk in done.drain(..) {
             self.core.pool().put(chunk);
         }
@@ -128,7 +140,13 @@ impl<C: QueueCore> SendQueue<C> {
 
     /// Rewinds every chunk to the start of the frame its connection was sending (a new
     /// connection must send those frames whole). Returns the bytes known sent that were dropped.
-    pub(super) fn rewind_all(&self, chunks: &mut VecDeque<Chunk>) -> usize {
+    /// On an acknowledged queue every chunk starts over whole: what the kernel took of it may
+    /// never have arrived.
+    pub(super) fn rewind_all(&self, ctl: &mut Ctl, chunks: &mut VecDeque<Chunk>) -> usize {
+        if ctl.acks.is_some() {
+            chunks.iter_mut().for_each(Chunk::restart);
+            return 0;
+        }
         let mut dropped = 0;
         for chunk in chunks.iter_mut() {
             let before = chunk.unsent_len();
@@ -158,8 +176,12 @@ impl<C: QueueCore> SendQueue<C> {
         for chunk in returned.into_iter().rev() {
             ctl.chunks.push_front(chunk);
         }
-        // The chunk a send was in the middle of starts again at the frame the kernel was in.
-        let dropped = self.rewind_all(&mut ctl.chunks);
+        // The chunk a send was in the middle of starts again at the frame the kernel was in;
+        // on an acknowledged queue, everything not acknowledged goes again, from the oldest.
+        let mut chunks = std::mem::take(&mut ctl.chunks);
+        let dropped = self.rewind_all(&mut ctl, &mut chunks);
+        ctl.chunks = chunks;
+        self.requeue_retained(&mut ctl);
         ctl.unsent = ctl.unsent.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
         let mut reconnecting = false;

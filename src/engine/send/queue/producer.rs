@@ -107,13 +107,16 @@ impl<C: QueueCore> SendQueue<C> {
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Option<usize> {
         if ctl.chunks.back().map_or(true, |c| c.room() < room) {
-            ctl.chunks.push_back(self.core.pool().get(room));
+            let mut chunk = self.core.pool().get(room);
+            chunk.number_from(ctl.next_seq);
+            ctl.chunks.push_back(chunk);
         }
         let chunk = ctl.chunks.back_mut()?;
         let len = fill(chunk.spare(room))?.min(room);
         chunk.commit(len);
         ctl.unsent += len;
         ctl.queued += len;
+        ctl.next_seq += 1;
         Some(len)
     }
 
@@ -135,7 +138,10 @@ impl<C: QueueCore> SendQueue<C> {
         let mut ctl = self.room_for(self.lock(), bytes, deadline)?;
         ctl.unsent += bytes;
         ctl.queued += bytes;
-        ctl.chunks.extend(chunks.drain(..));
+        for mut chunk in chunks.drain(..) {
+            ctl.next_seq = chunk.number_from(ctl.next_seq);
+            ctl.chunks.push_back(chunk);
+        }
         let ctl = self.send_direct(ctl);
         self.announce(ctl);
         Ok(())
@@ -168,6 +174,9 @@ impl<C: QueueCore> SendQueue<C> {
         {
             if let Some(chunk) = ctl.chunks.pop_front() {
                 ctl.queued -= chunk.unsent().len();
+                if let Some(acks) = &mut ctl.acks {
+                    acks.handed(&chunk);
+                }
                 out.push_back(chunk);
             }
         }
@@ -191,14 +200,14 @@ impl<C: QueueCore> SendQueue<C> {
                 break;
             }
             if let Some(chunk) = out.pop_front() {
-                freed += chunk.unsent_len();
-                self.core.pool().put(chunk);
+                freed += self.sent_whole(&mut ctl, chunk);
             }
         }
         ctl.unsent = ctl.unsent.saturating_sub(freed);
         if !same_conn {
-            // The connection went away meanwhile: what is left starts again at a frame.
-            let dropped = self.rewind_all(&mut out);
+            // The connection went away meanwhile: what is left starts again at a frame (all
+            // of it, on an acknowledged queue: nobody acknowledged it).
+            let dropped = self.rewind_all(&mut ctl, &mut out);
             ctl.unsent = ctl.unsent.saturating_sub(dropped);
         }
         // Leftovers go first; the core must send them (announce tells it), and producers

@@ -1,0 +1,225 @@
+//! An acknowledged queue's bookkeeping (a writer in acknowledged mode): frames are numbered in
+//! the order they are queued, a chunk the kernel took is kept ([`Acks::retained`]) until the
+//! peer acknowledges every frame in it, and after a failed connection everything not
+//! acknowledged is sent again, from the oldest frame, behind a hello that the layer above
+//! writes.
+//!
+//! The engine knows no protocol: it numbers frames, keeps and releases chunks, and puts the
+//! layer's hello first. What the numbers mean on the wire is `crate::acked`'s.
+//!
+//! The queue's bound counts retained bytes as well as unsent ones, so it bounds what waits for
+//! acknowledgement (`max_unacked_bytes`), and a flush ([`SendQueue::wait_drained`]) returns
+//! once everything was acknowledged.
+
+use std::collections::VecDeque;
+
+use super::{Ctl, QueueCore, SendQueue};
+use crate::engine::send::chunk::Chunk;
+
+/// The first sequence number of a queue's frames.
+pub(crate) const FIRST_SEQ: u64 = 1;
+
+/// What an acknowledged queue keeps (in its `Ctl`).
+pub(super) struct Acks {
+    /// Chunks the kernel took whole, in sequence order, with frames not yet acknowledged.
+    retained: VecDeque<Chunk>,
+    /// The last sequence number acknowledged (`FIRST_SEQ - 1`: none).
+    acked: u64,
+    /// The sequence number after the last frame handed to the kernel on any connection.
+    sent_high: u64,
+    /// Frames sent again after reconnects.
+    resent: u64,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckFault {
+    /// It names a frame before the last acknowledgement.
+    Backwards { acked: u64 },
+    /// It names a frame never handed to the kernel.
+    Beyond { sent: u64 },
+}
+
+/// Where a new connection starts (what its hello says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume {
+    /// The first frame sent on it.
+    pub(crate) first_seq: u64,
+    /// The first frame never handed to the kernel before.
+    pub(crate) first_new: u64,
+}
+
+/// An acknowledged queue's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AckCounts {
+    /// The last sequence number acknowledged.
+    pub(crate) acked: u64,
+    /// Frames queued so far (the last sequence number given).
+    pub(crate) queued: u64,
+    /// Frames sent again after reconnects.
+    pub(crate) resent: u64,
+}
+
+impl Acks {
+    pub(super) fn new() -> Acks {
+        Acks {
+            retained: VecDeque::new(),
+            acked: FIRST_SEQ - 1,
+            sent_high: FIRST_SEQ,
+            resent: 0,
+        }
+    }
+
+    /// Chunks handed to the kernel: frames up to their end may reach the peer.
+    #[inline]
+    pub(super) fn handed(&mut self, chunk: &Chunk) {
+        self.sent_high = self.sent_high.max(chunk.seq_end());
+    }
+}
+
+impl<C: QueueCore> SendQueue<C> {
+    /// Makes this (new, empty) queue an acknowledged one: chunks sent are kept until
+    /// [`SendQueue::ack`] releases them.
+    pub(crate) fn make_acked(&self) {
+        let mut ctl = self.lock();
+        ctl.acks = Some(Acks::new());
+    }
+
+    /// The kernel took `chunk` whole: an acknowledged queue keeps it until acknowledged;
+    /// otherwise (or if it holds nothing unacknowledged) it goes back to the pool. Returns the
+    /// bytes that no longer count against the queue's bound.
+    pub(super) fn sent_whole(&self, ctl: &mut Ctl, chunk: Chunk) -> usize {
+        if let Some(acks) = &mut ctl.acks {
+            if chunk.frames() > 0 && chunk.seq_end() > acks.acked + 1 {
+                acks.retained.push_back(chunk);
+                return 0;
+            }
+        }
+        let bytes = chunk.unsent_len();
+        self.core.pool().put(chunk);
+        bytes
+    }
+
+    /// The peer acknowledged every frame up to `seq`: chunks wholly acknowledged go back to
+    /// the pool and free room. Refused (nothing changes) if `seq` goes backwards or names a
+    /// frame never sent.
+    pub(crate) fn ack(&self, seq: u64) -> Result<(), AckFault> {
+        let mut ctl = self.lock();
+        let ctl = &mut *ctl;
+        let Some(acks) = &mut ctl.acks else {
+            return Ok(());
+        };
+        if seq < acks.acked {
+            return Err(AckFault::Backwards { acked: acks.acked });
+        }
+        if seq >= acks.sent_high {
+            return Err(AckFault::Beyond {
+                sent: acks.sent_high - 1,
+            });
+        }
+        if seq == acks.acked {
+            return Ok(());
+        }
+        acks.acked = seq;
+        let mut freed = 0;
+        while acks
+            .retained
+            .front()
+            .is_some_and(|c| c.seq_end() <= seq + 1)
+        {
+            if let Some(chunk) = acks.retained.pop_front() {
+                freed += chunk.unsent_len();
+                self.core.pool().put(chunk);
+            }
+        }
+        ctl.unsent = ctl.unsent.saturating_sub(freed);
+        if freed > 0 || ctl.unsent == 0 {
+            self.notify(ctl);
+        }
+        Ok(())
+    }
+
+    /// Counters of an acknowledged queue (`None` for a plain one).
+    pub(crate) fn ack_counts(&self) -> Option<AckCounts> {
+        let ctl = self.lock();
+        let acks = ctl.acks.as_ref()?;
+        Some(AckCounts {
+            acked: acks.acked,
+            queued: ctl.next_seq - 1,
+            resent: acks.resent,
+        })
+    }
+
+    /// After a failed connection (`detach`): everything kept for acknowledgement goes back to
+    /// the front of the queue, whole and unsent, ahead of what the connection was sending.
+    pub(super) fn requeue_retained(&self, ctl: &mut Ctl) {
+        let Some(acks) = &mut ctl.acks else {
+            return;
+        };
+        while let Some(chunk) = acks.retained.pop_back() {
+            ctl.chunks.push_front(chunk);
+        }
+        for chunk in ctl.chunks.iter_mut() {
+            chunk.restart();
+        }
+    }
+
+    /// Drops from the front of the queue what needs no sending: old hellos and acknowledged
+    /// frames (a chunk partly acknowledged loses its acknowledged frames). Returns the bytes.
+    pub(super) fn trim_acked(&self, ctl: &mut Ctl) -> usize {
+        let Some(acks) = &ctl.acks else {
+            return 0;
+        };
+        let acked = acks.acked;
+        let mut dropped = 0;
+        while let Some(front) = ctl.chunks.front_mut() {
+            // An old hello, an empty chunk, or frames all acknowledged: nothing to send.
+            if front.is_raw() || front.frames() == 0 || front.seq_end() <= acked + 1 {
+                if let Some(chunk) = ctl.chunks.pop_front() {
+                    dropped += chunk.unsent_len();
+                    self.core.pool().put(chunk);
+                }
+                continue;
+            }
+            if front.seq() <= acked {
+                let before = front.unsent_len();
+                let n = u32::try_from(acked + 1 - front.seq()).unwrap_or(u32::MAX);
+                front.drop_frames(n, |buf, n| self.frames.frames_len(buf, n));
+                dropped += before - front.unsent_len();
+            }
+            break;
+        }
+        dropped
+    }
+
+    /// A writer's thread, before a new connection is attached: drops what was acknowledged,
+    /// and puts the hello `hello` writes for the connection's [`Resume`] first in the queue
+    /// (sealed with the rest on a sealed queue). `None` on a plain queue.
+    pub(crate) fn resume_acked(&self, hello: impl FnOnce(Resume) -> Vec<u8>) -> Option<Resume> {
+        let mut ctl = self.without_direct_send(self.lock());
+        let ctl = &mut *ctl;
+        ctl.acks.as_ref()?;
+        // Kept from a connection that is gone (a direct send that ended after it failed).
+        self.requeue_retained(ctl);
+        let dropped = self.trim_acked(ctl);
+        ctl.unsent = ctl.unsent.saturating_sub(dropped);
+        let next_seq = ctl.next_seq;
+        let first_seq = ctl
+            .chunks
+            .iter()
+            .find(|c| c.frames() > 0)
+            .map_or(next_seq, Chunk::seq);
+        let acks = ctl.acks.as_mut()?;
+        let resume = Resume {
+            first_seq,
+            first_new: acks.sent_high.max(first_seq),
+        };
+        acks.resent += resume.first_new - first_seq;
+        let bytes = hello(resume);
+        let chunk = self.core.pool().get(bytes.len()).raw(&bytes);
+        ctl.unsent += chunk.unsent_len();
+        ctl.chunks.push_front(chunk);
+        ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
+        Some(resume)
+    }
+}
