@@ -179,6 +179,7 @@ impl DialError {
         match self {
             #[cfg(feature = "tls")]
             DialError::Tls { source, .. } => source.is_permanent(),
+            DialError::Acked(err) => err.is_permanent(),
             _ => false,
         }
     }

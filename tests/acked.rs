@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use buffstreams::{Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig};
-use common::wait_until;
+use buffstreams::{Backend, Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig};
+use common::{on_both_backends, runtime_on, wait_until};
 
 fn seq_of(msg: &[u8]) -> u64 {
     u64::from_be_bytes(msg[..8].try_into().expect("8 bytes"))
@@ -23,18 +23,22 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 
 /// An acknowledged listener recording every sequence number it is handed, in order.
 fn recording_listener() -> (Listener, Arc<Mutex<Vec<u64>>>) {
+    recording_listener_on(None)
+}
+
+fn recording_listener_on(backend: Option<Backend>) -> (Listener, Arc<Mutex<Vec<u64>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
-    let listener = Listener::bind(
-        ListenerConfig::new("127.0.0.1:0", move |msg, _conn| {
-            sink.lock().unwrap().push(seq_of(msg));
-            Ok(())
-        })
-        .cores(2)
-        .acked(true),
-    )
-    .expect("bind");
-    (listener, got)
+    let mut config = ListenerConfig::new("127.0.0.1:0", move |msg, _conn| {
+        sink.lock().unwrap().push(seq_of(msg));
+        Ok(())
+    })
+    .cores(2)
+    .acked(true);
+    if let Some(backend) = backend {
+        config = config.runtime(runtime_on(backend, 2));
+    }
+    (Listener::bind(config).expect("bind"), got)
 }
 
 #[test]
@@ -59,16 +63,18 @@ fn every_message_is_acknowledged_and_delivered_once_in_order() {
     assert_eq!(listener.stats().ack_sessions, 1);
 }
 
+on_both_backends!(connections_cut_while_both_live_lose_and_duplicate_nothing);
+
 /// Connections cut at random points (the proxy drops what it holds, both ways) while both
 /// ends live: every message arrives exactly once, in order.
-#[test]
-fn connections_cut_while_both_live_lose_and_duplicate_nothing() {
-    let (listener, got) = recording_listener();
+fn connections_cut_while_both_live_lose_and_duplicate_nothing(backend: Backend) {
+    let (listener, got) = recording_listener_on(Some(backend));
     let proxy = common::cutter::Cutter::start(listener.local_addr(), 20_000, 400_000, 7);
     let writer = Writer::dial(
         WriterConfig::new(proxy.addr.to_string())
             .acked(true)
             .max_unacked_bytes(128 << 10)
+            .runtime(runtime_on(backend, 1))
             .retry(RetryPolicy::forever()),
     )
     .expect("dial");
@@ -101,7 +107,7 @@ fn connections_cut_while_both_live_lose_and_duplicate_nothing() {
         lstats.duplicates_dropped
     );
     assert!(proxy.cuts() >= 5, "the proxy cut connections");
-    assert_eq!(got.len() as u64, n, "exactly once");
+    assert_eq!(got.len() as u64, n, "exactly once ({stats:?}, {lstats:?})");
     assert!(got.iter().copied().eq(1..=n), "in order");
     assert_eq!(stats.acked, n);
     assert!(
@@ -111,5 +117,165 @@ fn connections_cut_while_both_live_lose_and_duplicate_nothing() {
     assert_eq!(
         lstats.possible_duplicates, 0,
         "the listener lived: nothing flagged"
+    );
+}
+
+/// A channel listener acknowledges a message only once the consumer took it: while the consumer
+/// sleeps, `flush_acked` waits; once it has taken everything, `flush_acked` returns.
+#[test]
+fn a_channel_listener_acknowledges_what_the_consumer_took() {
+    let (config, messages) = ListenerConfig::with_channel("127.0.0.1:0", 100_000);
+    let listener = Listener::bind(config.cores(1).acked(true)).expect("bind");
+    let writer = Writer::dial(WriterConfig::new(listener.local_addr().to_string()).acked(true))
+        .expect("dial");
+    let n = 20_000u64;
+    for seq in 1..=n {
+        writer.write(&payload(seq, 16)).expect("write");
+    }
+    let acked = Arc::new(AtomicU64::new(0));
+    let (w, a) = (writer.clone(), acked.clone());
+    let flusher = std::thread::spawn(move || {
+        w.flush_acked().expect("flush_acked");
+        a.store(1, Ordering::SeqCst);
+    });
+    // Everything is queued on the channel, nothing taken: nothing is acknowledged.
+    assert!(wait_until(Duration::from_secs(10), || messages.len()
+        as u64
+        == n));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        acked.load(Ordering::SeqCst),
+        0,
+        "acknowledged before it was taken"
+    );
+    assert_eq!(writer.acked_stats().expect("acked").acked, 0);
+    let taken = Arc::new(AtomicU64::new(0));
+    for (i, msg) in messages.try_iter().enumerate() {
+        assert_eq!(seq_of(&msg.payload), i as u64 + 1);
+        assert_eq!(msg.seq(), Some(i as u64 + 1));
+        assert!(!msg.possible_duplicate());
+        taken.fetch_add(1, Ordering::SeqCst);
+        // The writer never hears of more than was taken.
+        assert!(writer.acked_stats().expect("acked").acked <= taken.load(Ordering::SeqCst));
+    }
+    assert_eq!(taken.load(Ordering::SeqCst), n);
+    assert!(wait_until(Duration::from_secs(10), || acked
+        .load(Ordering::SeqCst)
+        == 1));
+    flusher.join().expect("flusher");
+}
+
+/// A handler's message is acknowledged only after the handler returned; replies written on an
+/// acknowledged connection reach the writer's handler (tagged apart from acknowledgements).
+#[test]
+fn handler_messages_are_acknowledged_after_the_handler_returns_and_replies_come_back() {
+    let handled = Arc::new(AtomicU64::new(0));
+    let h = handled.clone();
+    let listener = Listener::bind(
+        ListenerConfig::new("127.0.0.1:0", move |msg, conn| {
+            if seq_of(msg) % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            conn.write(msg)?;
+            h.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .cores(1)
+        .acked(true),
+    )
+    .expect("bind");
+    let replies = Arc::new(Mutex::new(Vec::new()));
+    let r = replies.clone();
+    let writer = Writer::dial(
+        WriterConfig::new(listener.local_addr().to_string())
+            .acked(true)
+            .on_message(move |msg, _| {
+                r.lock().unwrap().push(seq_of(msg));
+                Ok(())
+            }),
+    )
+    .expect("dial");
+    let n = 10_000u64;
+    for seq in 1..=n {
+        writer.write(&payload(seq, 16)).expect("write");
+        if seq % 97 == 0 {
+            let acked = writer.acked_stats().expect("acked").acked;
+            assert!(
+                acked <= handled.load(Ordering::SeqCst),
+                "acknowledged before handled"
+            );
+        }
+    }
+    writer.flush_acked().expect("flush_acked");
+    assert_eq!(handled.load(Ordering::SeqCst), n);
+    assert!(wait_until(
+        Duration::from_secs(10),
+        || replies.lock().unwrap().len() as u64 == n
+    ));
+    assert!(replies.lock().unwrap().iter().copied().eq(1..=n));
+}
+
+/// When the retry policy gives up, every message not acknowledged goes to `on_failed`: the
+/// caller learns exactly which were never confirmed.
+#[test]
+fn giving_up_hands_back_exactly_the_unacknowledged_messages() {
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let d = delivered.clone();
+    let listener = Listener::bind(
+        ListenerConfig::new("127.0.0.1:0", move |msg, _| {
+            d.lock().unwrap().push(seq_of(msg));
+            std::thread::sleep(Duration::from_micros(200));
+            Ok(())
+        })
+        .cores(1)
+        .acked(true),
+    )
+    .expect("bind");
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let f = failed.clone();
+    let writer = Writer::dial(
+        WriterConfig::new(listener.local_addr().to_string())
+            .acked(true)
+            .retry(RetryPolicy {
+                max_attempts: Some(2),
+                initial_backoff: Duration::from_millis(10),
+                ..RetryPolicy::default()
+            })
+            .on_failed(move |failed| {
+                f.lock()
+                    .unwrap()
+                    .extend(failed.messages.iter().map(|m| seq_of(m)))
+            }),
+    )
+    .expect("dial");
+    let n = 2_000u64;
+    for seq in 1..=n {
+        writer.write(&payload(seq, 16)).expect("write");
+    }
+    assert!(wait_until(Duration::from_secs(10), || {
+        writer.acked_stats().expect("acked").acked >= 200
+    }));
+    listener.close();
+    assert!(
+        wait_until(Duration::from_secs(10), || !failed
+            .lock()
+            .unwrap()
+            .is_empty()),
+        "the writer gave up and handed messages back"
+    );
+    let acked = writer.acked_stats().expect("acked").acked;
+    assert!(acked < n, "closed mid-stream");
+    let failed = failed.lock().unwrap();
+    assert!(
+        failed.iter().copied().eq(acked + 1..=n),
+        "exactly the unacknowledged ones, in order: acked {acked}, handed back {}..={:?}",
+        failed.first().copied().unwrap_or_default(),
+        failed.last()
+    );
+    let delivered = delivered.lock().unwrap();
+    assert!(delivered.iter().copied().eq(1..=delivered.len() as u64));
+    assert!(
+        delivered.len() as u64 >= acked,
+        "acknowledged means delivered"
     );
 }

@@ -67,6 +67,12 @@ pub enum AckError {
     /// The connection closed before the listener's reply.
     #[error("the connection closed before the listener's reply")]
     NoReply,
+    /// Several connections in a row closed before the listener's reply (a plain listener
+    /// closes the connection on the hello): a write or flush that would dial again from the
+    /// caller's thread fails with this instead. Background reconnects go on at the retry
+    /// policy's pace.
+    #[error("{0} connections in a row closed before the listener's reply: not an acknowledged listener?")]
+    NoReplies(u32),
     /// Acknowledged mode cannot run on this framing (2-byte length headers, delimiters).
     #[error("acknowledged mode cannot run on {0:?} framing")]
     Framing(Framing),
@@ -74,4 +80,16 @@ pub enum AckError {
     /// acknowledge) the messages.
     #[error("nobody takes the messages: every MessageReceiver was dropped")]
     NoReceiver,
+}
+
+impl AckError {
+    /// Whether reconnecting cannot help: the peer does not speak this protocol (or this
+    /// version of it), or the configuration cannot run it. A writer whose connection failed
+    /// so gives up instead of redialing (its messages go to `on_failed`).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            AckError::PlainListener | AckError::UnsupportedVersion(_) | AckError::Framing(_)
+        )
+    }
 }

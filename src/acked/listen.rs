@@ -15,7 +15,7 @@ use std::time::Instant;
 use crate::acked::error::AckError;
 use crate::acked::sequencer::Sequencer;
 use crate::acked::table::{SessionTable, Slot, SlotState};
-use crate::acked::wire::{ack_payload, Hello, Prefix, HELLO_LEN};
+use crate::acked::wire::{ack_payload, Hello, Prefix, HELLO_LEN, MAGIC};
 use crate::engine::handle::{Delivered, Encoded, Session};
 use crate::error::{CloseReason, ConnError};
 use crate::stream::conn::Conn;
@@ -150,6 +150,9 @@ impl Session for AckedListenerSession {
             let (used, whole) = self.hello.fill(data);
             data = &data[used..];
             let Some(bytes) = whole else {
+                if !self.hello.agrees_with(&MAGIC) {
+                    return Err(AckError::PlainWriter.into());
+                }
                 return Ok(Delivered::default());
             };
             let hello = Hello::parse(bytes)?;

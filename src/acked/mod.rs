@@ -31,7 +31,7 @@ pub use table::DedupStore;
 pub(crate) use table::{SessionTable, Slot, TableConfig};
 pub use wire::SessionId;
 pub(crate) use wire::{check_framing, Hello, TAG_MESSAGE};
-pub(crate) use write::AckedWriterSession;
+pub(crate) use write::{AckedWriterSession, Refusal};
 
 /// A listener's acknowledgement is due once this many payload bytes were delivered since the
 /// last one (channel delivery; a handler's are sent after each batch of received bytes).

@@ -194,6 +194,13 @@ impl<const N: usize> Prefix<N> {
     pub(crate) fn have(&self) -> usize {
         self.have
     }
+
+    /// Whether what was collected so far agrees with `magic` (so a plain peer's first bytes
+    /// are refused at once, without waiting for a whole prefix that may never come).
+    pub(crate) fn agrees_with(&self, magic: &[u8]) -> bool {
+        let n = self.have.min(magic.len());
+        self.buf[..n] == magic[..n]
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +276,7 @@ mod tests {
     fn a_prefix_arrives_in_pieces() {
         let mut p = Prefix::<4>::new();
         assert_eq!(p.fill(b"ab"), (2, None));
+        assert!(p.agrees_with(b"abXY") && !p.agrees_with(b"aX"));
         let (used, whole) = p.fill(b"cdef");
         assert_eq!(used, 2);
         assert_eq!(whole, Some(b"abcd"));

@@ -2,9 +2,11 @@
 //! acknowledgements release the writer's kept messages, reply messages go to its handler.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::acked::error::AckError;
-use crate::acked::wire::{ListenerFrame, Prefix, Reply, REPLY_LEN};
+use crate::acked::wire::{ListenerFrame, Prefix, Reply, MAGIC, REPLY_LEN};
 use crate::engine::handle::{AckFault, Delivered, SendQueueHandle, Session};
 use crate::error::{CloseReason, ConnError};
 use crate::frame::Decoder;
@@ -17,6 +19,45 @@ pub(crate) struct AckedWriterSession {
     got_reply: bool,
     decoder: Decoder,
     sink: Sink,
+    refusal: Arc<Refusal>,
+}
+
+/// Connections in a row that ended before the listener's reply, after which a write or flush
+/// that would dial again from the caller's thread fails instead (a plain listener closes the
+/// connection on the hello; dialing it again at once would never end). Background reconnects
+/// go on at the retry policy's pace: a flaky network ends connections early too.
+pub(crate) const NO_REPLY_LIMIT: u32 = 3;
+
+/// What a writer's connections tell its next dial: a permanent protocol failure (the dial then
+/// gives up instead of dialing a peer that cannot speak the protocol), and how many connections
+/// in a row ended before the reply.
+#[derive(Default)]
+pub(crate) struct Refusal {
+    err: Mutex<Option<AckError>>,
+    /// Connections in a row that ended before the reply.
+    no_reply: AtomicU32,
+}
+
+impl Refusal {
+    /// The failure to give up with, once (the dial after it tries again).
+    pub(crate) fn take(&self) -> Option<AckError> {
+        self.err.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// For a dial from a caller's thread: an error if the last connections all ended before
+    /// the reply (the count starts over).
+    pub(crate) fn take_no_replies(&self) -> Option<AckError> {
+        let n = self.no_reply.load(Ordering::Relaxed);
+        if n < NO_REPLY_LIMIT {
+            return None;
+        }
+        self.no_reply.store(0, Ordering::Relaxed);
+        Some(AckError::NoReplies(n))
+    }
+
+    fn set(&self, err: AckError) {
+        *self.err.lock().unwrap_or_else(|e| e.into_inner()) = Some(err);
+    }
 }
 
 /// Where a listener's frames go.
@@ -33,6 +74,7 @@ impl AckedWriterSession {
         sendq: SendQueueHandle,
         handler: Option<MessageHandler>,
         policy: HandlerErrorPolicy,
+        refusal: Arc<Refusal>,
     ) -> AckedWriterSession {
         AckedWriterSession {
             reply: Prefix::new(),
@@ -44,7 +86,33 @@ impl AckedWriterSession {
                 handler,
                 policy,
             },
+            refusal,
         }
+    }
+
+    /// Keeps a permanent failure for the next dial.
+    fn failed(&self, err: AckError) -> ConnError {
+        if err.is_permanent() {
+            self.refusal.set(err.clone());
+        }
+        err.into()
+    }
+
+    fn read_reply(&mut self, data: &[u8]) -> Result<usize, AckError> {
+        let (used, whole) = self.reply.fill(data);
+        let Some(bytes) = whole else {
+            if !self.reply.agrees_with(&MAGIC) {
+                return Err(AckError::PlainListener);
+            }
+            return Ok(used);
+        };
+        let reply = Reply::parse(bytes)?;
+        self.got_reply = true;
+        self.refusal.no_reply.store(0, Ordering::Relaxed);
+        if reply.known {
+            self.sink.ack(reply.delivered)?;
+        }
+        Ok(used)
     }
 }
 
@@ -82,15 +150,10 @@ impl Sink {
 impl Session for AckedWriterSession {
     fn on_data(&mut self, mut data: &[u8]) -> Result<Delivered, ConnError> {
         if !self.got_reply {
-            let (used, whole) = self.reply.fill(data);
+            let used = self.read_reply(data).map_err(|err| self.failed(err))?;
             data = &data[used..];
-            let Some(bytes) = whole else {
+            if !self.got_reply {
                 return Ok(Delivered::default());
-            };
-            let reply = Reply::parse(bytes)?;
-            self.got_reply = true;
-            if reply.known {
-                self.sink.ack(reply.delivered)?;
             }
         }
         let mut messages = 0;
@@ -135,6 +198,9 @@ impl Session for AckedWriterSession {
     }
 
     fn on_close(self: Box<Self>, reason: &CloseReason) {
+        if !self.got_reply {
+            self.refusal.no_reply.fetch_add(1, Ordering::Relaxed);
+        }
         match reason {
             CloseReason::Error(err) => {
                 tracing::info!(conn = self.sink.conn.id(), error = %err,

@@ -124,6 +124,7 @@ impl Writer {
             retry: config.retry,
             on_failed: config.on_failed,
             acked,
+            refusal: Arc::default(),
             current: Mutex::new(None),
             attempts: AtomicU32::new(0),
             notsent_lowat: config.notsent_lowat,

@@ -69,6 +69,10 @@ impl WriterShared {
     }
 
     pub(crate) fn connect(&self) -> Result<ConnInfo, DialError> {
+        if let Some(err) = self.refusal.take() {
+            // The last connection showed the peer cannot speak the acknowledged protocol.
+            return Err(DialError::Acked(err));
+        }
         let opened = open(&self.addr, self.connect_timeout, self.notsent_lowat)?;
         #[allow(unused_mut)]
         let mut info = ConnInfo {
@@ -92,6 +96,7 @@ impl WriterShared {
                     self.out.sendq.clone(),
                     self.handler.clone(),
                     self.policy,
+                    self.refusal.clone(),
                 ))
             }
             None => {
@@ -175,6 +180,9 @@ impl Reconnect for WriterShared {
     fn reconnect(&self) -> Result<(), DialError> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Link::Down(err) = self.link() {
+            if let Some(err) = self.refusal.take_no_replies() {
+                return Err(DialError::Acked(err));
+            }
             tracing::debug!(addr = %self.addr, error = %err, "writer reconnecting");
             *current = Some(self.connect()?);
             self.attempts.store(0, Ordering::Relaxed);

@@ -62,6 +62,8 @@ pub(crate) struct WriterShared {
     pub(crate) on_failed: Option<FailedHandler>,
     /// Acknowledged mode's session id (`None`: plain mode).
     pub(crate) acked: Option<crate::acked::SessionId>,
+    /// Acknowledged mode: what the last connections say of the peer (a permanent failure).
+    pub(crate) refusal: Arc<crate::acked::Refusal>,
     /// The live connection; also serialises (re)connect attempts.
     pub(crate) current: Mutex<Option<ConnInfo>>,
     /// Failed attempts in the current outage.

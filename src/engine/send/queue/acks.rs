@@ -70,6 +70,32 @@ impl Acks {
         }
     }
 
+    /// Checks (debug builds) that the frames not acknowledged are all here, once, in order:
+    /// in `retained`, then `out` (a core's outbox), then the queue, from the one after the
+    /// last acknowledged to the last queued.
+    #[cfg(debug_assertions)]
+    pub(super) fn check(ctl: &Ctl, out: Option<&VecDeque<Chunk>>) {
+        let Some(acks) = &ctl.acks else {
+            return;
+        };
+        let mut next = acks.acked + 1;
+        let chunks = acks.retained.iter().chain(out.into_iter().flatten());
+        for c in chunks.chain(ctl.chunks.iter()).filter(|c| c.frames() > 0) {
+            assert!(
+                c.seq() <= next,
+                "frames {next}..{} missing (acked {})",
+                c.seq(),
+                acks.acked
+            );
+            next = next.max(c.seq_end());
+        }
+        assert_eq!(next, ctl.next_seq, "frames missing at the end");
+    }
+
+    #[cfg(not(debug_assertions))]
+    #[inline]
+    pub(super) fn check(_: &Ctl, _: Option<&VecDeque<Chunk>>) {}
+
     /// Chunks handed to the kernel: frames up to their end may reach the peer.
     #[inline]
     pub(super) fn handed(&mut self, chunk: &Chunk) {
@@ -220,6 +246,7 @@ impl<C: QueueCore> SendQueue<C> {
         ctl.unsent += chunk.unsent_len();
         ctl.chunks.push_front(chunk);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
+        Acks::check(ctl, None);
         Some(resume)
     }
 }

@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::acks::Acks;
 use super::owner::Take;
 use super::{Ctl, QueueCore, SendQueue, CLOSED, RECONNECTING, REFUSING};
 use crate::engine::send::chunk::Chunk;
@@ -95,6 +96,7 @@ impl<C: QueueCore> SendQueue<C> {
                 taken += 1;
             }
         }
+        Acks::check(&ctl, Some(&*out.chunks_mut()));
         ctl.owner.core_took(taken > 0);
         if taken == 0 {
             // Idle: an empty open chunk goes back to the pool, so idle connections hold none.
@@ -183,6 +185,9 @@ impl<C: QueueCore> SendQueue<C> {
         ctl.chunks = chunks;
         self.requeue_retained(&mut ctl);
         ctl.unsent = ctl.unsent.saturating_sub(dropped);
+        if !ctl.owner.is_direct() {
+            Acks::check(&ctl, None);
+        }
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
         let mut reconnecting = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
