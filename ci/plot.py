@@ -7,7 +7,8 @@ usage: cargo bench --bench throughput | python3 ci/plot.py -o bench.svg
 One panel per (workload, unit): stream, stream-server, stream-client and churn in msgs/s (churn's are
 connections/s), pingpong latency (p50/p99 in microseconds) and pingpong round trips/s; with the tls
 feature, tls in msgs/s and payload bytes/s, tls-handshake in handshakes/s and tls-ceiling in bytes/s.
-A TLS contender has the colour of its plain counterpart (the ceiling raw's).
+A TLS contender has the colour of its plain counterpart (the ceiling raw's); buffstreams-acked
+(acknowledged delivery, stream and pingpong only) is a darker red than buffstreams-uring.
 Bars are grouped by configuration (size, connections, server cores and, in a panel with more
 than one, the loopback MTU), one colour per contender. A panel whose values span more than 50x
 uses a logarithmic axis. Lines without `mtu=` (older output) count as one unnamed MTU.
@@ -21,6 +22,7 @@ from xml.sax.saxutils import escape
 
 CONTENDERS = [
     "buffstreams-uring",
+    "buffstreams-acked",
     "buffstreams-epoll",
     "tokio-ct",
     "tokio-mt",
@@ -35,6 +37,7 @@ CONTENDERS = [
 ]
 COLOURS = {
     "buffstreams-uring": "#d62728",
+    "buffstreams-acked": "#8b0000",
     "buffstreams-epoll": "#ff9896",
     "tokio-ct": "#1f77b4",
     "tokio-mt": "#aec7e8",

@@ -28,7 +28,9 @@
 //! `wire::payload(size)` gives the payload every other contender sends.
 //!
 //! `server_with` and `client_with` take a change to every `ListenerConfig` / `WriterConfig`
-//! made: `buffstreams-tls` (`contenders/tls.rs`) is these same server and client with TLS.
+//! made: `buffstreams-tls` (`contenders/tls.rs`) is these same server and client with TLS,
+//! `buffstreams-acked` (`contenders/acked.rs`) with acknowledged delivery. The writers of an
+//! acknowledged client report what they saw acknowledged (`count_acked`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -177,6 +179,7 @@ where
                 .map(|_| Writer::dial_on(&rt, cfg()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(failed)?;
+            count_acked(&writers);
             let payload = wire::payload(args.size);
             // One thread round-robins over the connections, a batch at a time, as the tokio
             // client drives its connections from one thread.
@@ -217,6 +220,7 @@ where
                 writer.write(&payload).map_err(failed)?;
                 writers.push(writer);
             }
+            count_acked(&writers);
             return Ok(ClientHandle {
                 keep: Some(Box::new((writers, rt))),
             });
@@ -251,6 +255,22 @@ where
     Ok(ClientHandle {
         keep: Some(Box::new(rt)),
     })
+}
+
+/// Acknowledged writers (`WriterConfig::acked`) become the client's count of acknowledged
+/// messages (`stats::set_acked_source`), which the trial's rate is then taken from; plain ones
+/// change nothing.
+fn count_acked(writers: &[Writer]) {
+    if writers.iter().any(|w| w.acked_stats().is_some()) {
+        let writers = writers.to_vec();
+        stats::set_acked_source(move || {
+            writers
+                .iter()
+                .filter_map(Writer::acked_stats)
+                .map(|s| s.acked)
+                .sum()
+        });
+    }
 }
 
 /// How the streaming client writes (`BUFFSTREAMS_BENCH_WRITE`): `buffered` (the default: a

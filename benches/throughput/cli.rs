@@ -39,11 +39,16 @@ environment: BUFFSTREAMS_BENCH_WRITE=buffered|batch|plain  how the buffstreams s
               the library's, DEFAULT_SEND_QUEUE_BYTES)
              BUFFSTREAMS_BENCH_STD_BUF=<bytes>  the std stream client's BufWriter size (default
               64 KiB); these two are for diagnostic comparisons, the published run sets neither
+             BUFFSTREAMS_BENCH_UNACKED=<bytes>  buffstreams-acked's writers' max_unacked_bytes
+              (default: the library's, 4 MiB; diagnostic, unset in published runs)
              BUFFSTREAMS_BENCH_BUSY_POLL_US=<micros>  RuntimeConfig::busy_poll of both buffstreams
               ends' runtimes (spin that long before sleeping; diagnostic, unset in published runs)
              BUFFSTREAMS_BENCH_SQPOLL=1  RuntimeConfig::sqpoll (2 ms idle) for both ends (io_uring;
               diagnostic, unset in published runs)
 contenders: buffstreams-uring buffstreams-epoll tokio-ct tokio-mt std raw
+            buffstreams-acked (buffstreams-uring with acknowledged delivery on both ends; end
+            to end only: stream and pingpong, and only stream in --quick unless
+            --only-contender names it; its rates count messages acknowledged at the writer)
             tokio-uring-adapter (this crate's tokio-uring feature; build with
             --features tokio-uring, else a SKIP)
             monoio-adapter (this crate's monoio feature; build with --features monoio,

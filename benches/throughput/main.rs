@@ -19,13 +19,16 @@
 //! With the `tls` feature: `tls` streams over TLS 1.3 (AES-128-GCM) end to end,
 //! `tls-handshake` counts full handshakes per second into each TLS server, and `tls-ceiling`
 //! measures the cipher's seal rate on one core, which the `tls` rates are read against.
+//! `buffstreams-acked` (acknowledged delivery on both ends) runs end to end only, in `stream`
+//! and `pingpong`, its rates counting what its writers saw acknowledged; `report.rs` prints its
+//! ratios against plain buffstreams-uring and std.
 //!
 //! Files: `cli.rs` options; `plan.rs` contenders, workloads and the trial matrix; `run.rs` one
 //! trial from the parent's side; `role.rs` the child side; `proc.rs` child processes, pinning,
 //! rlimits, CPU time; `stats.rs` the counters children keep; `wire.rs` the common frame format;
 //! `loadgen.rs` the common load generator; `netns.rs` the namespaces of the MTU views;
-//! `contenders/` tokio, std and raw, and their TLS versions; `buffstreams.rs` the library under
-//! test; `tls_pki.rs` the TLS certificate and configurations; `tls_handshake.rs` the common
+//! `contenders/` tokio, std and raw, their TLS versions and buffstreams' acknowledged mode
+//! (`acked.rs`); `buffstreams.rs` the library under test; `tls_pki.rs` the TLS certificate and configurations; `tls_handshake.rs` the common
 //! handshake client; `tls_ceiling.rs` the seal ceiling.
 
 mod buffstreams;
@@ -129,6 +132,7 @@ fn orchestrate(opts: &cli::Options) -> ExitCode {
     }
     report::print_table(&results);
     report::print_ratios(&results);
+    report::print_acked(&results);
     tls_ceiling::print(&results);
     report::print_load_note(&results);
     println!("# total runtime {:.1} s", started.elapsed().as_secs_f64());

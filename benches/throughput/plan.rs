@@ -25,11 +25,17 @@ pub enum Contender {
     StdRustls,
     /// The TLS ceiling: rustls's AES-128-GCM record sealer on one core, no socket.
     SealCeiling,
+    /// `buffstreams-uring` with acknowledged delivery on both ends (`WriterConfig::acked`,
+    /// `ListenerConfig::acked`): its rates count the messages the writer saw acknowledged
+    /// (`contenders/acked.rs`). End to end only: `stream` and `pingpong` (`Workload::admits`),
+    /// since the common load generator and the common std server do not speak the protocol.
+    BuffstreamsAcked,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 12] = [
+    pub const ALL: [Contender; 13] = [
         Contender::BuffstreamsUring,
+        Contender::BuffstreamsAcked,
         Contender::BuffstreamsEpoll,
         Contender::TokioCt,
         Contender::TokioMt,
@@ -57,6 +63,7 @@ impl Contender {
             Contender::TokioRustls => "tokio-rustls",
             Contender::StdRustls => "std-rustls",
             Contender::SealCeiling => "aes128gcm-seal",
+            Contender::BuffstreamsAcked => "buffstreams-acked",
         }
     }
 
@@ -159,17 +166,24 @@ impl Workload {
     }
 
     /// Whether `contender` runs in this workload: the TLS contenders only in the TLS
-    /// workloads (the handshakes compare the two servers that take a TLS config), the others
-    /// everywhere else.
+    /// workloads (the handshakes compare the two servers that take a TLS config);
+    /// `buffstreams-acked` only where both ends are its own, `stream` and `pingpong` (the
+    /// common load generator of `stream-server` and the common std server of `stream-client`
+    /// do not speak the acknowledged protocol, and churn's one message per connection is not
+    /// what the mode is for); the others everywhere else.
     pub fn admits(self, contender: Contender) -> bool {
         use Contender::*;
         match self {
             Workload::Tls => matches!(contender, BuffstreamsTls | TokioRustls | StdRustls),
             Workload::TlsHandshake => matches!(contender, BuffstreamsTls | TokioRustls),
             Workload::TlsCeiling => contender == SealCeiling,
-            _ => !matches!(
+            Workload::Stream | Workload::Pingpong => !matches!(
                 contender,
                 BuffstreamsTls | TokioRustls | StdRustls | SealCeiling
+            ),
+            _ => !matches!(
+                contender,
+                BuffstreamsTls | TokioRustls | StdRustls | SealCeiling | BuffstreamsAcked
             ),
         }
     }
@@ -349,6 +363,14 @@ pub fn configs(opts: &Options, host_mtu: u32) -> Vec<Config> {
                 .filter(|c| cores == 1 || c.multi_core())
                 .filter(|c| opts.selects(workload.name(), c.name()))
                 .filter(|c| keeps(&opts.contenders, c))
+                // The quick run (CI's smoke test) keeps buffstreams-acked to `stream`, unless
+                // `--only-contender` names it.
+                .filter(|&c| {
+                    !opts.quick
+                        || c != Contender::BuffstreamsAcked
+                        || workload == Workload::Stream
+                        || opts.contenders.contains(&c)
+                })
                 .collect();
             if contenders.is_empty() {
                 continue;

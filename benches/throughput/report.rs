@@ -8,7 +8,8 @@
 //! these lines as `key=value` pairs. RATIO and SKIP lines carry `Config::label`, which ends
 //! with `mtu=<n>`. Ratios are taken against each workload's reference contender
 //! (`Workload::reference`): `uring_vs_contender=` for buffstreams-uring, `tls_vs_contender=`
-//! for buffstreams-tls in the TLS workloads.
+//! for buffstreams-tls in the TLS workloads. `buffstreams-acked` also gets its own ratios
+//! against every other contender of its configurations (`acked_vs_contender=`, `print_acked`).
 
 use crate::plan::{Contender, Unit};
 use crate::run::{Outcome, Summary};
@@ -269,4 +270,128 @@ pub fn print_load_note(results: &[Summary]) {
             if m > 0.1 { ": figures are depressed and noisy" } else { "" }
         );
     }
+}
+
+/// The targets set for `buffstreams-acked` when it was added: at 110 B x 4 end to end, at least 0.9x
+/// plain buffstreams-uring and 1.1x blocking std; in ping-pong at most 10% more per round trip
+/// than plain buffstreams-uring.
+const ACKED_VS_PLAIN: f64 = 0.9;
+const ACKED_VS_STD: f64 = 1.1;
+const ACKED_PINGPONG_COST: f64 = 0.10;
+
+/// `buffstreams-acked` against every other contender of the same configuration
+/// (`RATIO ... acked_vs_contender=`, > 1: acked is better), then one line per configuration
+/// against plain buffstreams-uring and std, with the issue's targets where they apply.
+pub fn print_acked(results: &[Summary]) {
+    let with_acked: Vec<(&Summary, &Outcome)> = results
+        .iter()
+        .filter_map(|s| {
+            let acked = s
+                .outcomes
+                .iter()
+                .find(|o| o.contender == Contender::BuffstreamsAcked)?;
+            Some((s, acked))
+        })
+        .collect();
+    if with_acked.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "# acknowledged delivery: buffstreams-acked (buffstreams-uring with WriterConfig::acked and ListenerConfig::acked; its rates count the messages its writers saw acknowledged) vs each contender (rates: acked / x; latencies: x / acked; > 1 means acked is better). End to end only (stream, pingpong): the common load generator (stream-server) and the common std server (stream-client) do not speak the protocol"
+    );
+    let mut targets = Vec::new();
+    for (summary, acked) in &with_acked {
+        let c = &summary.config;
+        if acked.samples.is_empty() {
+            let why = acked
+                .unavailable
+                .clone()
+                .or_else(|| acked.skips.first().map(|s| s.reason.to_string()))
+                .unwrap_or_default();
+            println!(
+                "# acked {}: buffstreams-acked unavailable ({why})",
+                c.label()
+            );
+            continue;
+        }
+        for (i, &unit) in c.units().iter().enumerate() {
+            let a = median(&values(acked, i));
+            for o in summary
+                .outcomes
+                .iter()
+                .filter(|o| o.contender != acked.contender && !o.samples.is_empty())
+            {
+                println!(
+                    "RATIO {} contender={} unit={} acked_vs_contender={:.3}",
+                    c.label(),
+                    o.contender.name(),
+                    unit.name(),
+                    ratio(unit, a, median(&values(o, i)))
+                );
+            }
+        }
+        targets.push(acked_target(summary, acked));
+    }
+    for line in targets {
+        println!("{line}");
+    }
+}
+
+/// One configuration's summary line: acked against plain buffstreams-uring and std (rates), or
+/// the extra cost per round trip (ping-pong), with the target where the issue set one.
+fn acked_target(summary: &Summary, acked: &Outcome) -> String {
+    let c = &summary.config;
+    let find = |who: Contender| {
+        summary
+            .outcomes
+            .iter()
+            .find(|o| o.contender == who && !o.samples.is_empty())
+    };
+    let unit = c.units()[0];
+    let a = median(&values(acked, 0));
+    let vs = |who: Contender| find(who).map(|o| ratio(unit, a, median(&values(o, 0))));
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let mut parts = Vec::new();
+    if c.workload == crate::plan::Workload::Pingpong {
+        match find(Contender::BuffstreamsUring) {
+            Some(plain) => {
+                // A round trip's cost: its latency, or the inverse of the round trips' rate.
+                let extra = 1.0 / ratio(unit, a, median(&values(plain, 0))) - 1.0;
+                parts.push(format!(
+                    "{:+.1}% per round trip ({}) against buffstreams-uring (target <= +{:.0}%: {})",
+                    100.0 * extra,
+                    unit.name(),
+                    100.0 * ACKED_PINGPONG_COST,
+                    verdict(extra <= ACKED_PINGPONG_COST)
+                ));
+                let cpu_of = |o: &Outcome| cpu(o) + client_cpu(o);
+                parts.push(format!(
+                    "server + client CPU per round trip {:.0} against {:.0} ns ({:+.1}%)",
+                    cpu_of(acked),
+                    cpu_of(plain),
+                    100.0 * (cpu_of(acked) / cpu_of(plain) - 1.0)
+                ));
+            }
+            None => parts.push("no buffstreams-uring figure to compare with".to_string()),
+        }
+    } else {
+        let targeted = c.size == crate::plan::SMALL && c.conns == 4;
+        for (who, target) in [
+            (Contender::BuffstreamsUring, ACKED_VS_PLAIN),
+            (Contender::Std, ACKED_VS_STD),
+        ] {
+            parts.push(match vs(who) {
+                Some(r) if targeted => format!(
+                    "{:.2}x {} (target >= {target:.2}x: {})",
+                    r,
+                    who.name(),
+                    verdict(r >= target)
+                ),
+                Some(r) => format!("{:.2}x {}", r, who.name()),
+                None => format!("no {} figure", who.name()),
+            });
+        }
+    }
+    format!("# acked {}: {}", c.label(), parts.join("; "))
 }

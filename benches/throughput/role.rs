@@ -6,8 +6,13 @@
 //! parent -> both     START   (measurement window opens)
 //! parent -> both     STOP    (window closes)
 //! server -> parent   REPORT msgs=<n> bytes=<n> cpu_ns=<n> elapsed_ns=<n>
-//! client -> parent   CLIENT ok cpu_ns=<n> samples=<n> p50_ns=<n> p99_ns=<n> | CLIENT error <why>
+//! client -> parent   CLIENT ok cpu_ns=<n> samples=<n> p50_ns=<n> p99_ns=<n> [acked=<n> elapsed_ns=<n>]
+//!                    | CLIENT error <why>
 //! ```
+//! `acked` (an acknowledged client only, `buffstreams-acked`) is the count of messages its
+//! writers saw acknowledged during the client's window, `elapsed_ns` that window: the parent
+//! takes the trial's rate from them instead of from the server's count, so a message counts
+//! once the writer has its acknowledgement.
 //! A child exits when its stdin closes, and the kernel kills it if the parent dies.
 //! `mtu` is the MTU of `lo` in the child's network namespace, which the parent checks against
 //! the configuration's; `mss` is TCP's segment size over it (`netns.rs`), for the log.
@@ -107,22 +112,32 @@ fn client(args: &ChildArgs) -> ExitCode {
 
     let latency = args.workload == Workload::Pingpong && args.conns == 1;
     let mut cpu_at_start = 0;
+    let mut acked_at_start = None;
     control(|cmd| match cmd {
         "START" => {
             cpu_at_start = proc::process_cpu_ns();
+            acked_at_start = stats::acked_total().map(|n| (n, Instant::now()));
             if latency {
                 stats::start_recording();
             }
         }
         "STOP" => {
             let cpu = proc::process_cpu_ns().saturating_sub(cpu_at_start);
+            let acked = match (acked_at_start.take(), stats::acked_total()) {
+                (Some((n0, t0)), Some(n)) => format!(
+                    " acked={} elapsed_ns={}",
+                    n.saturating_sub(n0),
+                    t0.elapsed().as_nanos()
+                ),
+                _ => String::new(),
+            };
             let mut rtts = stats::stop_recording();
             match stats::take_client_error() {
                 Some(why) => println!("CLIENT error {}", one_line(&why)),
                 None => {
                     rtts.sort_unstable();
                     println!(
-                        "CLIENT ok cpu_ns={cpu} samples={} p50_ns={} p99_ns={}",
+                        "CLIENT ok cpu_ns={cpu} samples={} p50_ns={} p99_ns={}{acked}",
                         rtts.len(),
                         percentile(&rtts, 50.0),
                         percentile(&rtts, 99.0)

@@ -26,8 +26,12 @@ pub struct Sample {
     /// Client CPU time (user + system, whole process) over the window / messages (round
     /// trips, connections) counted by the server: shows when the client is the limit.
     pub client_cpu_ns_per_msg: f64,
-    /// Messages (round trips for ping-pong) per second counted by the server.
+    /// Messages (round trips for ping-pong) per second counted by the server, or for an
+    /// acknowledged client (`buffstreams-acked`) acknowledged at the writer.
     pub rate: f64,
+    /// For an acknowledged client: the rate the server counted (delivered to its handler),
+    /// for the log; `rate` is the acknowledged one.
+    pub delivered_rate: Option<f64>,
     /// Share of the machine's CPU time used by anything but this trial's server and client
     /// during the window (other tenants of a shared machine), 0..1; NaN if unknown.
     pub other_load: f64,
@@ -151,6 +155,11 @@ fn describe(units: &[Unit], s: &Sample) -> String {
         s.client_cpu_ns_per_msg
     ));
     out.push(format!("tcp mss {}", s.mss));
+    if let Some(delivered) = s.delivered_rate {
+        out.push(format!(
+            "counted as acknowledged at the writer (server delivered {delivered:.0}/s)"
+        ));
+    }
     out.join(", ")
 }
 
@@ -286,20 +295,33 @@ fn trial(
     let get = |line: &str, key: &str| {
         field(line, key).ok_or_else(|| skip("failed", format!("no {key} in {line:?}")))
     };
-    let msgs = get(&report, "msgs")?;
+    let delivered = get(&report, "msgs")?;
     let cpu_ns = get(&report, "cpu_ns")?;
-    let secs = get(&report, "elapsed_ns")? / 1e9;
+    let server_secs = get(&report, "elapsed_ns")? / 1e9;
+    // An acknowledged client reports what its writers saw acknowledged in its window: that is
+    // the count (a message counts once its acknowledgement is back), the server's is logged.
+    let (msgs, secs, delivered_rate) = match field(&client_report, "acked") {
+        Some(acked) => {
+            let secs = get(&client_report, "elapsed_ns")? / 1e9;
+            let delivered_rate = (server_secs > 0.0).then(|| delivered / server_secs);
+            (acked, secs, delivered_rate)
+        }
+        None => (delivered, server_secs, None),
+    };
     if msgs < 1.0 || secs <= 0.0 {
         return Err(skip(
             "no-messages",
-            "the server counted nothing in the window",
+            match delivered_rate {
+                Some(_) => "the writers saw nothing acknowledged in the window",
+                None => "the server counted nothing in the window",
+            },
         ));
     }
     let mut values = Vec::new();
     for unit in config.units() {
         values.push(match unit {
             Unit::MsgsPerS | Unit::RttsPerS | Unit::HandshakesPerS => msgs / secs,
-            Unit::BytesPerS => get(&report, "bytes")? / secs,
+            Unit::BytesPerS => get(&report, "bytes")? / server_secs,
             Unit::RttP50Us | Unit::RttP99Us => {
                 if get(&client_report, "samples")? < 1.0 {
                     return Err(skip("no-messages", "no round trip completed in the window"));
@@ -317,7 +339,7 @@ fn trial(
     let other_load = match (busy_before, busy_after) {
         (Some((b0, cpus)), Some((b1, _))) => {
             let other = b1.saturating_sub(b0) as f64 - cpu_ns - client_cpu_ns;
-            (other / (secs * 1e9 * cpus as f64)).clamp(0.0, 1.0)
+            (other / (server_secs * 1e9 * cpus as f64)).clamp(0.0, 1.0)
         }
         _ => f64::NAN,
     };
@@ -326,6 +348,7 @@ fn trial(
         cpu_ns_per_msg: cpu_ns / msgs,
         client_cpu_ns_per_msg: client_cpu_ns / msgs,
         rate: msgs / secs,
+        delivered_rate,
         other_load,
         mss,
     })

@@ -1,5 +1,5 @@
-//! What a child process keeps: message counters (server), round-trip samples and the first
-//! error (client). Everything here is process-global so any contender can report from any
+//! What a child process keeps: message counters (server), round-trip samples, the first
+//! error and, in acknowledged mode, the count of acknowledged messages (client). Everything here is process-global so any contender can report from any
 //! thread without plumbing.
 //!
 //! Counting costs no atomic read-modify-write: each thread owns a cache-line-sized slot that
@@ -97,4 +97,24 @@ pub fn take_client_error() -> Option<String> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
+}
+
+/// Client side, acknowledged mode: what counts the messages acknowledged so far (summed over
+/// the client's writers). Set once by a client whose writers are acknowledged.
+type AckedSource = Box<dyn Fn() -> u64 + Send>;
+static ACKED: Mutex<Option<AckedSource>> = Mutex::new(None);
+
+/// Client side: `acked` sums the messages every writer of the client saw acknowledged
+/// (`Writer::acked_stats`). The client's report then carries that count over the window.
+pub fn set_acked_source(acked: impl Fn() -> u64 + Send + 'static) {
+    *ACKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(acked));
+}
+
+/// Messages acknowledged so far; `None` when the client is not acknowledged.
+pub fn acked_total() -> Option<u64> {
+    ACKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|acked| acked())
 }

@@ -6,6 +6,7 @@
 //! process is killed; it reports failures with `stats::client_error` and ping-pong round trips
 //! with `stats::record_rtt`.
 
+mod acked;
 mod monoio;
 mod raw;
 mod std_net;
@@ -83,6 +84,7 @@ pub fn server(contender: Contender, args: &ServerArgs) -> Result<ServerHandle, S
     match contender {
         Contender::BuffstreamsUring => buffstreams::server(Backend::Uring, args),
         Contender::BuffstreamsEpoll => buffstreams::server(Backend::Epoll, args),
+        Contender::BuffstreamsAcked => acked::server(args),
         Contender::TokioCt => tokio_codec::server(Flavor::CurrentThread, args),
         Contender::TokioMt => tokio_codec::server(Flavor::MultiThread, args),
         Contender::TokioUringAdapter => tokio_uring::server(args),
@@ -100,6 +102,7 @@ pub fn client(contender: Contender, args: &ClientArgs) -> Result<ClientHandle, S
     match contender {
         Contender::BuffstreamsUring => buffstreams::client(Backend::Uring, args),
         Contender::BuffstreamsEpoll => buffstreams::client(Backend::Epoll, args),
+        Contender::BuffstreamsAcked => acked::client(args),
         Contender::TokioCt => tokio_codec::client(Flavor::CurrentThread, args),
         Contender::TokioMt => tokio_codec::client(Flavor::MultiThread, args),
         Contender::TokioUringAdapter => tokio_uring::client(args),
