@@ -279,3 +279,72 @@ fn giving_up_hands_back_exactly_the_unacknowledged_messages() {
         "acknowledged means delivered"
     );
 }
+
+/// A `BufferedWriter`'s batches (chunks built off the queue) are numbered and kept like single
+/// writes, through cut connections.
+#[test]
+fn buffered_batches_through_cuts_arrive_exactly_once() {
+    let (listener, got) = recording_listener();
+    let proxy = common::cutter::Cutter::start(listener.local_addr(), 50_000, 300_000, 11);
+    let writer = Writer::dial(
+        WriterConfig::new(proxy.addr.to_string())
+            .acked(true)
+            .max_unacked_bytes(512 << 10)
+            .retry(RetryPolicy::forever()),
+    )
+    .expect("dial");
+    let n = 200_000u64;
+    let w = writer.clone();
+    let t = std::thread::spawn(move || {
+        let mut out = w.buffered();
+        for seq in 1..=n {
+            out.write(&payload(seq, 24)).expect("write");
+        }
+        out.flush().expect("flush");
+        drop(out);
+        w.flush_acked().expect("flush_acked");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !t.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            writer.acked_stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t.join().expect("writer thread");
+    let got = got.lock().unwrap();
+    assert!(proxy.cuts() >= 3, "cut {} times", proxy.cuts());
+    assert_eq!(got.len() as u64, n, "{:?}", writer.acked_stats());
+    assert!(got.iter().copied().eq(1..=n));
+}
+
+/// Over a Unix domain socket, and through the `Manager`.
+#[test]
+fn unix_sockets_and_the_manager_run_acknowledged() {
+    let name = format!("unix:@buffstreams-acked-{}", std::process::id());
+    let got = Arc::new(AtomicU64::new(0));
+    let g = got.clone();
+    let manager = buffstreams::Manager::new(runtime_on(Backend::IoUring, 1)).expect("manager");
+    manager
+        .listen(
+            ListenerConfig::new(name.clone(), move |_, conn| {
+                assert!(conn.is_acked());
+                g.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .acked(true),
+        )
+        .expect("listen");
+    let writer = manager
+        .dial(WriterConfig::new(name.clone()).acked(true))
+        .expect("dial");
+    for seq in 1..=5_000u64 {
+        manager.write_to(&name, &payload(seq, 32)).expect("write");
+    }
+    writer.flush_acked().expect("flush_acked");
+    assert_eq!(got.load(Ordering::SeqCst), 5_000);
+    assert_eq!(writer.acked_stats().expect("acked").acked, 5_000);
+    manager.shutdown(Duration::from_secs(5));
+}
