@@ -366,3 +366,126 @@ fn an_acked_writer_at_a_plain_listener_delivers_nothing() {
         Err(buffstreams::DialError::Acked(AckError::Framing(_)))
     ));
 }
+
+/// The session table is bounded and expires: at its bound a new session takes the place of the
+/// one left ownerless longest ago, with every session owned it is refused, and a session whose
+/// connection closed is forgotten after its time to live (its next hello finds it unknown).
+#[test]
+fn the_session_table_is_bounded_and_expires() {
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let c = closes.clone();
+    let listener = Listener::bind(
+        ListenerConfig::new("127.0.0.1:0", |_, _| Ok(()))
+            .on_close(move |_, reason, _| {
+                if let CloseReason::Error(err) = reason {
+                    if let ConnError::Acked(e) = &**err {
+                        c.lock().unwrap_or_else(|e| e.into_inner()).push(e.clone());
+                    }
+                }
+            })
+            .cores(1)
+            .acked(true)
+            .ack_sessions(2, Duration::from_millis(300)),
+    )
+    .expect("bind");
+    let addr = listener.local_addr();
+    // Says hello for `session` and returns the connection and the reply's status byte.
+    let open = |session: u8| -> (TcpStream, Option<u8>) {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(&hello([session; 16], 1, 1)).expect("hello");
+        let mut r = [0u8; 24];
+        let status = s.read_exact(&mut r).ok().map(|()| r[9]);
+        (s, status)
+    };
+    let (a, status) = open(1);
+    assert_eq!(status, Some(0), "a new session is unknown");
+    let (_b, _) = open(2);
+    // Both owned: a third session has no room.
+    let (_, refused) = open(3);
+    assert_eq!(refused, None, "refused without a reply");
+    assert!(wait_until(Duration::from_secs(5), || closes
+        .lock()
+        .unwrap()
+        .contains(&AckError::TableFull)));
+    // Session 1's connection closes: it may be replaced by a new session at once.
+    drop(a);
+    assert!(wait_until(Duration::from_secs(5), || listener
+        .stats()
+        .connections
+        == 1));
+    let (_c, status) = open(3);
+    assert_eq!(status, Some(0));
+    assert_eq!(listener.stats().ack_sessions, 2);
+}
+
+#[test]
+fn a_session_is_forgotten_after_its_time_to_live() {
+    let listener = Listener::bind(
+        ListenerConfig::new("127.0.0.1:0", |_, _| Ok(()))
+            .cores(1)
+            .acked(true)
+            .ack_sessions(100, Duration::from_millis(300)),
+    )
+    .expect("bind");
+    let addr = listener.local_addr();
+    let status = |session: u8| -> Option<u8> {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(&hello([session; 16], 1, 1)).expect("hello");
+        let mut r = [0u8; 24];
+        s.read_exact(&mut r).ok().map(|()| r[9])
+    };
+    assert_eq!(status(1), Some(0), "new");
+    assert!(wait_until(Duration::from_secs(5), || listener
+        .stats()
+        .connections
+        == 0));
+    assert_eq!(status(1), Some(1), "known while its time to live runs");
+    assert!(wait_until(Duration::from_secs(5), || listener
+        .stats()
+        .connections
+        == 0));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        status(2),
+        Some(0),
+        "another session's hello sweeps the table"
+    );
+    assert_eq!(status(1), Some(0), "expired: unknown again");
+}
+
+/// A session whose connection closed is known to its next connection, with what was delivered.
+#[test]
+fn a_known_session_is_answered_with_what_was_delivered() {
+    let w = Watched::start();
+    let mut a = TcpStream::connect(w.addr()).expect("connect");
+    a.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut bytes = hello([9; 16], 1, 1);
+    for p in [b"x1", b"x2"] {
+        bytes.extend(frame(p));
+    }
+    a.write_all(&bytes).expect("write");
+    // The reply, then an ack of 2 (a short batch is acknowledged at once).
+    let mut r = [0u8; 24 + 4 + 9];
+    a.read_exact(&mut r).expect("reply and ack");
+    assert_eq!(
+        r[..10],
+        [0xff, 0xff, 0xff, 0xff, b'B', b'S', b'A', b'K', 1, 0]
+    );
+    assert_eq!(r[24..28], 9u32.to_be_bytes());
+    assert_eq!(r[28], 1, "an ack");
+    assert_eq!(r[29..37], 2u64.to_be_bytes());
+    drop(a);
+    let mut b = TcpStream::connect(w.addr()).expect("connect");
+    b.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    b.write_all(&hello([9; 16], 3, 3)).expect("hello");
+    let mut r = [0u8; 24];
+    b.read_exact(&mut r).expect("reply");
+    assert_eq!(r[9], 1, "known");
+    assert_eq!(r[16..24], 2u64.to_be_bytes(), "2 delivered");
+}
