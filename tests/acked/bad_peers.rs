@@ -1,17 +1,15 @@
 //! Bad input in acknowledged mode: each case closes that one connection with a typed error
 //! (`ConnError::Acked`), nothing panics, and a good writer streaming meanwhile loses nothing.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::wait_until;
 use buffstreams::{
     AckError, CloseReason, ConnError, Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig,
 };
-use common::wait_until;
 
 const MAGIC: [u8; 8] = [0xff, 0xff, 0xff, 0xff, b'B', b'S', b'A', b'K'];
 

@@ -20,8 +20,6 @@
 //! without one the tests print why and pass, unless `BUFFSTREAMS_REQUIRE_INTEROP` is set.
 //! Every wait is bounded, and every Python process is killed if it outlives its test.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -29,11 +27,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{runtime_on, wait_until, BACKENDS};
 use buffstreams::{
     Backend, Conn, Framing, HandlerError, Listener, ListenerConfig, RetryPolicy, Writer,
     WriterConfig,
 };
-use common::{runtime_on, wait_until, BACKENDS};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/acked_peer.py");
 

@@ -2,14 +2,12 @@
 //! processes live (exactly once, in order), and bad input. The listener-restart test is
 //! `acked_restart.rs`.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{on_both_backends, runtime_on, wait_until};
 use buffstreams::{Backend, Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig};
-use common::{on_both_backends, runtime_on, wait_until};
 
 fn seq_of(msg: &[u8]) -> u64 {
     u64::from_be_bytes(msg[..8].try_into().expect("8 bytes"))
@@ -69,7 +67,7 @@ on_both_backends!(connections_cut_while_both_live_lose_and_duplicate_nothing);
 /// ends live: every message arrives exactly once, in order.
 fn connections_cut_while_both_live_lose_and_duplicate_nothing(backend: Backend) {
     let (listener, got) = recording_listener_on(Some(backend));
-    let proxy = common::cutter::Cutter::start(listener.local_addr(), 20_000, 400_000, 7);
+    let proxy = crate::common::cutter::Cutter::start(listener.local_addr(), 20_000, 400_000, 7);
     let writer = Writer::dial(
         WriterConfig::new(proxy.addr.to_string())
             .acked(true)
@@ -285,7 +283,7 @@ fn giving_up_hands_back_exactly_the_unacknowledged_messages() {
 #[test]
 fn buffered_batches_through_cuts_arrive_exactly_once() {
     let (listener, got) = recording_listener();
-    let proxy = common::cutter::Cutter::start(listener.local_addr(), 50_000, 300_000, 11);
+    let proxy = crate::common::cutter::Cutter::start(listener.local_addr(), 50_000, 300_000, 11);
     let writer = Writer::dial(
         WriterConfig::new(proxy.addr.to_string())
             .acked(true)

@@ -6,8 +6,6 @@
 //! The listener processes are this test binary run again: `listener_process` does its work
 //! only when `BUFFSTREAMS_ACKED_CHILD` names a port and an output file.
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::wait_until;
 use buffstreams::{Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig};
-use common::wait_until;
 
 const CHILD_ENV: &str = "BUFFSTREAMS_ACKED_CHILD";
 
@@ -28,7 +26,7 @@ fn listener_process() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    common::init_tracing();
+    crate::common::init_tracing();
     let (port, path) = spec.split_once(' ').expect("port and path");
     let file = Mutex::new(
         OpenOptions::new()
@@ -78,7 +76,7 @@ fn spawn(port: u16, out: &std::path::Path) -> Proc {
     let child = Command::new(std::env::current_exe().expect("exe"))
         .args([
             "--exact",
-            "listener_process",
+            "restart::listener_process",
             "--nocapture",
             "--test-threads",
             "1",
@@ -118,7 +116,7 @@ fn a_killed_listener_loses_nothing_and_flags_every_duplicate() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
-    common::init_tracing();
+    crate::common::init_tracing();
     let dir = std::env::temp_dir().join(format!("buffstreams-acked-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let (first_out, second_out) = (dir.join("first"), dir.join("second"));

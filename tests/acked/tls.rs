@@ -1,14 +1,11 @@
 //! Acknowledged delivery over TLS: the hello and every re-sent chunk are sealed anew for each
 //! connection, through connections cut at random points.
-#![cfg(feature = "tls")]
-
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::tls::{localhost, Pki};
 use buffstreams::{Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig};
-use common::tls::{localhost, Pki};
 
 #[test]
 fn tls_connections_cut_while_both_live_lose_and_duplicate_nothing() {
@@ -27,7 +24,7 @@ fn tls_connections_cut_while_both_live_lose_and_duplicate_nothing() {
         .tls(pki.server(false)),
     )
     .expect("bind");
-    let proxy = common::cutter::Cutter::start(listener.local_addr(), 30_000, 300_000, 5);
+    let proxy = crate::common::cutter::Cutter::start(listener.local_addr(), 30_000, 300_000, 5);
     let writer = Writer::dial(
         WriterConfig::new(proxy.addr.to_string())
             .acked(true)
