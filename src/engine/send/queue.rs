@@ -46,6 +46,8 @@ use owner::Owner;
 type Sealer = Option<(Arc<OwnedFd>, Box<dyn crate::engine::send::traits::Seal>)>;
 
 pub(crate) mod acks;
+#[cfg(test)]
+mod acks_tests;
 mod core_side;
 mod gate;
 mod owner;

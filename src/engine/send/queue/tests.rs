@@ -13,7 +13,7 @@ use crate::engine::send::gate::PushError;
 use crate::engine::send::outbox::Outbox;
 use crate::frame::{Codec, Framing};
 
-fn queue(limit: usize) -> (Arc<CoreShared>, Arc<SendQueue>) {
+pub(super) fn queue(limit: usize) -> (Arc<CoreShared>, Arc<SendQueue>) {
     queue_with(limit, false)
 }
 
@@ -25,7 +25,7 @@ fn queue_with(limit: usize, sealed: bool) -> (Arc<CoreShared>, Arc<SendQueue>) {
 }
 
 /// One end of a socket pair, as the engine holds a connection's socket, and the other end.
-fn socket() -> (Arc<OwnedFd>, UnixStream) {
+pub(super) fn socket() -> (Arc<OwnedFd>, UnixStream) {
     let (a, b) = UnixStream::pair().expect("pair");
     (Arc::new(OwnedFd::from(a)), b)
 }
@@ -38,7 +38,7 @@ fn flushes(core: &CoreShared) -> usize {
         .count()
 }
 
-fn frame(q: &Arc<SendQueue>, byte: u8, len: usize) {
+pub(super) fn frame(q: &Arc<SendQueue>, byte: u8, len: usize) {
     let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
     let payload = vec![byte; len];
     let f = codec.prepare(&payload).expect("frame");
