@@ -183,11 +183,15 @@ impl<C: QueueCore> SendQueue<C> {
         let mut chunks = std::mem::take(&mut ctl.chunks);
         let dropped = self.rewind_all(&mut ctl, &mut chunks);
         ctl.chunks = chunks;
-        self.requeue_retained(&mut ctl);
-        ctl.unsent = ctl.unsent.saturating_sub(dropped);
+        // On an acknowledged queue what was sent and not acknowledged goes first again: unless
+        // a producer's direct send is still out, whose chunks are newer than the kept ones and
+        // come back when it ends (fully sent ones to the kept, the rest to the front); then the
+        // next resume (or drain), which waits for it, puts the kept ones first.
         if !ctl.owner.is_direct() {
+            self.requeue_retained(&mut ctl);
             Acks::check(&ctl, None);
         }
+        ctl.unsent = ctl.unsent.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
         let mut reconnecting = false;
         if self.state.load(Ordering::Acquire) != CLOSED {
