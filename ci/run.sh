@@ -71,8 +71,9 @@ cargo run --release --example stream -- --messages 1000000
 cargo run --release --features prost --example protobuf -- 100000
 cargo run --release --example tokio_app -- 100000
 
-step "soak (1 minute)"
-cargo run --release --example soak -- --seconds 60
+step "soak (40 s plain, 40 s acknowledged)"
+cargo run --release --example soak -- --seconds 40
+cargo run --release --example soak -- --seconds 40 --acked
 
 step "decoder fuzz driver (60 s) and random bytes on a live listener (30 s)"
 BUFFSTREAMS_FUZZ_SECS=60 BUFFSTREAMS_RANDOM_SECS=30 \

@@ -3,13 +3,18 @@
 //!
 //! A message is `stream (u32 LE) | seq (u64 LE) | checksum (u64 LE) | payload`; its size and
 //! payload follow from `(stream, seq)`, so nothing written needs to be kept.
+//!
+//! Acknowledged mode adds what the listener says of each delivery (whether it was flagged as a
+//! possible duplicate) and which listener lifetime (epoch: one bound `Listener`) delivered it,
+//! so that the report can tell the duplicates acknowledged delivery allows (re-sent across a
+//! listener rebind, flagged) from those it does not.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use buffstreams::CloseReason;
+use buffstreams::{AckError, CloseReason, ConnError};
 use bytes::Bytes;
 
 const HEADER: usize = 20;
@@ -75,6 +80,10 @@ struct Run {
     count: u64,
     /// Received with a sequence at or below an earlier one on this connection.
     reordered: u64,
+    /// The listener lifetime the connection belongs to.
+    epoch: u64,
+    /// When the run began, in the order of all runs' beginnings.
+    order: u64,
 }
 
 const HANDED_BACK: u8 = 0x80;
@@ -85,6 +94,15 @@ struct Accounts {
     seen: Vec<Vec<u8>>,
     runs: HashMap<(u32, u64), Run>,
     handed_back_twice: u64,
+    /// Runs begun so far (gives each its `order`).
+    runs_begun: u64,
+    /// Deliveries flagged as possible duplicates (acknowledged mode), and those of them, and
+    /// of the unflagged ones, that brought a message received before.
+    flagged: u64,
+    flagged_duplicates: u64,
+    unflagged_duplicates: u64,
+    /// Messages both received and handed back, by who handed them back.
+    back_by_close: HashSet<(u32, u64)>,
 }
 
 /// Everything the soak checks, shared by the handler, the hooks and the end.
@@ -92,11 +110,21 @@ struct Accounts {
 pub struct Ledger {
     accounts: Mutex<Accounts>,
     corrupt: AtomicU64,
-    attackers: Mutex<HashSet<SocketAddr>>,
-    /// Writer connections that ended cleanly (EOF between frames) or not; attackers' ends.
-    ends: [AtomicU64; 3],
+    /// Attackers' addresses, with how many of their connections the listener has yet to see
+    /// end: an attacker's reset frees its port at once, so the next connection may have the
+    /// same address before the listener saw the first one end.
+    attackers: Mutex<HashMap<SocketAddr, u32>>,
+    /// Writer connections that ended cleanly (EOF between frames) or not; attackers' ends;
+    /// ends of connections without a peer address (reset as they were accepted: attackers as a
+    /// rule, writers perhaps).
+    ends: [AtomicU64; 4],
+    /// Attackers' connections (and those without a peer address) an acknowledged listener
+    /// closed as plain peers (no hello).
+    attackers_refused_as_plain: AtomicU64,
     /// Writer connections' ends by the writer's address: whether clean.
     clean_by_peer: Mutex<HashMap<SocketAddr, bool>>,
+    /// Writer connections' unclean ends by kind of reason.
+    unclean_reasons: Mutex<HashMap<String, u64>>,
     /// Per writer generation: the address of its only connection, if it kept its first one.
     kept: Mutex<HashMap<u64, Option<SocketAddr>>>,
 }
@@ -128,6 +156,26 @@ pub struct Report {
     pub clean_ends: u64,
     pub unclean_ends: u64,
     pub attacker_ends: u64,
+    pub unknown_ends: u64,
+    pub attackers_refused_as_plain: u64,
+    /// Acknowledged mode: deliveries flagged `possible_duplicate`; duplicates that were
+    /// flagged (allowed) and unflagged (not allowed).
+    pub flagged: u64,
+    pub flagged_duplicates: u64,
+    pub unflagged_duplicates: u64,
+    /// Acknowledged mode: messages received more than once by one listener (exactly once
+    /// there).
+    pub duplicated_in_one_lifetime: u64,
+    /// Acknowledged mode: breaks in one stream's order within one listener lifetime and one
+    /// writer: its connections' runs, in the order they began, must continue one another.
+    pub out_of_order_in_one_lifetime: u64,
+    /// Sequences missing inside one connection's run (whatever other connections brought).
+    pub holes_in_runs: u64,
+    /// Messages handed back twice.
+    pub handed_back_twice: u64,
+    /// Of `received_and_handed_back`: those handed back by a writer's close (not
+    /// acknowledged in time, delivered all the same), the rest through `on_failed`.
+    pub received_and_handed_back_by_close: u64,
 }
 
 impl Ledger {
@@ -137,8 +185,9 @@ impl Ledger {
         ledger
     }
 
-    /// A message arrived on connection `conn`.
-    pub fn received(&self, msg: &[u8], conn: u64) {
+    /// A message arrived on connection `conn` of the listener of lifetime `epoch`; `flagged`:
+    /// the listener flagged it as a possible duplicate (acknowledged mode).
+    pub fn received(&self, msg: &[u8], conn: u64, epoch: u64, flagged: bool) {
         let Some((stream, seq)) = parse(msg) else {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             return;
@@ -153,12 +202,29 @@ impl Ledger {
             seen.resize(seq as usize + 1, 0);
         }
         let slot = &mut seen[seq as usize];
-        *slot = (*slot & HANDED_BACK) | ((*slot & 0x7f) + 1).min(0x7f);
-        let run = accounts.runs.entry((stream, conn)).or_insert(Run {
-            first: seq,
-            last: seq,
-            count: 0,
-            reordered: 0,
+        let before = *slot & 0x7f;
+        *slot = (*slot & HANDED_BACK) | (before + 1).min(0x7f);
+        accounts.flagged += u64::from(flagged);
+        if before > 0 {
+            if flagged {
+                accounts.flagged_duplicates += 1;
+            } else {
+                accounts.unflagged_duplicates += 1;
+            }
+        }
+        let Accounts {
+            runs, runs_begun, ..
+        } = &mut *accounts;
+        let run = runs.entry((stream, conn)).or_insert_with(|| {
+            *runs_begun += 1;
+            Run {
+                first: seq,
+                last: seq,
+                count: 0,
+                reordered: 0,
+                epoch,
+                order: *runs_begun,
+            }
         });
         if run.count > 0 && seq <= run.last {
             run.reordered += 1;
@@ -167,8 +233,8 @@ impl Ledger {
         run.count += 1;
     }
 
-    /// Messages came back from `on_failed` or `close`.
-    pub fn handed_back(&self, messages: &[Bytes]) {
+    /// Messages came back from `on_failed` or (`by_close`) a writer's `close`.
+    pub fn handed_back(&self, messages: &[Bytes], by_close: bool) {
         let mut accounts = self.accounts.lock().unwrap();
         for msg in messages {
             let Some((stream, seq)) = parse(msg) else {
@@ -185,24 +251,69 @@ impl Ledger {
             let twice = seen[seq as usize] & HANDED_BACK != 0;
             seen[seq as usize] |= HANDED_BACK;
             accounts.handed_back_twice += u64::from(twice);
+            if by_close {
+                accounts.back_by_close.insert((stream, seq));
+            }
         }
     }
 
     /// An attacker's socket: its end is not a writer connection's.
     pub fn attacker(&self, local: SocketAddr) {
-        self.attackers.lock().unwrap().insert(local);
+        *self.attackers.lock().unwrap().entry(local).or_default() += 1;
     }
 
     /// The listener's `on_close`.
     pub fn closed(&self, peer: SocketAddr, reason: &CloseReason) {
-        let which = if self.attackers.lock().unwrap().remove(&peer) {
-            2
+        let attacker = {
+            let mut attackers = self.attackers.lock().unwrap();
+            match attackers.get_mut(&peer) {
+                Some(1) => attackers.remove(&peer).is_some(),
+                Some(n) => {
+                    *n -= 1;
+                    true
+                }
+                None => false,
+            }
+        };
+        let plain = matches!(reason, CloseReason::Error(err)
+            if matches!(**err, ConnError::Acked(AckError::PlainWriter)));
+        let which = if peer.port() == 0 || attacker {
+            if plain {
+                self.attackers_refused_as_plain
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if attacker {
+                2
+            } else {
+                3
+            }
         } else {
             let clean = matches!(reason, CloseReason::PeerClosed);
             self.clean_by_peer.lock().unwrap().insert(peer, clean);
+            if !clean {
+                *self
+                    .unclean_reasons
+                    .lock()
+                    .unwrap()
+                    .entry(reason_kind(reason))
+                    .or_default() += 1;
+            }
             usize::from(!clean)
         };
         self.ends[which].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writer connections' unclean ends by kind of reason, most frequent first.
+    pub fn unclean_reasons(&self) -> Vec<(String, u64)> {
+        let mut reasons: Vec<_> = self
+            .unclean_reasons
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(kind, &n)| (kind.clone(), n))
+            .collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        reasons
     }
 
     /// A writer generation was closed; `kept` is the address of its only connection, if it
@@ -233,6 +344,12 @@ impl Ledger {
             clean_ends: ends(0),
             unclean_ends: ends(1),
             attacker_ends: ends(2),
+            unknown_ends: ends(3),
+            attackers_refused_as_plain: self.attackers_refused_as_plain.load(Ordering::Relaxed),
+            flagged: accounts.flagged,
+            flagged_duplicates: accounts.flagged_duplicates,
+            unflagged_duplicates: accounts.unflagged_duplicates,
+            handed_back_twice: accounts.handed_back_twice,
             clean_writers: clean.len() as u64,
             writers: self.kept.lock().unwrap().len() as u64,
             ..Report::default()
@@ -254,7 +371,12 @@ impl Ledger {
                 r.received += times.min(1);
                 r.duplicated += times.saturating_sub(1);
                 r.handed_back += u64::from(back);
-                r.received_and_handed_back += u64::from(back && times > 0);
+                if back && times > 0 {
+                    r.received_and_handed_back += 1;
+                    if accounts.back_by_close.contains(&(stream as u32, seq)) {
+                        r.received_and_handed_back_by_close += 1;
+                    }
+                }
                 if times == 0 && !back {
                     let bytes = 4 + message_len(stream as u32, seq) as u64;
                     r.lost += 1;
@@ -269,8 +391,14 @@ impl Ledger {
                 }
             }
         }
+        // Per stream, listener lifetime and writer generation: the runs, to check below.
+        let mut lifetimes: HashMap<(u32, u64), Vec<(&Run, u64)>> = HashMap::new();
         for (&(stream, _), run) in &accounts.runs {
             r.reordered += run.reordered;
+            // A run without reordering holds `count` distinct sequences from `first` to `last`.
+            if run.reordered == 0 {
+                r.holes_in_runs += run.last - run.first + 1 - run.count;
+            }
             let seen = &accounts.seen[stream as usize];
             for seq in run.first..=run.last {
                 match seen.get(seq as usize) {
@@ -279,7 +407,49 @@ impl Ledger {
                     _ => r.lost_inside_a_connection += 1,
                 }
             }
+            // The writer generation that took the run's first message.
+            let taken_by = &generations[stream as usize];
+            let at = taken_by.partition_point(|&(from, _)| from <= run.first);
+            let generation = at.checked_sub(1).map_or(u64::MAX, |i| taken_by[i].1);
+            lifetimes
+                .entry((stream, run.epoch))
+                .or_default()
+                .push((run, generation));
+        }
+        for runs in lifetimes.values_mut() {
+            // One listener delivers each message once: the runs' ranges do not overlap (with
+            // no holes and no reordering inside runs, an overlap is a message delivered twice).
+            runs.sort_by_key(|(run, _)| (run.first, run.order));
+            for pair in runs.windows(2) {
+                let (a, b) = (pair[0].0, pair[1].0);
+                if b.first <= a.last {
+                    r.duplicated_in_one_lifetime += a.last.min(b.last) - b.first + 1;
+                }
+            }
+            // One writer's connections to one listener: each run, in the order they began,
+            // takes up where the one before ended (the listener dropped what it had already).
+            runs.sort_by_key(|&(run, generation)| (generation, run.order));
+            for pair in runs.windows(2) {
+                let ((a, ga), (b, gb)) = (pair[0], pair[1]);
+                if ga == gb && b.first != a.last + 1 {
+                    r.out_of_order_in_one_lifetime += 1;
+                }
+            }
         }
         r
     }
+}
+
+/// A close reason without its figures ("closed locally", "io error: Connection reset by peer
+/// (os error N)"): ends grouped by kind.
+fn reason_kind(reason: &CloseReason) -> String {
+    let mut kind = String::new();
+    for c in reason.to_string().chars() {
+        if !c.is_ascii_digit() {
+            kind.push(c);
+        } else if !kind.ends_with('N') {
+            kind.push('N');
+        }
+    }
+    kind
 }

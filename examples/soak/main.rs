@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example soak -- [--minutes N | --seconds N] [--writers W] [--threads T]
-//!                                        [--backend auto|uring|epoll] [--no-faults]
+//!                                        [--backend auto|uring|epoll] [--no-faults] [--acked]
 //! ```
 //!
 //! - The listener (handler delivery, one core per CPU) checks every message (stream, sequence,
@@ -24,6 +24,16 @@
 //! connection's sequence range, messages both received and handed back, corrupt messages.
 //! Sequences, order and holes are per stream (one thread writing to one writer slot): threads
 //! sharing a writer have no order between them.
+//!
+//! `--acked` runs the listener and the writers in acknowledged mode (`docs/acked-protocol.md`),
+//! with the same faults; the attackers, plain peers, are refused by the listener. Then nothing
+//! may be lost, not even at unclean connection ends: every message written is received or
+//! handed back. A message received more than once must have been flagged
+//! `possible_duplicate` on every receipt after its first (re-sent to a listener bound again,
+//! which cannot vouch for it), and no listener lifetime may deliver one twice. Within one
+//! listener lifetime, each writer's connections continue one another's order, per stream. A
+//! message a writer's `close` hands back may have been received (delivered, its
+//! acknowledgement not back in time): counted apart, allowed (see `docs/soak.md`).
 
 mod attackers;
 mod ledger;
@@ -43,8 +53,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use buffstreams::{
-    Backend, ConnInfo, Listener, ListenerConfig, RetryPolicy, Runtime, RuntimeConfig, Writer,
-    WriterConfig,
+    AckedStats, Backend, ConnInfo, Listener, ListenerConfig, ListenerStats, RetryPolicy, Runtime,
+    RuntimeConfig, Writer, WriterConfig,
 };
 use ledger::{message, Ledger, MAX_MESSAGE};
 
@@ -56,10 +66,11 @@ struct Args {
     threads: usize,
     faults: bool,
     backend: Backend,
+    acked: bool,
 }
 
 const USAGE: &str = "usage: soak [--minutes N | --seconds N] [--writers W] [--threads T] \
-                     [--backend auto|uring|epoll] [--no-faults]";
+                     [--backend auto|uring|epoll] [--no-faults] [--acked]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -68,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 2,
         faults: true,
         backend: Backend::Auto,
+        acked: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
             "--writers" => args.writers = number()? as usize,
             "--threads" => args.threads = number()? as usize,
             "--no-faults" => args.faults = false,
+            "--acked" => args.acked = true,
             "--backend" => {
                 args.backend = match it.next().as_deref() {
                     Some("auto") => Backend::Auto,
@@ -124,6 +137,40 @@ struct Faults {
     redials: AtomicU64,
 }
 
+/// Acknowledged mode's counters, summed over every listener and writer of the run.
+#[derive(Default)]
+pub struct AckTotals {
+    /// Listeners' `possible_duplicates` and `duplicates_dropped`.
+    pub flagged: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Writers' `acked_stats` at their close: messages they numbered, and re-sent.
+    pub written: AtomicU64,
+    pub resent: AtomicU64,
+    /// Writer closes, and those that handed messages back (acknowledgements not all back
+    /// within the close's timeout).
+    pub closes: AtomicU64,
+    pub closes_unsent: AtomicU64,
+}
+
+impl AckTotals {
+    fn listener(&self, stats: &ListenerStats) {
+        self.flagged
+            .fetch_add(stats.possible_duplicates, Ordering::Relaxed);
+        self.dropped
+            .fetch_add(stats.duplicates_dropped, Ordering::Relaxed);
+    }
+
+    fn writer(&self, stats: Option<AckedStats>, unsent: bool) {
+        self.closes.fetch_add(1, Ordering::Relaxed);
+        self.closes_unsent
+            .fetch_add(u64::from(unsent), Ordering::Relaxed);
+        if let Some(stats) = stats {
+            self.written.fetch_add(stats.written, Ordering::Relaxed);
+            self.resent.fetch_add(stats.resent, Ordering::Relaxed);
+        }
+    }
+}
+
 struct Soak {
     stop: Arc<AtomicBool>,
     ledger: Arc<Ledger>,
@@ -135,6 +182,11 @@ struct Soak {
     listener: Mutex<Listener>,
     slots: Vec<Mutex<Dialed>>,
     generations: AtomicU64,
+    /// Acknowledged mode (`--acked`).
+    acked: bool,
+    /// Listener lifetimes: bumped by each bind.
+    epochs: AtomicU64,
+    ack_totals: AckTotals,
 }
 
 /// A writer in a slot: its generation (unique per dial) and its first connection, to tell at
@@ -154,7 +206,14 @@ impl Soak {
         })?;
         let ledger = Arc::new(Ledger::new(args.writers * args.threads));
         let (kill_next, faults) = (Arc::default(), Arc::<Faults>::default());
-        let listener = bind(&runtime, "127.0.0.1:0", &ledger, &kill_next, &faults)?;
+        let live = Live {
+            ledger: &ledger,
+            kill_next: &kill_next,
+            faults: &faults,
+            acked: args.acked,
+            epoch: 0,
+        };
+        let listener = bind(&runtime, "127.0.0.1:0", &live)?;
         let mut soak = Soak {
             stop: Arc::default(),
             ledger,
@@ -165,6 +224,9 @@ impl Soak {
             listener: Mutex::new(listener),
             slots: Vec::new(),
             generations: AtomicU64::new(0),
+            acked: args.acked,
+            epochs: AtomicU64::new(1),
+            ack_totals: AckTotals::default(),
         };
         for _ in 0..args.writers {
             let dialed = soak.dial()?;
@@ -187,7 +249,8 @@ impl Soak {
                 })
                 .retry(RetryPolicy::forever())
                 .background_connect(true)
-                .on_failed(move |failed| ledger.handed_back(&failed.messages)),
+                .acked(self.acked)
+                .on_failed(move |failed| ledger.handed_back(&failed.messages, false)),
         )?;
         let deadline = Instant::now() + Duration::from_secs(2);
         while writer.conn_info().is_none() && Instant::now() < deadline {
@@ -205,8 +268,13 @@ impl Soak {
     /// Closes a writer: what it could not send comes back; if it kept its first connection to
     /// the end, the ledger may count it clean.
     fn close(&self, dialed: &Dialed, timeout: Duration) {
-        if let Err(unsent) = dialed.writer.close_timeout(timeout) {
-            self.ledger.handed_back(&unsent.unsent);
+        let closed = dialed.writer.close_timeout(timeout);
+        if let Err(unsent) = &closed {
+            self.ledger.handed_back(&unsent.unsent, true);
+        }
+        if self.acked {
+            self.ack_totals
+                .writer(dialed.writer.acked_stats(), closed.is_err());
         }
         let last = dialed.writer.conn_info();
         let kept = match (dialed.first.clone(), last) {
@@ -224,17 +292,19 @@ impl Soak {
     fn restart_listener(&self, rng: &mut Rng) -> Result<(), Error> {
         let mut listener = self.listener.lock().unwrap();
         listener.close();
+        self.ack_totals.listener(&listener.stats());
         std::thread::sleep(Duration::from_millis(10 + rng.below(300)));
         let addr = self.addr.to_string();
         let mut tries = 0;
+        let live = Live {
+            ledger: &self.ledger,
+            kill_next: &self.kill_next,
+            faults: &self.faults,
+            acked: self.acked,
+            epoch: self.epochs.fetch_add(1, Ordering::Relaxed),
+        };
         *listener = loop {
-            match bind(
-                &self.runtime,
-                &addr,
-                &self.ledger,
-                &self.kill_next,
-                &self.faults,
-            ) {
+            match bind(&self.runtime, &addr, &live) {
                 Ok(l) => break l,
                 Err(err) if tries < 100 => {
                     tries += 1;
@@ -260,17 +330,23 @@ impl Soak {
     }
 }
 
-fn bind(
-    runtime: &Runtime,
-    addr: &str,
-    ledger: &Arc<Ledger>,
-    kill_next: &Arc<AtomicBool>,
-    faults: &Arc<Faults>,
-) -> Result<Listener, buffstreams::ListenError> {
-    let (on_msg, on_close) = (ledger.clone(), ledger.clone());
-    let (kill_next, faults) = (kill_next.clone(), faults.clone());
+/// What a listener's handler and hooks share with the soak.
+struct Live<'a> {
+    ledger: &'a Arc<Ledger>,
+    kill_next: &'a Arc<AtomicBool>,
+    faults: &'a Arc<Faults>,
+    acked: bool,
+    /// This listener's lifetime.
+    epoch: u64,
+}
+
+fn bind(runtime: &Runtime, addr: &str, live: &Live) -> Result<Listener, buffstreams::ListenError> {
+    let (on_msg, on_close) = (live.ledger.clone(), live.ledger.clone());
+    let (kill_next, faults) = (live.kill_next.clone(), live.faults.clone());
+    let epoch = live.epoch;
     let config = ListenerConfig::new(addr, move |msg, conn| {
-        on_msg.received(msg, conn.id());
+        // Recorded before returning: in acknowledged mode, returning acknowledges.
+        on_msg.received(msg, conn.id(), epoch, conn.possible_duplicate());
         if kill_next.load(Ordering::Relaxed) && kill_next.swap(false, Ordering::Relaxed) {
             conn.close();
             faults.kills.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +359,7 @@ fn bind(
     .frame_timeout(Duration::from_secs(3))
     .idle_timeout(Duration::from_secs(2))
     .max_connections(LIMIT_CONNECTIONS)
+    .acked(live.acked)
     .on_close(move |info, reason, _unsent| on_close.closed(info.peer, reason));
     Listener::bind_on(runtime, config)
 }
@@ -388,13 +465,14 @@ fn run(args: &Args) -> Result<bool, Error> {
     let soak = Arc::new(Soak::start(args)?);
     let started = Instant::now();
     println!(
-        "soak: {} s, listener on {} cores ({:?}) at {}, {} writers x {} threads",
+        "soak: {} s, listener on {} cores ({:?}) at {}, {} writers x {} threads{}",
         args.run.as_secs(),
         soak.runtime.cores(),
         soak.runtime.backend(),
         soak.addr,
         args.writers,
-        args.threads
+        args.threads,
+        if args.acked { ", acknowledged" } else { "" }
     );
     let sampling = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -461,6 +539,7 @@ fn run(args: &Args) -> Result<bool, Error> {
     let open_at_end = listener.connections().len();
     let held_at_end = listener.partial_frame_bytes();
     listener.close();
+    soak.ack_totals.listener(&listener.stats());
     let sum =
         |f: fn(&buffstreams::CoreStats) -> u64| -> u64 { soak.runtime.stats().iter().map(f).sum() };
     println!(

@@ -56,26 +56,36 @@ pub fn report(soak: &Soak, stats: &AttackStats, end: &End) -> bool {
     let r = soak.ledger.report(&end.written, &end.generations);
     let per_end =
         sysctl_max("/proc/sys/net/ipv4/tcp_wmem") + sysctl_max("/proc/sys/net/ipv4/tcp_rmem");
-    let bound = r.unclean_ends * per_end;
+    // Ends without a peer address may be writers' too.
+    let bound = (r.unclean_ends + r.unknown_ends) * per_end;
     let f = &soak.faults;
     let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!("written          {}", r.written);
     println!("received         {}", r.received);
     println!("handed back      {}", r.handed_back);
-    println!(
-        "lost             {} ({} MiB framed)",
-        r.lost,
-        r.lost_bytes >> 20
-    );
-    println!(
-        "  in kernel buffers at connection ends (unreportable): {}, allowed {} unclean ends x \
-         {} MiB = {} MiB; longest run lost on one stream {} KiB",
-        r.lost - r.lost_inside_a_connection,
-        r.unclean_ends,
-        per_end >> 20,
-        bound >> 20,
-        r.largest_gap_bytes >> 10
-    );
+    let at_ends = r.lost - r.lost_inside_a_connection;
+    if soak.acked {
+        // Acknowledged: nothing may be lost, at connection ends included.
+        println!(
+            "lost             {} ({} at unclean connection ends; must be 0)",
+            r.lost, at_ends
+        );
+    } else {
+        println!(
+            "lost             {} ({} MiB framed)",
+            r.lost,
+            r.lost_bytes >> 20
+        );
+        println!(
+            "  in kernel buffers at connection ends (unreportable): {}, allowed {} unclean ends \
+             x {} MiB = {} MiB; longest run lost on one stream {} KiB",
+            at_ends,
+            r.unclean_ends + r.unknown_ends,
+            per_end >> 20,
+            bound >> 20,
+            r.largest_gap_bytes >> 10
+        );
+    }
     println!(
         "  inside a connection (must be 0): {} lost, {} handed back",
         r.lost_inside_a_connection, r.handed_back_inside_a_connection
@@ -85,9 +95,49 @@ pub fn report(soak: &Soak, stats: &AttackStats, end: &End) -> bool {
          0): {}",
         r.clean_writers, r.writers, r.lost_from_clean_writers
     );
-    println!("duplicated       {}", r.duplicated);
-    println!("reordered        {} (within a connection)", r.reordered);
-    println!("received+back    {}", r.received_and_handed_back);
+    let a = &soak.ack_totals;
+    if soak.acked {
+        println!(
+            "flagged          {} deliveries flagged possible_duplicate (listeners counted {}); \
+             {} flagged duplicates",
+            r.flagged,
+            n(&a.flagged),
+            r.flagged_duplicates
+        );
+        println!(
+            "duplicated       {} flagged (allowed), {} unflagged (must be 0), {} by one listener \
+             (must be 0), {} handed back twice (must be 0)",
+            r.flagged_duplicates,
+            r.unflagged_duplicates,
+            r.duplicated_in_one_lifetime,
+            r.handed_back_twice
+        );
+        println!(
+            "reordered        {} within a connection, {} within a listener lifetime (must be 0); \
+             {} holes inside a connection",
+            r.reordered, r.out_of_order_in_one_lifetime, r.holes_in_runs
+        );
+        println!(
+            "received+back    {} (allowed: not acknowledged, delivered all the same; {} handed \
+             back by close, {} through on_failed)",
+            r.received_and_handed_back,
+            r.received_and_handed_back_by_close,
+            r.received_and_handed_back - r.received_and_handed_back_by_close
+        );
+        println!(
+            "acknowledgements writers numbered {} messages, re-sent {}; listeners dropped {} \
+             re-sent messages delivered already; {} of {} writer closes handed messages back",
+            n(&a.written),
+            n(&a.resent),
+            n(&a.dropped),
+            n(&a.closes_unsent),
+            n(&a.closes)
+        );
+    } else {
+        println!("duplicated       {}", r.duplicated);
+        println!("reordered        {} (within a connection)", r.reordered);
+        println!("received+back    {}", r.received_and_handed_back);
+    }
     println!("corrupt          {}", r.corrupt);
     println!(
         "faults           {} connections killed, {} listener restarts ({} bind retries), {} \
@@ -99,14 +149,33 @@ pub fn report(soak: &Soak, stats: &AttackStats, end: &End) -> bool {
     );
     println!(
         "connections      writers: {} clean ends, {} unclean; attackers: {} partial-frame, {} \
-         idle, {} ends seen, {} refused; open at the end: {open_at_end}",
+         idle, {} ends seen, {} refused; {} ends without a peer address; open at the end: \
+         {open_at_end}",
         r.clean_ends,
         r.unclean_ends,
         n(&stats.partial),
         n(&stats.idle),
         r.attacker_ends,
-        n(&stats.refused)
+        n(&stats.refused),
+        r.unknown_ends
     );
+    if soak.acked {
+        println!(
+            "                 {} attackers' connections refused as plain peers (no hello; with those \
+             without a peer address)",
+            r.attackers_refused_as_plain
+        );
+    }
+    let reasons: Vec<String> = soak
+        .ledger
+        .unclean_reasons()
+        .iter()
+        .take(6)
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    if !reasons.is_empty() {
+        println!("unclean ends     {}", reasons.join(", "));
+    }
     let fds_now = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
     println!(
         "peak RSS         {} MiB",
@@ -114,16 +183,24 @@ pub fn report(soak: &Soak, stats: &AttackStats, end: &End) -> bool {
     );
     println!("peak fds         {peak_fds} (at start {fds_at_start}, at the end {fds_now})");
     println!("peak threads     {peak_threads}");
-    let ok = r.duplicated == 0
-        && r.reordered == 0
+    let common = r.reordered == 0
         && r.lost_inside_a_connection == 0
         && r.handed_back_inside_a_connection == 0
         && r.lost_from_clean_writers == 0
-        && r.received_and_handed_back == 0
         && r.corrupt == 0
-        && r.lost_bytes <= bound
         && r.received > 0
         && open_at_end == 0;
+    let ok = common
+        && if soak.acked {
+            r.lost == 0
+                && r.unflagged_duplicates == 0
+                && r.duplicated_in_one_lifetime == 0
+                && r.handed_back_twice == 0
+                && r.out_of_order_in_one_lifetime == 0
+                && r.holes_in_runs == 0
+        } else {
+            r.duplicated == 0 && r.received_and_handed_back == 0 && r.lost_bytes <= bound
+        };
     println!("RESULT {}", if ok { "ok" } else { "FAILED" });
     ok
 }
