@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,8 +130,13 @@ impl Running {
 
     /// Sends SIGINT, as Ctrl-C does.
     fn interrupt(&self) {
+        self.signal("INT");
+    }
+
+    /// Sends the signal named `name` (`INT`, `STOP`, …).
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
@@ -570,6 +576,317 @@ fn ctrl_c_stops_listen_and_bench_with_their_totals() {
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stdout.concat().contains("(interrupted)"), "{out:?}");
+}
+
+/// A port nothing listens on now (a listener bound it and let it go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// Starts `buffstreams ARGS` (a `listen` on a fixed address) and waits for its first line,
+/// starting it again while the address is not free yet (a killed listener's port).
+fn listen_at(args: &[&str]) -> Running {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = Running::spawn(args, None);
+        match running.lines.recv_timeout(LIMIT) {
+            Ok(first) => {
+                assert!(first.starts_with("listening on "), "{first:?}");
+                return running;
+            }
+            Err(_) if Instant::now() < deadline => {
+                // Exited without its first line: the bind failed; try again.
+                let out = running.finish();
+                assert_eq!(out.code, Some(1), "{out:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(_) => panic!("listen did not start: {:?}", running.finish()),
+        }
+    }
+}
+
+/// The number after `what` in `text` (`re-sent 12` gives 12 for `re-sent `).
+fn number_after(text: &str, what: &str) -> u64 {
+    let at = text
+        .find(what)
+        .unwrap_or_else(|| panic!("{what:?} not in {text:?}"));
+    let digits: String = text[at + what.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after {what:?} in {text:?}"))
+}
+
+#[test]
+fn acked_send_and_listen_deliver_and_acknowledge_everything() {
+    let (listener, addr) = listen(&["--acked", "--count", "300", "--print", "len"]);
+    let started = Instant::now();
+    let send = run(
+        &[
+            "send",
+            &addr,
+            "--acked",
+            "--generate",
+            "300",
+            "--size",
+            "40",
+            "--conns",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(send.code, Some(0), "{send:?}");
+    assert!(send.stderr.contains("sent 300 messages"), "{send:?}");
+    assert!(
+        send.stderr
+            .contains("acknowledged 300 of 300 messages, re-sent 0"),
+        "{send:?}"
+    );
+    // Nothing waited for a timeout.
+    assert!(started.elapsed() < Duration::from_secs(10), "{send:?}");
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    assert_eq!(got.stdout, vec!["40"; 300], "{got:?}");
+    assert!(
+        got.stderr
+            .contains("received 300 messages (12000 bytes) on 2 connection(s)"),
+        "{got:?}"
+    );
+    assert!(
+        got.stderr
+            .contains("0 duplicate(s) dropped, 0 possible duplicate(s) flagged"),
+        "{got:?}"
+    );
+}
+
+/// `send --acked --generate n … extra` while its listener (`listen --acked --print text` on a
+/// fixed port) is killed (SIGKILL) after printing 500 messages, and another takes the port.
+/// With `pause`, the first listener is stopped (SIGSTOP) 300 ms before the kill, so that the
+/// messages sent meanwhile are surely unacknowledged. Checks that send exits 0 having re-sent
+/// some, that the two listeners printed every message between them, and that a message both
+/// printed was flagged by the second.
+fn kill_listener_mid_stream(n: u64, extra: &[&str], pause: bool) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = ["listen", &addr, "--acked", "--print", "text"];
+    let first = listen_at(&args);
+    let count = n.to_string();
+    let mut send_args = vec![
+        "send",
+        &addr,
+        "--acked",
+        "--generate",
+        &count,
+        "--size",
+        "11",
+    ];
+    send_args.extend_from_slice(extra);
+    let send = Running::spawn(&send_args, None);
+    let mut printed: Vec<String> = (0..500).map(|_| first.line()).collect();
+    if pause {
+        first.signal("STOP");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut first = first;
+    first.child.kill().expect("kill -9");
+    let first = first.finish();
+    printed.extend(first.stdout);
+    assert!((printed.len() as u64) < n, "killed mid-stream");
+    let second = listen_at(&args);
+
+    let sent = send.finish();
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    assert!(
+        sent.stderr
+            .contains(&format!("acknowledged {n} of {n} messages")),
+        "{sent:?}"
+    );
+    let resent = number_after(&sent.stderr, "re-sent ");
+    assert!(resent > 0, "the unacknowledged ones were re-sent: {sent:?}");
+
+    second.interrupt();
+    let second = second.finish();
+    assert_eq!(second.code, Some(0), "{second:?}");
+    // A line is the message's number (10 digits and a space), then a tab and `dup` if the
+    // listener flagged it as a possible duplicate.
+    let parse = |line: &str| -> (u64, bool) {
+        let (text, dup) = match line.strip_suffix("\tdup") {
+            Some(text) => (text, true),
+            None => (line, false),
+        };
+        assert_eq!(text.len(), 11, "{line:?}");
+        (text[..10].parse().expect("a message number"), dup)
+    };
+    let before: Vec<(u64, bool)> = printed.iter().map(|l| parse(l)).collect();
+    let after: Vec<(u64, bool)> = second.stdout.iter().map(|l| parse(l)).collect();
+    assert!(
+        before.iter().all(|(_, dup)| !dup),
+        "the first listener flags nothing"
+    );
+    let seen_before: HashSet<u64> = before.iter().map(|(i, _)| *i).collect();
+    let mut all = seen_before.clone();
+    all.extend(after.iter().map(|(i, _)| *i));
+    let missing: Vec<u64> = (0..n).filter(|i| !all.contains(i)).take(10).collect();
+    assert!(missing.is_empty(), "never printed: {missing:?}…");
+    // A message both printed was re-sent after the restart, and the second flagged it.
+    for (i, dup) in &after {
+        assert!(
+            !seen_before.contains(i) || *dup,
+            "{i} printed twice, not flagged"
+        );
+    }
+    let flagged = after.iter().filter(|(_, dup)| *dup).count() as u64;
+    assert!(
+        second
+            .stderr
+            .contains(&format!("{flagged} possible duplicate(s) flagged")),
+        "{second:?}"
+    );
+    assert!(flagged <= resent, "flagged {flagged}, re-sent {resent}");
+}
+
+#[test]
+fn acked_send_rides_out_a_killed_listener_and_reports_what_it_re_sent() {
+    // 2 s of messages at 2k/s; the listener is stopped, then killed, a quarter in.
+    kill_listener_mid_stream(4000, &["--rate", "2k/s"], true);
+}
+
+/// The same, sent as fast as the listener acknowledges (the writer ahead by its whole
+/// unacknowledged bound) and killed without the pause. Ignored: in about one run in three the
+/// library's writer resumes on the new listener with frames the hello does not account for,
+/// the listener's numbering runs ahead of the writer's (it acknowledges past the last message
+/// sent), and the writer reconnects in a loop until send gives up.
+#[test]
+#[ignore = "library: an acknowledged writer's resume after a kill -9 mid-flood can desync the \
+            listener's numbering (acknowledgement beyond the last message sent)"]
+fn acked_send_rides_out_a_listener_killed_mid_flood() {
+    kill_listener_mid_stream(300_000, &[], false);
+}
+
+#[test]
+fn acked_send_to_a_plain_listener_fails_soon() {
+    let (listener, addr) = listen(&["--print", "len"]);
+    let started = Instant::now();
+    let send = run(
+        &[
+            "send",
+            &addr,
+            "--acked",
+            "--generate",
+            "5",
+            "--size",
+            "8",
+            "--ack-timeout",
+            "20",
+        ],
+        None,
+    );
+    // The listener closes each connection at the hello; the writer notices it keeps
+    // reconnecting without an acknowledgement well before the timeout.
+    assert_one_line_error(
+        &send,
+        "connections in a row ended without an acknowledgement; is the listener a \
+         `listen --acked` with the same --framing?",
+    );
+    assert!(
+        send.stderr.contains("acknowledged 0 of 5 messages"),
+        "{send:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{send:?}");
+    listener.interrupt();
+    let got = listener.finish();
+    assert!(got.stdout.is_empty(), "{got:?}");
+    assert!(got.stderr.contains("received 0 messages"), "{got:?}");
+}
+
+#[test]
+fn acked_send_gives_up_after_the_ack_timeout() {
+    // The listener takes 2 of the 5 messages and exits: the other 3 are never acknowledged.
+    let (listener, addr) = listen(&["--acked", "--count", "2", "--print", "len"]);
+    let started = Instant::now();
+    let send = run(
+        &[
+            "send",
+            &addr,
+            "--acked",
+            "--generate",
+            "5",
+            "--size",
+            "8",
+            "--ack-timeout",
+            "1",
+        ],
+        None,
+    );
+    assert_one_line_error(
+        &send,
+        "3 of 5 messages were not acknowledged: no acknowledgement for 1 s (--ack-timeout)",
+    );
+    assert!(
+        send.stderr.contains("acknowledged 2 of 5 messages"),
+        "{send:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{send:?}");
+    let got = listener.finish();
+    assert_eq!(got.code, Some(0), "{got:?}");
+    assert_eq!(got.stdout, ["8", "8"], "{got:?}");
+}
+
+#[test]
+fn acked_refuses_u16_and_delimited_framings() {
+    for framing in ["u16be", "u16le", "delim:10"] {
+        let out = run(
+            &["listen", "127.0.0.1:0", "--acked", "--framing", framing],
+            None,
+        );
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("error: --acked cannot run on {framing} framing")),
+            "{out:?}"
+        );
+        assert!(out.stdout.is_empty(), "refused before binding: {out:?}");
+        // send refuses before dialing: nothing listens on port 1.
+        let out = run(
+            &[
+                "send",
+                "127.0.0.1:1",
+                "--acked",
+                "--framing",
+                framing,
+                "--generate",
+                "1",
+                "--size",
+                "4",
+            ],
+            None,
+        );
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("error: --acked cannot run on {framing} framing")),
+            "{out:?}"
+        );
+    }
+    // --ack-timeout means nothing without --acked.
+    let out = run(
+        &[
+            "send",
+            "127.0.0.1:1",
+            "--ack-timeout",
+            "5",
+            "--generate",
+            "1",
+            "--size",
+            "4",
+        ],
+        None,
+    );
+    assert_eq!(out.code, Some(2), "{out:?}");
 }
 
 /// TLS: `listen --tls-cert/--tls-key [--tls-client-ca]` against `send --tls-ca [--tls-cert

@@ -130,6 +130,20 @@ pub fn codec(spec: FramingSpec, max: Option<usize>) -> Result<Codec, String> {
     })
 }
 
+/// `--acked` needs a framing whose headers the acknowledged protocol can tell from its hello and
+/// whose acknowledgements cannot hold a delimiter: not `u16be`, `u16le` nor `delim:BYTE`
+/// (docs/acked-protocol.md). A usage error naming the framing otherwise.
+pub fn check_acked(framing: Framing) -> Result<(), String> {
+    match framing {
+        Framing::U16Be | Framing::U16Le | Framing::Delimited(_) => Err(format!(
+            "--acked cannot run on {} framing (acknowledged delivery needs 4- or 8-byte \
+             headers or a varint): use u32be, u32le, u64be, u64le, varint or buffstreams[:MAX]",
+            name(framing)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The `--framing` string for `framing`.
 pub fn name(framing: Framing) -> String {
     match framing {
@@ -246,6 +260,28 @@ mod tests {
         assert_eq!(codec(go, Some(1024)).unwrap().max_message_size(), 1024);
         let err = codec(go, Some(2048)).unwrap_err();
         assert!(err.contains("contradicts"), "{err}");
+    }
+
+    #[test]
+    fn acked_refuses_u16_and_delimited_framings() {
+        for text in ["u16be", "u16le", "delim:10"] {
+            let err = check_acked(framing(text)).unwrap_err();
+            assert!(
+                err.contains(&format!("--acked cannot run on {text} framing")),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        for text in [
+            "u32be",
+            "u32le",
+            "u64be",
+            "u64le",
+            "varint",
+            "buffstreams:1024",
+        ] {
+            assert_eq!(check_acked(framing(text)), Ok(()), "{text}");
+        }
     }
 
     #[test]

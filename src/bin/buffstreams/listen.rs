@@ -1,5 +1,6 @@
 //! `buffstreams listen`: accept connections and print every message (its length, hex, text or
-//! protobuf fields), or a live rate; optionally echo each message back.
+//! protobuf fields), or a live rate; optionally echo each message back. With `--acked`, the
+//! acknowledged protocol: possible duplicates are marked, duplicates dropped are counted.
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
@@ -19,14 +20,24 @@ const CHANNEL_MESSAGES: usize = 4096;
 /// How often the live rate line is recomputed.
 const RATE_EVERY: Duration = Duration::from_millis(500);
 
-/// How long echoes may take to leave once the listener is done.
+/// How long echoes (and acknowledgements) may take to leave once the listener is done.
 const ECHO_GRACE: Duration = Duration::from_secs(2);
+
+/// Acknowledged: how long to let the last acknowledgements be queued before closing (the
+/// listener's cores send what is pending every 50 ms).
+const ACK_SETTLE: Duration = Duration::from_millis(150);
+
+/// Acknowledged: connections kept for their last acknowledgements, above which the closed ones
+/// are forgotten.
+const ACK_CONNS_KEPT: usize = 1024;
 
 /// Messages and bytes received, and when the first and the last arrived.
 #[derive(Default)]
 struct Totals {
     messages: u64,
     bytes: u64,
+    /// Acknowledged mode: messages flagged as possible duplicates.
+    flagged: u64,
     first: Option<Instant>,
     last: Option<Instant>,
 }
@@ -52,6 +63,9 @@ impl Totals {
 /// Runs `listen` until `--count` messages arrived, Ctrl-C, or stdout is closed.
 pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
     let codec = framing::codec(args.framing.framing, args.framing.max).map_err(Failure::Usage)?;
+    if args.acked {
+        framing::check_acked(codec.framing()).map_err(Failure::Usage)?;
+    }
     let (config, messages) = ListenerConfig::with_channel(args.addr.clone(), CHANNEL_MESSAGES);
     let config = config
         .framing(codec.framing())
@@ -71,19 +85,21 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
                     None => eprintln!("warning: connection from {} closed: {err}", info.peer),
                 }
             }
-        });
+        })
+        .acked(args.acked);
     let (config, tls) = tls::listen(&args.tls, config)?;
     let listener = Listener::bind(config).map_err(|e| Failure::Run(e.to_string()))?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let announce = writeln!(
         out,
-        "listening on {} ({}, max {} bytes, {} backend{})",
+        "listening on {} ({}, max {} bytes, {} backend{}{})",
         listener.endpoint(),
         framing::name(codec.framing()),
         codec.max_message_size(),
         backend_name(listener.runtime().backend()),
-        tls.map(|what| format!(", {what}")).unwrap_or_default()
+        tls.map(|what| format!(", {what}")).unwrap_or_default(),
+        if args.acked { ", acknowledged" } else { "" }
     )
     .and_then(|()| out.flush());
     if let Err(err) = announce {
@@ -96,6 +112,7 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
     let status = (args.print == Print::None).then(StatusLine::start);
     let mut rate = RateWindow::new(started);
     let mut echoed: HashMap<u64, Conn> = HashMap::new();
+    let mut acking: HashMap<u64, Conn> = HashMap::new();
     let mut handshakes = HandshakeFailures::default();
     let mut result = Ok(());
     let limit = args.count.unwrap_or(u64::MAX);
@@ -123,12 +140,21 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
             }
         };
         totals.add(msg.payload.len());
-        if let Err(err) = print(&mut out, args.print, totals.messages, &msg.payload) {
+        let dup = msg.possible_duplicate();
+        totals.flagged += u64::from(dup);
+        let printed = print(&mut out, args.print, totals.messages, &msg.payload, dup)
+            // Acknowledged: the message is acknowledged as it is taken; its line goes out now,
+            // not with the next idle moment (a killed listener would lose what is buffered).
+            .and_then(|()| if args.acked { out.flush() } else { Ok(()) });
+        if let Err(err) = printed {
             result = output_error(err);
             break;
         }
         if args.echo {
             echo(&msg, &mut echoed);
+        }
+        if args.acked {
+            keep_for_acks(&msg, &mut acking);
         }
         if let Some(status) = &status {
             if totals.messages % 1024 == 0 {
@@ -147,7 +173,14 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
     drop(out);
     // The listener's own count: a TLS connection counts once its handshake is done, and the
     // cores' counters (published from time to time) may not show it yet.
-    let accepted = listener.stats().accepted;
+    let stats = listener.stats();
+    let accepted = stats.accepted;
+    if args.acked {
+        // The last acknowledgements may wait for the cores' next tick: let them be queued,
+        // then close each connection once it sent them (closing the listener would cut them).
+        std::thread::sleep(ACK_SETTLE);
+        echoed.extend(acking);
+    }
     finish_echoes(echoed);
     if tls.is_some() {
         handshakes.check(&listener);
@@ -167,8 +200,18 @@ pub fn run(args: &ListenArgs, stop: &Stop) -> Result<(), Failure> {
     } else {
         String::new()
     };
+    // Acknowledged: duplicates dropped (re-sent to this listener, which had them) and those
+    // received flagged (re-sent after a restart: an earlier listener may have had them).
+    let acked = if args.acked {
+        format!(
+            "; {} duplicate(s) dropped, {} possible duplicate(s) flagged",
+            stats.duplicates_dropped, totals.flagged
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{interrupted}received {} messages ({} bytes) on {accepted} connection(s){rate}",
+        "{interrupted}received {} messages ({} bytes) on {accepted} connection(s){rate}{acked}",
         totals.messages, totals.bytes,
     );
     result
@@ -206,23 +249,34 @@ fn output_error(err: io::Error) -> Result<(), Failure> {
     }
 }
 
-/// Writes one message's line(s).
-fn print(out: &mut impl Write, mode: Print, number: u64, payload: &[u8]) -> io::Result<()> {
+/// What ends the (first) line of a message flagged as a possible duplicate: a tab, which no
+/// printed message contains (text escapes it), then `dup`.
+const DUP_MARK: &str = "\tdup";
+
+/// Writes one message's line(s); `dup` (a possible duplicate) ends the first with [`DUP_MARK`].
+fn print(
+    out: &mut impl Write,
+    mode: Print,
+    number: u64,
+    payload: &[u8],
+    dup: bool,
+) -> io::Result<()> {
+    let mark = if dup { DUP_MARK } else { "" };
     match mode {
         Print::None => Ok(()),
-        Print::Len => writeln!(out, "{}", payload.len()),
+        Print::Len => writeln!(out, "{}{mark}", payload.len()),
         Print::Hex => {
             for byte in payload {
                 write!(out, "{byte:02x}")?;
             }
-            writeln!(out)
+            writeln!(out, "{mark}")
         }
         Print::Text => {
             write_escaped(out, payload)?;
-            writeln!(out)
+            writeln!(out, "{mark}")
         }
         Print::Protobuf => {
-            writeln!(out, "# message {number}: {} bytes", payload.len())?;
+            writeln!(out, "# message {number}: {} bytes{mark}", payload.len())?;
             match decode_raw::decode(payload) {
                 Ok(fields) => out.write_all(decode_raw::render(&fields).as_bytes()),
                 Err(err) => writeln!(
@@ -281,8 +335,20 @@ fn echo(msg: &Message, echoed: &mut HashMap<u64, Conn>) {
     }
 }
 
-/// Lets the echoes still queued leave: each connection closes once its queue is sent, and this
-/// waits (at most [`ECHO_GRACE`]) for them.
+/// Keeps `msg`'s connection, so that its last acknowledgements can be sent before the listener
+/// closes (connections closed since are forgotten from time to time).
+fn keep_for_acks(msg: &Message, acking: &mut HashMap<u64, Conn>) {
+    if acking.contains_key(&msg.conn.id()) {
+        return;
+    }
+    if acking.len() >= ACK_CONNS_KEPT {
+        acking.retain(|_, conn| conn.is_open());
+    }
+    acking.insert(msg.conn.id(), msg.conn.clone());
+}
+
+/// Lets the echoes (and acknowledgements) still queued leave: each connection closes once its
+/// queue is sent, and this waits (at most [`ECHO_GRACE`]) for them.
 fn finish_echoes(echoed: HashMap<u64, Conn>) {
     for conn in echoed.values() {
         conn.close();
@@ -340,9 +406,26 @@ mod tests {
     use super::*;
 
     fn printed(mode: Print, payload: &[u8]) -> String {
+        printed_dup(mode, payload, false)
+    }
+
+    fn printed_dup(mode: Print, payload: &[u8], dup: bool) -> String {
         let mut out = Vec::new();
-        print(&mut out, mode, 7, payload).unwrap();
+        print(&mut out, mode, 7, payload, dup).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_possible_duplicate_ends_its_first_line_with_a_tab_and_dup() {
+        assert_eq!(printed_dup(Print::None, b"abc", true), "");
+        assert_eq!(printed_dup(Print::Len, b"abc", true), "3\tdup\n");
+        assert_eq!(printed_dup(Print::Hex, b"\x00\xff", true), "00ff\tdup\n");
+        // A tab in the payload is escaped: the mark cannot be mistaken for payload.
+        assert_eq!(printed_dup(Print::Text, b"a\tdup", true), "a\\tdup\tdup\n");
+        assert_eq!(
+            printed_dup(Print::Protobuf, &[0x08, 0x96, 0x01], true),
+            "# message 7: 3 bytes\tdup\n1 (varint): 150\n"
+        );
     }
 
     #[test]

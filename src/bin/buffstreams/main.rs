@@ -3,6 +3,7 @@
 //! `probe` shows what the kernel offers. Errors are one line on stderr (`error: …`) with exit
 //! code 1, usage errors exit with 2.
 
+mod ack_watch;
 mod bench;
 mod decode_raw;
 mod framing;
@@ -86,6 +87,19 @@ pub struct ListenArgs {
     /// What to print for each message (on stdout; totals go to stderr)
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = Print::Len)]
     pub print: Print,
+    /// Acknowledged delivery, for `send --acked`: acknowledge each message, drop the ones a
+    /// writer re-sends that arrived already, mark possible duplicates
+    ///
+    /// Each message is acknowledged as it is taken, and its line is written out at once.
+    /// Messages a writer re-sends after a reconnect are dropped if this listener had them
+    /// (counted as duplicates dropped); those re-sent after a listener restart, which an
+    /// earlier listener may have printed, get a tab and `dup` at the end of their (first) line
+    /// and are counted as possible duplicates. Plain writers are refused. Before exiting, the
+    /// last acknowledgements are sent. If standard output blocks and the listener is then
+    /// killed, the one message waiting to be written may be acknowledged and never printed.
+    /// Not with u16be, u16le or delim:BYTE framing.
+    #[arg(long)]
+    pub acked: bool,
     /// TLS.
     #[command(flatten)]
     pub tls: ListenTlsArgs,
@@ -165,6 +179,24 @@ pub struct SendArgs {
     #[arg(long, value_name = "C", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub conns: u32,
+    /// Acknowledged delivery, to `listen --acked`: exit 0 only once every message is
+    /// acknowledged, re-sending what was not through reconnects and listener restarts
+    ///
+    /// Each message is kept until the listener acknowledges it; after a lost connection the
+    /// writer reconnects (retrying for as long as --ack-timeout allows) and sends the
+    /// unacknowledged ones again. At the end a line on stderr says how many messages were
+    /// acknowledged and re-sent; exit code 1 if any was not acknowledged. Not with u16be,
+    /// u16le or delim:BYTE framing.
+    #[arg(long)]
+    pub acked: bool,
+    /// With --acked: give up (exit code 1) after T seconds without a new acknowledgement while
+    /// messages wait for one [default: 30]
+    ///
+    /// This bounds how long a listener may be down (restarting) and the wait for the last
+    /// acknowledgements. A listener that closes every connection without acknowledging anything
+    /// (a plain `listen`, another framing) fails sooner.
+    #[arg(long, value_name = "T", requires = "acked", value_parser = bench::parse_secs)]
+    pub ack_timeout: Option<f64>,
     /// TLS.
     #[command(flatten)]
     pub tls: SendTlsArgs,
@@ -410,5 +442,31 @@ mod tests {
             ]),
             Err(ErrorKind::ValueValidation)
         );
+    }
+
+    #[test]
+    fn ack_timeout_needs_acked() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ()).map_err(|e| e.kind());
+        use clap::error::ErrorKind;
+        let send = [
+            "buffstreams",
+            "send",
+            "a:1",
+            "--generate",
+            "3",
+            "--size",
+            "9",
+        ];
+        let with = |extra: &[&'static str]| [&send[..], extra].concat();
+        assert_eq!(
+            parse(&with(&["--ack-timeout", "5"])),
+            Err(ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(parse(&with(&["--acked", "--ack-timeout", "0.5"])), Ok(()));
+        assert_eq!(
+            parse(&with(&["--acked", "--ack-timeout", "0"])),
+            Err(ErrorKind::ValueValidation)
+        );
+        assert_eq!(parse(&["buffstreams", "listen", "a:1", "--acked"]), Ok(()));
     }
 }

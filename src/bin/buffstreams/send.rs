@@ -1,14 +1,17 @@
 //! `buffstreams send`: write messages from standard input's lines, a file, or a generator, over
-//! one or more connections, batched through a `BufferedWriter` or paced at a rate.
+//! one or more connections, batched through a `BufferedWriter` or paced at a rate. With
+//! `--acked`, waits until the listener acknowledged every message (see `ack_watch.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use buffstreams::{
-    BufferedWriter, FrameError, Runtime, RuntimeConfig, WriteError, Writer, WriterConfig,
+    BufferedWriter, FrameError, RetryPolicy, Runtime, RuntimeConfig, WriteError, Writer,
+    WriterConfig,
 };
 
+use crate::ack_watch::{self, AckWatch, GaveUp};
 use crate::source::{Next, Source};
 use crate::{framing, si, tls, Failure, SendArgs, Stop};
 
@@ -137,9 +140,98 @@ fn pump_paced(
     Ok(())
 }
 
+/// How `send --acked` ended its wait for acknowledgements.
+struct Settled {
+    /// What `flush_acked` said (not called after Ctrl-C).
+    flushed: Result<(), WriteError>,
+    /// Why the watchdog closed the writers, if it did.
+    gave_up: Option<GaveUp>,
+}
+
+/// Waits until every message written is acknowledged (`flush_acked` on each writer), or until
+/// the watchdog gives up and closes the writers, which ends the wait.
+fn settle(writers: &[Writer], watch: AckWatch, stop: &Stop) -> Settled {
+    let mut flushed = Ok(());
+    if !stop.requested() {
+        for writer in writers {
+            if let Err(err) = writer.flush_acked() {
+                flushed = Err(err);
+                break;
+            }
+        }
+    }
+    Settled {
+        flushed,
+        gave_up: watch.finish(),
+    }
+}
+
+impl Settled {
+    /// Prints the acknowledgement summary and turns the outcome into the exit: 0 only when
+    /// every message sent was acknowledged. `why`: the reason `on_failed` or `close` gave.
+    fn verdict(
+        self,
+        outcome: Result<(), Failure>,
+        sent: u64,
+        acks: ack_watch::Totals,
+        why: Option<String>,
+        stop: &Stop,
+    ) -> Result<(), Failure> {
+        let acked = acks.acked.min(sent);
+        eprintln!(
+            "acknowledged {acked} of {sent} messages, re-sent {}",
+            acks.resent
+        );
+        let missing = sent - acked;
+        let not_acked = |why: String| {
+            Failure::Run(format!(
+                "{missing} of {sent} messages were not acknowledged: {why}"
+            ))
+        };
+        match self.gave_up {
+            Some(GaveUp::Interrupted) => {
+                return Err(Failure::Interrupted(format!(
+                    "stopped after {sent} messages, {acked} acknowledged"
+                )))
+            }
+            Some(GaveUp::Stalled(timeout)) => {
+                return Err(not_acked(format!(
+                    "no acknowledgement for {} s (--ack-timeout)",
+                    timeout.as_secs_f64()
+                )))
+            }
+            Some(GaveUp::Churn(conns)) => {
+                return Err(not_acked(format!(
+                    "{conns} connections in a row ended without an acknowledgement; is the \
+                     listener a `listen --acked` with the same --framing?"
+                )))
+            }
+            None => {}
+        }
+        outcome?;
+        if stop.requested() {
+            return Err(Failure::Interrupted(format!(
+                "stopped after {sent} messages, {acked} acknowledged"
+            )));
+        }
+        if let Err(err) = self.flushed {
+            return Err(not_acked(err.to_string()));
+        }
+        if missing > 0 {
+            return Err(not_acked(
+                why.unwrap_or_else(|| "the connection failed".into()),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Runs `send`: dials every connection first, then writes every message of the source.
 pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
     let codec = framing::codec(args.framing.framing, args.framing.max).map_err(Failure::Usage)?;
+    if args.acked {
+        framing::check_acked(codec.framing()).map_err(Failure::Usage)?;
+    }
     // Certificates are loaded (and a bad file reported) before anything is read or dialed.
     let config = tls::send(&args.tls, &args.addr, WriterConfig::new(args.addr.clone()))?;
     let mut source = Source::open(args, &codec)?;
@@ -160,10 +252,24 @@ pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
             count.fetch_add(lost.messages.len() as u64, Ordering::Relaxed);
             *why.lock().unwrap_or_else(|e| e.into_inner()) = Some(lost.reason.to_string());
         });
+    // Acknowledged: reconnect for as long as it takes; the watchdog bounds the wait.
+    let config = match args.acked {
+        true => config.acked(true).retry(RetryPolicy::forever()),
+        false => config,
+    };
     let writers = (0..args.conns)
         .map(|_| Writer::dial_on(&runtime, config.clone()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::Run(e.to_string()))?;
+    let watch = match args.acked {
+        true => {
+            let timeout = args
+                .ack_timeout
+                .map_or(ack_watch::DEFAULT_TIMEOUT, Duration::from_secs_f64);
+            Some(AckWatch::start(writers.clone(), stop.clone(), timeout).map_err(Failure::Run)?)
+        }
+        false => None,
+    };
 
     let started = Instant::now();
     let mut sent = Sent::default();
@@ -171,6 +277,7 @@ pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
         None => pump_batched(&writers, &mut source, stop, &mut sent),
         Some(rate) => pump_paced(&writers, &mut source, stop, rate, &mut sent),
     };
+    let settled = watch.map(|watch| settle(&writers, watch, stop));
     let mut unsent = 0u64;
     for writer in &writers {
         if let Err(left) = writer.close() {
@@ -179,6 +286,7 @@ pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
             why.get_or_insert_with(|| left.reason.to_string());
         }
     }
+    let acks = ack_watch::totals(&writers);
     runtime.shutdown();
     let elapsed = started.elapsed().as_secs_f64();
     let lost = unsent + failed.load(Ordering::Relaxed);
@@ -189,6 +297,10 @@ pub fn run(args: &SendArgs, stop: &Stop) -> Result<(), Failure> {
         writers.len(),
         si(sent.messages as f64 / elapsed.max(1e-9))
     );
+    if let Some(settled) = settled {
+        let why = reason.lock().unwrap_or_else(|e| e.into_inner()).take();
+        return settled.verdict(outcome, sent.messages, acks, why, stop);
+    }
     outcome?;
     let sent = sent.messages;
     if lost > 0 {
