@@ -756,13 +756,9 @@ fn acked_send_rides_out_a_killed_listener_and_reports_what_it_re_sent() {
 }
 
 /// The same, sent as fast as the listener acknowledges (the writer ahead by its whole
-/// unacknowledged bound) and killed without the pause. Ignored: in about one run in three the
-/// library's writer resumes on the new listener with frames the hello does not account for,
-/// the listener's numbering runs ahead of the writer's (it acknowledges past the last message
-/// sent), and the writer reconnects in a loop until send gives up.
+/// unacknowledged bound) and killed without the pause. (It found a library bug: a direct send
+/// from the writer's thread racing the connection's end put newer frames first.)
 #[test]
-#[ignore = "library: an acknowledged writer's resume after a kill -9 mid-flood can desync the \
-            listener's numbering (acknowledgement beyond the last message sent)"]
 fn acked_send_rides_out_a_listener_killed_mid_flood() {
     kill_listener_mid_stream(300_000, &[], false);
 }

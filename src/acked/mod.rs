@@ -50,7 +50,8 @@ pub struct AckedStats {
     pub acked: u64,
     /// Messages written so far.
     pub written: u64,
-    /// Messages sent again after reconnects (they were sent before and not acknowledged).
+    /// Messages sent again after reconnects (they were sent before and not acknowledged), each
+    /// counted once however many reconnects it took.
     pub resent: u64,
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Refusal {
     err: Mutex<Option<AckError>>,
     /// Connections in a row that ended before the reply.
     no_reply: AtomicU32,
+    /// The streak the background redial last waited for.
+    paced: AtomicU32,
 }
 
 impl Refusal {
@@ -52,7 +54,16 @@ impl Refusal {
             return None;
         }
         self.no_reply.store(0, Ordering::Relaxed);
+        self.paced.store(0, Ordering::Relaxed);
         Some(AckError::NoReplies(n))
+    }
+
+    /// For a background redial: connections that ended before the reply count as failed
+    /// attempts, so the retry policy paces them (and gives up on them) like failed dials.
+    /// Returns the streak once per new length (the redial then waits for it), else `None`.
+    pub(crate) fn streak_to_pace(&self) -> Option<u32> {
+        let n = self.no_reply.load(Ordering::Relaxed);
+        (n > self.paced.swap(n, Ordering::Relaxed)).then_some(n)
     }
 
     fn set(&self, err: AckError) {
@@ -109,6 +120,7 @@ impl AckedWriterSession {
         let reply = Reply::parse(bytes)?;
         self.got_reply = true;
         self.refusal.no_reply.store(0, Ordering::Relaxed);
+        self.refusal.paced.store(0, Ordering::Relaxed);
         if reply.known {
             self.sink.ack(reply.delivered)?;
         }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::acked::AckedWriterSession;
+use crate::acked::{AckError, AckedWriterSession};
 use crate::engine::handle::{next_conn_id, ConnInfo, Next, Redial, Session};
 use crate::error::{ConnError, DialError, FailReason};
 use crate::stream::conn::Conn;
@@ -204,6 +204,14 @@ impl Redial for WriterShared {
     fn attempt(&self) -> Next {
         if !matches!(self.link(), Link::Reconnecting) {
             return Next::Done;
+        }
+        if let Some(streak) = self.refusal.streak_to_pace() {
+            // Acknowledged mode: the last connections ended before the listener's reply.
+            if !self.retry.allows(streak) {
+                self.give_up(streak, DialError::Acked(AckError::NoReplies(streak)));
+                return Next::Done;
+            }
+            return Next::RetryIn(self.retry.delay(streak, jitter_unit()));
         }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match self.connect() {

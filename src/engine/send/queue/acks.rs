@@ -27,8 +27,10 @@ pub(super) struct Acks {
     acked: u64,
     /// The sequence number after the last frame handed to the kernel on any connection.
     sent_high: u64,
-    /// Frames sent again after reconnects.
+    /// Frames sent again after reconnects (each counted once).
     resent: u64,
+    /// The frames before this one were counted in `resent` already.
+    resent_through: u64,
 }
 
 /// Why an acknowledgement was refused.
@@ -67,6 +69,7 @@ impl Acks {
             acked: FIRST_SEQ - 1,
             sent_high: FIRST_SEQ,
             resent: 0,
+            resent_through: FIRST_SEQ,
         }
     }
 
@@ -240,7 +243,11 @@ impl<C: QueueCore> SendQueue<C> {
             first_seq,
             first_new: acks.sent_high.max(first_seq),
         };
-        acks.resent += resume.first_new - first_seq;
+        // Frames handed to the kernel before and going again; each counted once however many
+        // connections it takes.
+        let from = first_seq.max(acks.resent_through);
+        acks.resent += resume.first_new.saturating_sub(from);
+        acks.resent_through = acks.resent_through.max(resume.first_new);
         let bytes = hello(resume);
         let chunk = self.core.pool().get(bytes.len()).raw(&bytes);
         ctl.unsent += chunk.unsent_len();

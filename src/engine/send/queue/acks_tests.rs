@@ -135,3 +135,61 @@ fn the_bound_counts_what_waits_for_acknowledgement() {
     q.ack(3).expect("ack");
     assert!(q.push(&f, now).is_ok(), "acknowledged: room again");
 }
+
+/// A connection that ends while a producer's direct send is out (blocked on a full socket):
+/// the kept chunks stay kept until the send is back, so they still go first, then what the
+/// send had taken, in sequence order.
+#[test]
+fn a_connection_ending_during_a_direct_send_keeps_the_order() {
+    use std::os::fd::AsRawFd;
+    let (_core, q) = queue(8 << 20);
+    q.make_acked();
+    let (fd, _peer) = socket();
+    q.attach(0, fd.clone());
+    for byte in 1..=3u8 {
+        frame(&q, byte, 10);
+    }
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out, &fd));
+    let mut done = Vec::new();
+    out.advance(out.unsent_len(), &mut done);
+    q.complete(&mut done, true);
+    // Fill the socket so that a direct send blocks.
+    let junk = [0u8; 4096];
+    // SAFETY: a valid socket and buffer; MSG_DONTWAIT never blocks.
+    while unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            junk.as_ptr().cast(),
+            junk.len(),
+            libc::MSG_DONTWAIT,
+        )
+    } > 0
+    {}
+    let producer = {
+        let q = q.clone();
+        std::thread::spawn(move || super::tests::push_batch(&q, 64, 4))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !q.lock().owner.is_direct() {
+        assert!(std::time::Instant::now() < deadline, "no direct send");
+        std::thread::yield_now();
+    }
+    // The connection fails while the direct send waits for room.
+    q.detach(
+        &mut Outbox::new(),
+        Some(Arc::new(ConnError::NotConnected)),
+        true,
+        Some(&fd),
+    );
+    producer.join().expect("producer");
+    let resume = q.resume_acked(|_| Vec::new()).expect("acked");
+    assert_eq!(resume.first_seq, 1);
+    let frames = payloads(q.close());
+    let firsts: Vec<u8> = frames.iter().map(|f| f[0]).collect();
+    assert_eq!(
+        firsts,
+        [1, 2, 3, 4],
+        "kept frames first, then the direct send's"
+    );
+}

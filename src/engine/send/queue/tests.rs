@@ -46,7 +46,7 @@ pub(super) fn frame(q: &Arc<SendQueue>, byte: u8, len: usize) {
 }
 
 /// Queues one `len`-byte frame of `byte`s the way a `BufferedWriter` hands on a batch.
-fn push_batch(q: &Arc<SendQueue>, len: usize, byte: u8) {
+pub(super) fn push_batch(q: &Arc<SendQueue>, len: usize, byte: u8) {
     let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
     let mut chunk = q.core().pool().get(len);
     codec
