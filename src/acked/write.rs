@@ -59,7 +59,7 @@ impl Refusal {
     }
 
     /// For a background redial: connections that ended before the reply count as failed
-    /// attempts, so the retry policy paces them (and gives up on them) like failed dials.
+    /// attempts for the retry policy's giving up, and each waits its first delay.
     /// Returns the streak once per new length (the redial then waits for it), else `None`.
     pub(crate) fn streak_to_pace(&self) -> Option<u32> {
         let n = self.no_reply.load(Ordering::Relaxed);

@@ -206,12 +206,15 @@ impl Redial for WriterShared {
             return Next::Done;
         }
         if let Some(streak) = self.refusal.streak_to_pace() {
-            // Acknowledged mode: the last connections ended before the listener's reply.
+            // Acknowledged mode: the last connections ended before the listener's reply. They
+            // count as failed attempts for giving up, and each waits the policy's first delay
+            // (no hot loop against a plain listener; no growing wait on a network that cuts
+            // connections early, which a re-sent window's burst makes likely).
             if !self.retry.allows(streak) {
                 self.give_up(streak, DialError::Acked(AckError::NoReplies(streak)));
                 return Next::Done;
             }
-            return Next::RetryIn(self.retry.delay(streak, jitter_unit()));
+            return Next::RetryIn(self.retry.delay(1, jitter_unit()));
         }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match self.connect() {
