@@ -3,11 +3,12 @@
 //! [`Sequencer`], holding the session's slot for each batch, and acknowledges.
 //!
 //! When acknowledgements go out (cumulative, so batching loses nothing):
-//! - with a handler, after a batch of received bytes once [`ACK_BYTES`] were delivered since
-//!   the last one, or [`ACK_INTERVAL`] passed, or the batch was short (under [`SHORT_BATCH`]:
-//!   the peer is not streaming hard, so the acknowledgement costs little and ends a burst at
-//!   once);
-//! - with a channel, when the consumer has taken [`ACK_BYTES`] since the last one or found the
+//! - with a handler, after each batch of received bytes (one receive, at most 64 KiB) that
+//!   delivered something. (Holding it back until 64 KiB or 1 ms had passed stalled a writer
+//!   at its unacknowledged bound until the next tick: the listener cannot tell that the
+//!   writer waits. One acknowledgement per receive costs a few bytes on the connection's next
+//!   send);
+//! - with a channel, when the consumer has taken [`ACK_BYTES`](crate::acked::ACK_BYTES) since the last one or found the
 //!   channel empty ([`ConnAck::taken`](crate::acked::ConnAck::taken));
 //! - and on every tick (50 ms), whatever is pending.
 //!
@@ -21,17 +22,11 @@ use crate::acked::error::AckError;
 use crate::acked::sequencer::Sequencer;
 use crate::acked::table::{SessionTable, Slot, SlotState};
 use crate::acked::wire::{ack_payload, Hello, Prefix, HELLO_LEN, MAGIC};
-use crate::acked::ACK_BYTES;
 use crate::engine::handle::{Delivered, Encoded, Session};
 use crate::error::{CloseReason, ConnError};
 use crate::stream::conn::Conn;
 use crate::stream::outbound::complete;
 use crate::stream::session::FramedSession;
-
-/// A handler's acknowledgement is due after a batch once this long passed since the last.
-pub(crate) const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
-/// A batch of received bytes shorter than this is acknowledged at once.
-pub(crate) const SHORT_BATCH: usize = 16 * 1024;
 
 /// See the module docs.
 pub(crate) struct AckedListenerSession {
@@ -41,8 +36,6 @@ pub(crate) struct AckedListenerSession {
     slot: Option<Arc<Slot>>,
     /// Deliveries go to a channel: the consumer's takes acknowledge them.
     channel: bool,
-    /// When this connection last acknowledged (a handler's deliveries).
-    acked_at: Instant,
 }
 
 impl AckedListenerSession {
@@ -54,7 +47,6 @@ impl AckedListenerSession {
             hello: Prefix::new(),
             slot: None,
             channel,
-            acked_at: Instant::now(),
         }
     }
 
@@ -91,7 +83,6 @@ impl AckedListenerSession {
     /// records how far delivery got and acknowledges a handler's deliveries.
     fn deliver(
         &mut self,
-        batch: usize,
         f: impl FnOnce(&mut FramedSession) -> Result<Delivered, ConnError>,
     ) -> Result<Delivered, ConnError> {
         let Some(slot) = self.slot.clone() else {
@@ -111,20 +102,12 @@ impl AckedListenerSession {
             if !self.channel {
                 st.delivered = st.delivered.max(seq.delivered);
                 st.pending += std::mem::take(&mut seq.bytes);
-                if st.delivered > st.acked && self.ack_due(st.pending, batch) {
+                if st.delivered > st.acked {
                     send_ack(&mut st, &slot, &self.table);
-                    self.acked_at = Instant::now();
                 }
             }
         }
         result
-    }
-}
-
-impl AckedListenerSession {
-    /// Whether a handler's deliveries are acknowledged after this batch (see the module docs).
-    fn ack_due(&self, pending: usize, batch: usize) -> bool {
-        pending >= ACK_BYTES || batch < SHORT_BATCH || self.acked_at.elapsed() >= ACK_INTERVAL
     }
 }
 
@@ -184,12 +167,11 @@ impl Session for AckedListenerSession {
                 return Ok(Delivered::default());
             }
         }
-        self.deliver(data.len(), |inner| inner.on_data(data))
+        self.deliver(|inner| inner.on_data(data))
     }
 
     fn resume(&mut self) -> Result<Delivered, ConnError> {
-        // Bytes held while paused: acknowledged at once (a resume is no hot path).
-        self.deliver(0, FramedSession::resume)
+        self.deliver(FramedSession::resume)
     }
 
     fn recv_credit(&self) -> Option<usize> {

@@ -233,8 +233,15 @@ impl Chunk {
         self.sent = self.head;
     }
 
-    fn is_standard(&self) -> bool {
+    /// Whether it is a standard chunk ([`CHUNK_SIZE`] bytes).
+    pub(crate) fn is_standard(&self) -> bool {
         self.buf.len() == CHUNK_SIZE
+    }
+
+    /// Empties it for reuse (what the pool does to a chunk given back).
+    pub(crate) fn recycle(mut self) -> Chunk {
+        self.reset();
+        self
     }
 
     fn unseal(&mut self) {

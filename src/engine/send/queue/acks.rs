@@ -19,6 +19,13 @@ use crate::engine::send::chunk::Chunk;
 /// The first sequence number of a queue's frames.
 pub(crate) const FIRST_SEQ: u64 = 1;
 
+/// Standard chunks an acknowledged queue keeps from those its acknowledgements free, for its
+/// next frames (1 MiB): a streaming writer swaps chunks with itself under the lock it holds
+/// anyway, instead of through the core's pool, whose bound a writer's unacknowledged window
+/// exceeds (allocating and zeroing a chunk per 16 KiB otherwise). Given back to the pool when
+/// everything was acknowledged.
+const SPARE_MAX: usize = 64;
+
 /// What an acknowledged queue keeps (in its `Ctl`).
 pub(super) struct Acks {
     /// Chunks the kernel took whole, in sequence order, with frames not yet acknowledged.
@@ -31,6 +38,8 @@ pub(super) struct Acks {
     resent: u64,
     /// The frames before this one were counted in `resent` already.
     resent_through: u64,
+    /// Emptied chunks for this queue's next frames (see [`SPARE_MAX`]).
+    spare: Vec<Chunk>,
 }
 
 /// Why an acknowledgement was refused.
@@ -70,6 +79,7 @@ impl Acks {
             sent_high: FIRST_SEQ,
             resent: 0,
             resent_through: FIRST_SEQ,
+            spare: Vec::new(),
         }
     }
 
@@ -98,6 +108,12 @@ impl Acks {
     #[cfg(not(debug_assertions))]
     #[inline]
     pub(super) fn check(_: &Ctl, _: Option<&VecDeque<Chunk>>) {}
+
+    /// A standard chunk kept for the next frames, if any.
+    #[inline]
+    pub(super) fn spare(&mut self) -> Option<Chunk> {
+        self.spare.pop()
+    }
 
     /// Chunks handed to the kernel: frames up to their end may reach the peer.
     #[inline]
@@ -158,6 +174,16 @@ impl<C: QueueCore> SendQueue<C> {
         {
             if let Some(chunk) = acks.retained.pop_front() {
                 freed += chunk.unsent_len();
+                if chunk.is_standard() && acks.spare.len() < SPARE_MAX {
+                    acks.spare.push(chunk.recycle());
+                } else {
+                    self.core.pool().put(chunk);
+                }
+            }
+        }
+        if acks.retained.is_empty() && ctl.queued == 0 {
+            // Everything acknowledged: an idle writer holds no spare memory.
+            for chunk in acks.spare.drain(..) {
                 self.core.pool().put(chunk);
             }
         }

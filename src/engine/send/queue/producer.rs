@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 use super::{Ctl, QueueCore, SendQueue, CLOSED, OPEN, REFUSING};
-use crate::engine::send::chunk::Chunk;
+use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
 use crate::engine::send::direct;
 use crate::engine::send::gate::PushError;
 use crate::engine::send::traits::Encoded;
@@ -107,7 +107,11 @@ impl<C: QueueCore> SendQueue<C> {
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Option<usize> {
         if ctl.chunks.back().map_or(true, |c| c.room() < room) {
-            let mut chunk = self.core.pool().get(room);
+            let spare = match &mut ctl.acks {
+                Some(acks) if room <= CHUNK_SIZE => acks.spare(),
+                _ => None,
+            };
+            let mut chunk = spare.unwrap_or_else(|| self.core.pool().get(room));
             chunk.number_from(ctl.next_seq);
             ctl.chunks.push_back(chunk);
         }
