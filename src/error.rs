@@ -92,7 +92,7 @@ pub enum ListenError {
     Framing(#[from] FrameError),
     /// Acknowledged mode cannot run as configured (see [`AckError::Framing`](crate::AckError::Framing)).
     #[error("acknowledged delivery: {0}")]
-    Acked(#[from] crate::acked::AckError),
+    Acked(#[from] crate::acked::error::AckError),
     /// Creating, binding or listening on a socket failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -126,7 +126,7 @@ pub enum DialError {
     Framing(#[from] FrameError),
     /// Acknowledged mode cannot run as configured (see [`AckError::Framing`](crate::AckError::Framing)).
     #[error("acknowledged delivery: {0}")]
-    Acked(#[from] crate::acked::AckError),
+    Acked(#[from] crate::acked::error::AckError),
     /// The address string did not resolve to a socket address.
     #[error("cannot resolve address {0:?}")]
     Resolve(String),
@@ -243,7 +243,7 @@ pub enum ConnError {
     Frame(#[from] FrameError),
     /// The peer broke the acknowledged-delivery protocol (or is not speaking it).
     #[error("acknowledged delivery: {0}")]
-    Acked(#[from] crate::acked::AckError),
+    Acked(#[from] crate::acked::error::AckError),
     /// A socket operation failed (for example a reset by the peer).
     #[error("socket error: {0}")]
     Io(#[from] io::Error),

@@ -8,7 +8,7 @@
 //!   at its unacknowledged bound until the next tick: the listener cannot tell that the
 //!   writer waits. One acknowledgement per receive costs a few bytes on the connection's next
 //!   send);
-//! - with a channel, when the consumer has taken [`ACK_BYTES`](crate::acked::ACK_BYTES) since the last one or found the
+//! - with a channel, when the consumer has taken [`ACK_BYTES`] since the last one or found the
 //!   channel empty ([`ConnAck::taken`](crate::acked::ConnAck::taken));
 //! - and on every tick (50 ms), whatever is pending.
 //!
@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::acked::conn_ack::AckSink;
 use crate::acked::error::AckError;
 use crate::acked::sequencer::Sequencer;
 use crate::acked::table::{SessionTable, Slot, SlotState};
@@ -60,7 +61,11 @@ impl AckedListenerSession {
             .sendq
             .push(&Raw(&reply), Some(Instant::now()));
         if let Some(ack) = conn.ack_state() {
-            let _ = ack.session.set((opened.slot.clone(), self.table.clone()));
+            let sink = SessionSink {
+                slot: opened.slot.clone(),
+                table: self.table.clone(),
+            };
+            let _ = ack.session.set(Arc::new(sink));
             ack.ready.store(true, Ordering::Release);
         }
         self.slot = Some(opened.slot);
@@ -108,6 +113,27 @@ impl AckedListenerSession {
             }
         }
         result
+    }
+}
+
+/// A channel listener's acknowledgement is due once its consumer took this many payload bytes
+/// since the last one (or found the channel empty).
+pub(crate) const ACK_BYTES: usize = 64 * 1024;
+
+/// A writer session's acknowledgements, for its connections' channel takes.
+struct SessionSink {
+    slot: Arc<Slot>,
+    table: Arc<SessionTable>,
+}
+
+impl AckSink for SessionSink {
+    fn taken(&self, seq: u64, len: usize, drained: bool) {
+        let mut st = self.slot.lock();
+        st.delivered = st.delivered.max(seq);
+        st.pending += len;
+        if drained || st.pending >= ACK_BYTES {
+            send_ack(&mut st, &self.slot, &self.table);
+        }
     }
 }
 

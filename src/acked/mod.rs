@@ -14,28 +14,21 @@
 //! [`ack`](crate::engine::handle::SendQueueHandle::ack) releases it, and puts this layer's hello
 //! first on each connection.
 
-mod error;
+pub(crate) mod conn_ack;
+pub(crate) mod error;
 mod listen;
-mod sequencer;
+pub(crate) mod sequencer;
 mod table;
-mod wire;
+pub(crate) mod wire;
 mod write;
-
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
 
 pub use error::AckError;
 pub(crate) use listen::AckedListenerSession;
-pub(crate) use sequencer::{Mark, Sequencer};
 pub use table::DedupStore;
-pub(crate) use table::{SessionTable, Slot, TableConfig};
+pub(crate) use table::{SessionTable, TableConfig};
 pub use wire::SessionId;
-pub(crate) use wire::{check_framing, Hello, TAG_MESSAGE};
+pub(crate) use wire::{check_framing, Hello};
 pub(crate) use write::{AckedWriterSession, Refusal};
-
-/// A listener's acknowledgement is due once this many payload bytes were delivered since the
-/// last one (channel delivery; a handler's are sent after each batch of received bytes).
-pub(crate) const ACK_BYTES: usize = 64 * 1024;
 
 /// Sessions a listener's table holds by default.
 pub const DEFAULT_MAX_SESSIONS: usize = 65_536;
@@ -53,32 +46,6 @@ pub struct AckedStats {
     /// Messages sent again after reconnects (they were sent before and not acknowledged), each
     /// counted once however many reconnects it took.
     pub resent: u64,
-}
-
-/// The acknowledged side of a listener's connection (on its [`Conn`](crate::Conn)).
-#[derive(Default)]
-pub(crate) struct ConnAck {
-    /// The reply to the hello is queued: writes may follow it.
-    pub(crate) ready: Arc<AtomicBool>,
-    /// The message being handled is flagged.
-    pub(crate) dup: AtomicBool,
-    /// The writer session, once the hello named it.
-    pub(crate) session: OnceLock<(Arc<Slot>, Arc<SessionTable>)>,
-}
-
-impl ConnAck {
-    /// A channel consumer took message `seq`: acknowledge when due.
-    pub(crate) fn taken(&self, seq: u64, len: usize, drained: bool) {
-        let Some((slot, table)) = self.session.get() else {
-            return;
-        };
-        let mut st = slot.lock();
-        st.delivered = st.delivered.max(seq);
-        st.pending += len;
-        if drained || st.pending >= ACK_BYTES {
-            listen::send_ack(&mut st, slot, table);
-        }
-    }
 }
 
 /// A random session id (the kernel's random source; the clock and the process id if it fails).

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::acked::Mark;
+use crate::acked::sequencer::Mark;
 use crate::engine::handle::ConnInfo;
 use crate::stream::conn::Conn;
 

@@ -29,7 +29,7 @@ use crate::error::ConnError;
 pub(crate) use crate::engine::dialer::{Next, Redial};
 pub(crate) use crate::engine::send::chunk::{Chunk, CHUNK_SIZE};
 pub(crate) use crate::engine::send::gate::{Gate, PushError};
-pub(crate) use crate::engine::send::queue::acks::{AckCounts, AckFault, Resume};
+pub(crate) use crate::engine::send::queue::ack_state::{AckCounts, AckFault, Resume};
 pub(crate) use crate::engine::send::traits::{Encoded, FrameIndex, Seal};
 pub(crate) use crate::engine::session::{next_conn_id, peer_cred, Delivered, Session};
 pub use crate::engine::session::{ConnInfo, PeerCred};

@@ -7,13 +7,7 @@ use crate::acked::{
     check_framing, AckError, DedupStore, SessionTable, TableConfig, DEFAULT_MAX_SESSIONS,
     DEFAULT_SESSION_TTL,
 };
-use crate::listener::config::ListenerConfig;
-
-/// A listener's acknowledged-mode settings.
-#[derive(Clone)]
-pub(crate) struct AckedListener {
-    pub(crate) table: TableConfig,
-}
+use crate::listener::config::{AckedListener, ListenerConfig};
 
 impl ListenerConfig {
     /// Acknowledged delivery (default: off): every connection must start with an acknowledged

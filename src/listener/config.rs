@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::acked::TableConfig;
 use crate::channel::{self, ChannelLink, MessageReceiver};
 use crate::engine::handle::ConnInfo;
 use crate::engine::RuntimeConfig;
@@ -56,13 +57,19 @@ pub struct ListenerConfig {
     pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: Option<usize>,
     /// Acknowledged mode (setters in `listener/acked.rs`).
-    pub(crate) acked: Option<crate::listener::acked::AckedListener>,
+    pub(crate) acked: Option<AckedListener>,
     /// TLS (setters in `listener/tls.rs`).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::ListenerTls>,
 }
 
 forward_stream_options!(ListenerConfig);
+
+/// A listener's acknowledged-mode settings (set in `listener/acked.rs`).
+#[derive(Clone)]
+pub(crate) struct AckedListener {
+    pub(crate) table: TableConfig,
+}
 
 impl ListenerConfig {
     /// Listen on `address` (`"127.0.0.1:0"` picks a free port; `"unix:/run/app.sock"` or

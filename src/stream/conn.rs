@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::acked::ConnAck;
+use crate::acked::conn_ack::ConnAck;
 use crate::engine::handle::{ConnInfo, Gate, SendQueueHandle};
 use crate::error::WriteError;
 use crate::frame::{Codec, Frame};

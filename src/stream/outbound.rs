@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::acked::{AckError, TAG_MESSAGE};
+use crate::acked::error::AckError;
+use crate::acked::wire::TAG_MESSAGE;
 use crate::engine::handle::{PushError, SendQueueHandle};
 use crate::error::{ConnError, FrameError, WriteError};
 use crate::frame::{Codec, Frame};

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::acked::Sequencer;
+use crate::acked::sequencer::Sequencer;
 use crate::channel::ChannelSender;
 use crate::engine::handle::{ConnInfo, Delivered, Session};
 use crate::error::{CloseReason, ConnError};

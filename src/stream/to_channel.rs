@@ -4,7 +4,8 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use crate::acked::{AckError, Sequencer};
+use crate::acked::error::AckError;
+use crate::acked::sequencer::Sequencer;
 use crate::channel::{ChannelSender, Message};
 use crate::error::ConnError;
 use crate::frame::Decoder;

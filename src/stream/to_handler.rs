@@ -3,7 +3,7 @@
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::acked::Sequencer;
+use crate::acked::sequencer::Sequencer;
 use crate::error::ConnError;
 use crate::frame::Decoder;
 use crate::stream::conn::Conn;

@@ -45,7 +45,8 @@ use owner::Owner;
 /// The sealer of the socket a sealed queue's connection runs on (see `seal.rs`).
 type Sealer = Option<(Arc<OwnedFd>, Box<dyn crate::engine::send::traits::Seal>)>;
 
-pub(crate) mod acks;
+pub(crate) mod ack_state;
+mod acks;
 #[cfg(test)]
 mod acks_tests;
 mod core_side;
@@ -86,7 +87,7 @@ struct Ctl {
     /// The sequence number of the next frame queued (numbers matter on an acknowledged queue).
     next_seq: u64,
     /// An acknowledged queue's bookkeeping (`acks.rs`).
-    acks: Option<acks::Acks>,
+    acks: Option<ack_state::Acks>,
 }
 
 /// What a queue needs of the core that drains it: `CoreShared` (`core.rs`), whose commands
@@ -150,7 +151,7 @@ impl<C: QueueCore> SendQueue<C> {
                 error: None,
                 blocked: 0,
                 wakers: Vec::new(),
-                next_seq: acks::FIRST_SEQ,
+                next_seq: ack_state::FIRST_SEQ,
                 acks: None,
             }),
             changed: Condvar::new(),

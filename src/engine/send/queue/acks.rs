@@ -13,114 +13,35 @@
 
 use std::collections::VecDeque;
 
+use super::ack_state::{AckCounts, AckFault, Acks, Resume, SPARE_MAX};
 use super::{Ctl, QueueCore, SendQueue};
 use crate::engine::send::chunk::Chunk;
 
-/// The first sequence number of a queue's frames.
-pub(crate) const FIRST_SEQ: u64 = 1;
-
-/// Standard chunks an acknowledged queue keeps from those its acknowledgements free, for its
-/// next frames (1 MiB): a streaming writer swaps chunks with itself under the lock it holds
-/// anyway, instead of through the core's pool, whose bound a writer's unacknowledged window
-/// exceeds (allocating and zeroing a chunk per 16 KiB otherwise). Given back to the pool when
-/// everything was acknowledged.
-const SPARE_MAX: usize = 64;
-
-/// What an acknowledged queue keeps (in its `Ctl`).
-pub(super) struct Acks {
-    /// Chunks the kernel took whole, in sequence order, with frames not yet acknowledged.
-    retained: VecDeque<Chunk>,
-    /// The last sequence number acknowledged (`FIRST_SEQ - 1`: none).
-    acked: u64,
-    /// The sequence number after the last frame handed to the kernel on any connection.
-    sent_high: u64,
-    /// Frames sent again after reconnects (each counted once).
-    resent: u64,
-    /// The frames before this one were counted in `resent` already.
-    resent_through: u64,
-    /// Emptied chunks for this queue's next frames (see [`SPARE_MAX`]).
-    spare: Vec<Chunk>,
-}
-
-/// Why an acknowledgement was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AckFault {
-    /// It names a frame before the last acknowledgement.
-    Backwards { acked: u64 },
-    /// It names a frame never handed to the kernel.
-    Beyond { sent: u64 },
-}
-
-/// Where a new connection starts (what its hello says).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Resume {
-    /// The first frame sent on it.
-    pub(crate) first_seq: u64,
-    /// The first frame never handed to the kernel before.
-    pub(crate) first_new: u64,
-}
-
-/// An acknowledged queue's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct AckCounts {
-    /// The last sequence number acknowledged.
-    pub(crate) acked: u64,
-    /// Frames queued so far (the last sequence number given).
-    pub(crate) queued: u64,
-    /// Frames sent again after reconnects.
-    pub(crate) resent: u64,
-}
-
-impl Acks {
-    pub(super) fn new() -> Acks {
-        Acks {
-            retained: VecDeque::new(),
-            acked: FIRST_SEQ - 1,
-            sent_high: FIRST_SEQ,
-            resent: 0,
-            resent_through: FIRST_SEQ,
-            spare: Vec::new(),
-        }
+/// Checks (debug builds) that the frames not acknowledged are all here, once, in order:
+/// in `retained`, then `out` (a core's outbox), then the queue, from the one after the
+/// last acknowledged to the last queued.
+#[cfg(debug_assertions)]
+pub(super) fn check(ctl: &Ctl, out: Option<&VecDeque<Chunk>>) {
+    let Some(acks) = &ctl.acks else {
+        return;
+    };
+    let mut next = acks.acked + 1;
+    let chunks = acks.retained.iter().chain(out.into_iter().flatten());
+    for c in chunks.chain(ctl.chunks.iter()).filter(|c| c.frames() > 0) {
+        assert!(
+            c.seq() <= next,
+            "frames {next}..{} missing (acked {})",
+            c.seq(),
+            acks.acked
+        );
+        next = next.max(c.seq_end());
     }
-
-    /// Checks (debug builds) that the frames not acknowledged are all here, once, in order:
-    /// in `retained`, then `out` (a core's outbox), then the queue, from the one after the
-    /// last acknowledged to the last queued.
-    #[cfg(debug_assertions)]
-    pub(super) fn check(ctl: &Ctl, out: Option<&VecDeque<Chunk>>) {
-        let Some(acks) = &ctl.acks else {
-            return;
-        };
-        let mut next = acks.acked + 1;
-        let chunks = acks.retained.iter().chain(out.into_iter().flatten());
-        for c in chunks.chain(ctl.chunks.iter()).filter(|c| c.frames() > 0) {
-            assert!(
-                c.seq() <= next,
-                "frames {next}..{} missing (acked {})",
-                c.seq(),
-                acks.acked
-            );
-            next = next.max(c.seq_end());
-        }
-        assert_eq!(next, ctl.next_seq, "frames missing at the end");
-    }
-
-    #[cfg(not(debug_assertions))]
-    #[inline]
-    pub(super) fn check(_: &Ctl, _: Option<&VecDeque<Chunk>>) {}
-
-    /// A standard chunk kept for the next frames, if any.
-    #[inline]
-    pub(super) fn spare(&mut self) -> Option<Chunk> {
-        self.spare.pop()
-    }
-
-    /// Chunks handed to the kernel: frames up to their end may reach the peer.
-    #[inline]
-    pub(super) fn handed(&mut self, chunk: &Chunk) {
-        self.sent_high = self.sent_high.max(chunk.seq_end());
-    }
+    assert_eq!(next, ctl.next_seq, "frames missing at the end");
 }
+
+#[cfg(not(debug_assertions))]
+#[inline]
+pub(super) fn check(_: &Ctl, _: Option<&VecDeque<Chunk>>) {}
 
 impl<C: QueueCore> SendQueue<C> {
     /// Makes this (new, empty) queue an acknowledged one: chunks sent are kept until
@@ -279,7 +200,7 @@ impl<C: QueueCore> SendQueue<C> {
         ctl.unsent += chunk.unsent_len();
         ctl.chunks.push_front(chunk);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
-        Acks::check(ctl, None);
+        check(ctl, None);
         Some(resume)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::acks::{AckFault, Resume};
+use super::ack_state::{AckFault, Resume};
 use super::tests::{frame, queue, socket};
 use crate::engine::send::outbox::Outbox;
 use crate::error::ConnError;

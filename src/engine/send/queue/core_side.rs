@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::acks::Acks;
+use super::acks;
 use super::owner::Take;
 use super::{Ctl, QueueCore, SendQueue, CLOSED, RECONNECTING, REFUSING};
 use crate::engine::send::chunk::Chunk;
@@ -96,7 +96,7 @@ impl<C: QueueCore> SendQueue<C> {
                 taken += 1;
             }
         }
-        Acks::check(&ctl, Some(&*out.chunks_mut()));
+        acks::check(&ctl, Some(&*out.chunks_mut()));
         ctl.owner.core_took(taken > 0);
         if taken == 0 {
             // Idle: an empty open chunk goes back to the pool, so idle connections hold none.
@@ -189,7 +189,7 @@ impl<C: QueueCore> SendQueue<C> {
         // next resume (or drain), which waits for it, puts the kept ones first.
         if !ctl.owner.is_direct() {
             self.requeue_retained(&mut ctl);
-            Acks::check(&ctl, None);
+            acks::check(&ctl, None);
         }
         ctl.unsent = ctl.unsent.saturating_sub(dropped);
         ctl.queued = ctl.chunks.iter().map(|c| c.unsent().len()).sum();
