@@ -75,8 +75,8 @@ step "soak (40 s plain, 40 s acknowledged)"
 cargo run --release --example soak -- --seconds 40
 cargo run --release --example soak -- --seconds 40 --acked
 
-step "decoder fuzz driver (60 s) and random bytes on a live listener (30 s)"
-BUFFSTREAMS_FUZZ_SECS=60 BUFFSTREAMS_RANDOM_SECS=30 \
+step "decoder fuzz driver (45 s) and random bytes on a live listener (30 s)"
+BUFFSTREAMS_FUZZ_SECS=45 BUFFSTREAMS_RANDOM_SECS=30 \
   cargo test --all-features --test fuzz_decoder --test random_bytes -- --nocapture
 
 if [ -f benches/throughput/main.rs ] && grep -q -- "--quick" benches/throughput/*.rs; then
