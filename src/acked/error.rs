@@ -69,8 +69,8 @@ pub enum AckError {
     NoReply,
     /// Several connections in a row closed before the listener's reply (a plain listener
     /// closes the connection on the hello): a write or flush that would dial again from the
-    /// caller's thread fails with this instead. Background reconnects go on at the retry
-    /// policy's pace.
+    /// caller's thread fails with this instead. Background reconnects count such connections
+    /// as failed attempts, so the retry policy gives up with this after its attempts.
     #[error("{0} connections in a row closed before the listener's reply: not an acknowledged listener?")]
     NoReplies(u32),
     /// Acknowledged mode cannot run on this framing (2-byte length headers, delimiters).

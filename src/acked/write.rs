@@ -25,7 +25,7 @@ pub(crate) struct AckedWriterSession {
 /// Connections in a row that ended before the listener's reply, after which a write or flush
 /// that would dial again from the caller's thread fails instead (a plain listener closes the
 /// connection on the hello; dialing it again at once would never end). Background reconnects
-/// go on at the retry policy's pace: a flaky network ends connections early too.
+/// count them as failed attempts (`writer/link.rs`).
 pub(crate) const NO_REPLY_LIMIT: u32 = 3;
 
 /// What a writer's connections tell its next dial: a permanent protocol failure (the dial then
