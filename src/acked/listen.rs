@@ -106,7 +106,6 @@ impl AckedListenerSession {
             );
             if !self.channel {
                 st.delivered = st.delivered.max(seq.delivered);
-                st.pending += std::mem::take(&mut seq.bytes);
                 if st.delivered > st.acked {
                     send_ack(&mut st, &slot, &self.table);
                 }

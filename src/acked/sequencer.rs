@@ -24,8 +24,6 @@ pub(crate) struct Sequencer {
     pub(crate) accepted: u64,
     /// The last frame delivered (a handler returned).
     pub(crate) delivered: u64,
-    /// Payload bytes delivered since the session last looked.
-    pub(crate) bytes: usize,
     /// Frames dropped as delivered already.
     pub(crate) dropped: u64,
     /// Frames delivered flagged.
@@ -48,7 +46,7 @@ impl Sequencer {
 
     /// The next frame: `None` if it was delivered already (drop it).
     #[inline]
-    pub(crate) fn next(&mut self, len: usize) -> Option<Mark> {
+    pub(crate) fn next(&mut self) -> Option<Mark> {
         let seq = self.next;
         self.next += 1;
         if seq <= self.skip_through {
@@ -58,7 +56,6 @@ impl Sequencer {
         let dup = seq < self.flag_before;
         self.flagged += u64::from(dup);
         self.accepted = seq;
-        self.bytes += len;
         Some(Mark { seq, dup })
     }
 
@@ -77,17 +74,17 @@ mod tests {
     fn drops_what_was_accepted_and_flags_what_an_earlier_process_may_have_had() {
         // Known session: 1..=5 accepted, the writer resumes at 3.
         let mut s = Sequencer::new(3, 5, 0);
-        assert_eq!(s.next(1), None);
-        assert_eq!(s.next(1), None);
-        assert_eq!(s.next(1), None);
-        assert_eq!(s.next(1), Some(Mark { seq: 6, dup: false }));
+        assert_eq!(s.next(), None);
+        assert_eq!(s.next(), None);
+        assert_eq!(s.next(), None);
+        assert_eq!(s.next(), Some(Mark { seq: 6, dup: false }));
         assert_eq!(s.dropped, 3);
         // Unknown session: 3..8 were sent to an earlier process.
         let mut s = Sequencer::new(3, 0, 8);
         for seq in 3..8 {
-            assert_eq!(s.next(1), Some(Mark { seq, dup: true }));
+            assert_eq!(s.next(), Some(Mark { seq, dup: true }));
         }
-        assert_eq!(s.next(1), Some(Mark { seq: 8, dup: false }));
+        assert_eq!(s.next(), Some(Mark { seq: 8, dup: false }));
         assert_eq!((s.flagged, s.accepted), (5, 8));
     }
 }

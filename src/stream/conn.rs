@@ -44,32 +44,26 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     pub(crate) fn new(info: ConnInfo, codec: Codec, sendq: SendQueueHandle) -> Conn {
-        Conn {
-            inner: Arc::new(ConnInner {
-                info,
-                out: Outbound {
-                    codec,
-                    sendq,
-                    tagged: None,
-                },
-                acked: None,
-            }),
-        }
+        Self::with(info, codec, sendq, None)
     }
 
     /// An acknowledged listener's connection: what it writes is tagged, once its hello was
     /// answered.
     pub(crate) fn acked(info: ConnInfo, codec: Codec, sendq: SendQueueHandle) -> Conn {
-        let ack = ConnAck::default();
+        Self::with(info, codec, sendq, Some(ConnAck::default()))
+    }
+
+    fn with(info: ConnInfo, codec: Codec, sendq: SendQueueHandle, acked: Option<ConnAck>) -> Conn {
+        let tagged = acked.as_ref().map(|ack| ack.ready.clone());
         Conn {
             inner: Arc::new(ConnInner {
                 info,
                 out: Outbound {
                     codec,
                     sendq,
-                    tagged: Some(ack.ready.clone()),
+                    tagged,
                 },
-                acked: Some(ack),
+                acked,
             }),
         }
     }

@@ -47,7 +47,7 @@ pub(crate) fn feed(
         let decoded = decoder.decode(rest, |payload| {
             let mark = match seq.as_deref_mut() {
                 None => None,
-                Some(seq) => match seq.next(payload.len()) {
+                Some(seq) => match seq.next() {
                     None => return ControlFlow::Continue(()),
                     mark => mark,
                 },

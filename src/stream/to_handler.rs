@@ -44,7 +44,7 @@ pub(crate) fn feed(
         decoder.decode(data, |msg| {
             let mark = match seq.as_deref_mut() {
                 None => None,
-                Some(seq) => match seq.next(msg.len()) {
+                Some(seq) => match seq.next() {
                     None => return ControlFlow::Continue(()),
                     Some(mark) => {
                         conn.mark_duplicate(mark.dup);

@@ -19,6 +19,19 @@ fn payloads(bytes: bytes::BytesMut) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The core takes everything queued and the kernel takes it all; returns the (empty) outbox.
+fn send_all(
+    q: &Arc<super::SendQueue<crate::engine::core::CoreShared>>,
+    fd: &Arc<std::os::fd::OwnedFd>,
+) -> Outbox {
+    let mut out = Outbox::new();
+    assert!(q.take(&mut out, fd));
+    let mut done = Vec::new();
+    out.advance(out.unsent_len(), &mut done);
+    q.complete(&mut done, true);
+    out
+}
+
 #[test]
 fn sent_frames_stay_until_acknowledged_and_go_again_after_a_failure() {
     let (_core, q) = queue(1 << 20);
@@ -36,11 +49,7 @@ fn sent_frames_stay_until_acknowledged_and_go_again_after_a_failure() {
     for byte in 1..=5u8 {
         frame(&q, byte, 10);
     }
-    let mut out = Outbox::new();
-    assert!(q.take(&mut out, &fd));
-    let mut done = Vec::new();
-    out.advance(out.unsent_len(), &mut done);
-    q.complete(&mut done, true);
+    let mut out = send_all(&q, &fd);
     // Everything was sent: the hello is gone, the frames are kept.
     assert_eq!(q.ack(6), Err(AckFault::Beyond { sent: 5 }));
     assert_eq!(q.ack(2), Ok(()));
@@ -95,11 +104,7 @@ fn giving_up_returns_exactly_the_unacknowledged_frames() {
     for byte in 1..=4u8 {
         frame(&q, byte, 10);
     }
-    let mut out = Outbox::new();
-    assert!(q.take(&mut out, &fd));
-    let mut done = Vec::new();
-    out.advance(out.unsent_len(), &mut done);
-    q.complete(&mut done, true);
+    send_all(&q, &fd);
     frame(&q, 5, 10);
     // Frame 1 of the kept chunk is acknowledged: the chunk is cut at frame 2.
     q.ack(1).expect("ack");
@@ -119,11 +124,7 @@ fn the_bound_counts_what_waits_for_acknowledgement() {
     for byte in 1..=3u8 {
         frame(&q, byte, 26); // 30 bytes each
     }
-    let mut out = Outbox::new();
-    assert!(q.take(&mut out, &fd));
-    let mut done = Vec::new();
-    out.advance(out.unsent_len(), &mut done);
-    q.complete(&mut done, true);
+    send_all(&q, &fd);
     let codec = Codec::new(Framing::U32Be, 1 << 20).expect("codec");
     let payload = [9u8; 26];
     let f = codec.prepare(&payload).expect("frame");
@@ -149,11 +150,7 @@ fn a_connection_ending_during_a_direct_send_keeps_the_order() {
     for byte in 1..=3u8 {
         frame(&q, byte, 10);
     }
-    let mut out = Outbox::new();
-    assert!(q.take(&mut out, &fd));
-    let mut done = Vec::new();
-    out.advance(out.unsent_len(), &mut done);
-    q.complete(&mut done, true);
+    send_all(&q, &fd);
     // Fill the socket so that a direct send blocks.
     let junk = [0u8; 4096];
     // SAFETY: a valid socket and buffer; MSG_DONTWAIT never blocks.
